@@ -1,0 +1,22 @@
+"""SRLane with a ResNet-18 backbone: the released R18 architecture (spec sections 5-7)."""
+
+img_w = 800
+img_h = 320
+num_points = 72
+max_lanes = 4
+
+model = dict(
+    backbone=dict(depth=18, pretrained=True),
+    neck=dict(out_channels=64),
+    sketch_head=dict(angle_map_size=(4, 10), feat_ds_strides=(8, 16, 32)),
+    refine_head=dict(
+        refine_layers=1,
+        fc_hidden_dim=192,
+        sample_points=36,
+        num_groups=6,
+        z_mean=0.9269,
+        z_std=0.2379,
+    ),
+)
+loss_weights = dict(iou=2.0, cls=2.0, l1=0.2, angle=5.0, attn=0.0, seg=0.0)
+test_parameters = dict(conf_threshold=0.4, nms_thres=50.0, nms_topk=4)

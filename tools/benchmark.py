@@ -1,0 +1,27 @@
+"""Benchmarks of the data pipeline and the metric.
+
+    python tools/benchmark.py data [--json OUT]     dataset items per second (one process, one thread)
+    python tools/benchmark.py metric [--json OUT]   CULane metric: ms per image, full-test seconds
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from tools.benchmarks import data, metric  # noqa: E402
+
+BENCHMARKS = {"data": data, "metric": metric}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="name", required=True)
+    for name, module in BENCHMARKS.items():
+        module.add_arguments(sub.add_parser(name, help=module.__doc__.strip().splitlines()[0]))
+    args = parser.parse_args()
+    BENCHMARKS[args.name].run(args)
+
+
+if __name__ == "__main__":
+    main()
