@@ -1,0 +1,69 @@
+"""A decoded lane: normalised points and the spline x(y) the benchmark writers sample."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from scipy.interpolate import InterpolatedUnivariateSpline
+
+INVALID_X = -2.0
+
+
+class Lane:
+    """A lane as the detector decodes it.
+
+    ``points`` is a float64 ``(N, 2)`` array of ``(x, y)`` with x as a fraction of the original
+    image width and y as a fraction of the original height, in the order the decoder emits them
+    (the release's order: top of the image first, y increasing). x(y) is an interpolating
+    spline of degree ``min(3, N - 1)``; outside ``[min_y - 0.01, max_y + 0.01]`` it is invalid
+    (``INVALID_X``).
+    """
+
+    def __init__(self, points: np.ndarray, invalid_value: float = INVALID_X) -> None:
+        points = np.asarray(points, dtype=np.float64)
+        if points.ndim != 2 or points.shape[1] != 2 or len(points) < 2:
+            raise ValueError(f"Lane needs an (N>=2, 2) point array, got shape {points.shape}")
+        order = np.argsort(points[:, 1], kind="stable")
+        ys = points[order, 1]
+        if np.any(np.diff(ys) <= 0):
+            raise ValueError("Lane points must have distinct y values")
+        self.points = points
+        self.invalid_value = float(invalid_value)
+        self.min_y = float(ys[0]) - 0.01
+        self.max_y = float(ys[-1]) + 0.01
+        self._spline = InterpolatedUnivariateSpline(ys, points[order, 0], k=min(3, len(points) - 1))
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+    def __repr__(self) -> str:
+        return f"Lane({len(self.points)} points, y in [{self.min_y + 0.01:.3f}, {self.max_y - 0.01:.3f}])"
+
+    def __call__(self, ys: np.ndarray | Sequence[float]) -> np.ndarray:
+        """x at normalised ``ys``; ``invalid_value`` outside the lane's y range (+-0.01)."""
+        ys = np.asarray(ys, dtype=np.float64)
+        xs = np.asarray(self._spline(ys), dtype=np.float64)
+        xs[(ys < self.min_y) | (ys > self.max_y)] = self.invalid_value
+        return xs
+
+    def to_culane(self, ori_w: int, ori_h: int, y_start: int = 270, y_step: int = 8) -> np.ndarray:
+        """Pixel points ``(M, 2)`` as the release writes a CULane prediction line.
+
+        Samples ``ys = arange(y_start, ori_h, y_step) / ori_h``, keeps xs in ``[0, 1)``, scales
+        to pixels and orders bottom first (y decreasing), as the release's string does.
+        """
+        ys = np.arange(y_start, ori_h, y_step) / ori_h
+        xs = self(ys)
+        valid = (xs >= 0) & (xs < 1)
+        out = np.stack([xs[valid] * ori_w, ys[valid] * ori_h], axis=1)
+        return out[::-1].copy()
+
+    def to_tusimple(self, h_samples: Sequence[float], ori_w: int, ori_h: int) -> list[float]:
+        """xs in pixels at the TuSimple ``h_samples``, -2 where the lane is absent.
+
+        As the release: a sample is absent when x < 0; present xs are truncated to whole pixels.
+        """
+        xs = self(np.asarray(h_samples, dtype=np.float64) / ori_h)
+        pixels = np.trunc(xs * ori_w)
+        pixels[xs < 0] = -2.0
+        return [float(v) for v in pixels]
