@@ -1,4 +1,5 @@
-"""Python config files: ``_base_`` inheritance, deep merge and attribute access.
+"""Python config files: ``_base_`` inheritance, deep merge, attribute access, overrides,
+validation against a schema of known keys, and a dump of the final config.
 
 A config file is a Python file whose top-level names (not starting with ``_``, not modules,
 functions or classes) become the config's keys. ``_base_`` is a path or list of paths, relative
@@ -6,11 +7,20 @@ to the file, merged first; the file's own values are merged on top (dicts deep-m
 """
 from __future__ import annotations
 
+import ast
 import copy
+import difflib
 import os
+import pprint
 import runpy
+import tempfile
 import types
+from collections.abc import Iterable, Sequence
 from typing import Any
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used: unknown key, wrong type or malformed override."""
 
 
 class Config(dict):
@@ -44,6 +54,15 @@ class Config(dict):
     def fromfile(cls, path: str | os.PathLike) -> "Config":
         """Load a Python config file, resolving ``_base_`` files first."""
         return cls(_load_file(os.path.abspath(os.fspath(path)), chain=()))
+
+    def dump(self, path: str | os.PathLike) -> None:
+        """Write the config as a Python file that ``Config.fromfile`` reads back (atomic)."""
+        lines = ['"""Final config of this run, written by srlane (all bases merged)."""', ""]
+        for key, value in self.to_dict().items():
+            lines.append(f"{key} = {pprint.pformat(value, sort_dicts=False)}")
+        text = "\n".join(lines) + "\n"
+        ast.parse(text)
+        atomic_write_text(path, text)
 
 
 def _wrap(value: Any) -> Any:
@@ -95,3 +114,143 @@ def _load_file(path: str, chain: tuple[str, ...]) -> dict:
         and not isinstance(value, (types.ModuleType, types.FunctionType, type))
     }
     return merge(merged, own)
+
+
+def load_bases(path: str | os.PathLike) -> dict:
+    """The merged ``_base_`` files of a config file, without the file's own values."""
+    path = os.path.abspath(os.fspath(path))
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"config file not found: {path}")
+    bases = runpy.run_path(path).get("_base_", [])
+    if isinstance(bases, str):
+        bases = [bases]
+    merged: dict = {}
+    for base in bases:
+        base_path = os.path.normpath(os.path.join(os.path.dirname(path), base))
+        merged = merge(merged, _load_file(base_path, chain=(path,)))
+    return merged
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"a.b=3"`` -> ``("a.b", 3)``; the value is a Python literal if it parses as one, else a string."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override {text!r} is not of the form key=value (e.g. total_iter=100)")
+    try:
+        value = ast.literal_eval(raw.strip())
+    except (ValueError, SyntaxError):
+        value = raw.strip()
+    return key, value
+
+
+def apply_overrides(cfg: Config, overrides: Iterable[str]) -> Config:
+    """Return a copy of ``cfg`` with each ``key=value`` override applied (dotted keys go into dicts)."""
+    out = copy.deepcopy(cfg)
+    for text in overrides:
+        key, value = parse_override(text)
+        *parents, leaf = key.split(".")
+        node = out
+        for depth, part in enumerate(parents):
+            child = node.get(part)
+            if child is None:
+                child = Config()
+                node[part] = child
+            if not isinstance(child, dict):
+                where = ".".join(parents[: depth + 1])
+                raise ConfigError(f"override {text!r}: {where!r} is a {type(child).__name__}, not a dict")
+            node = child
+        node[leaf] = value
+    return out
+
+
+def validate(cfg: dict, schema: dict, open_keys: Sequence[str] = ()) -> None:
+    """Check every key of ``cfg`` exists in ``schema`` with a compatible type.
+
+    Raises ``ConfigError`` naming the first unknown key (with the closest known key) or the
+    first value whose type differs from the schema's. A schema value of ``None`` accepts any
+    value; ``None`` in the config is accepted anywhere (it switches an option off). Keys listed
+    in ``open_keys`` (dotted) are dicts whose own keys are free (e.g. optimizer arguments).
+    """
+    _validate(cfg, schema, prefix="", open_keys=set(open_keys))
+
+
+def _validate(cfg: dict, schema: dict, prefix: str, open_keys: set[str]) -> None:
+    for key, value in cfg.items():
+        name = prefix + key
+        if key not in schema:
+            close = difflib.get_close_matches(key, [str(k) for k in schema], n=1, cutoff=0.6)
+            hint = f"; did you mean {prefix + close[0]!r}?" if close else ""
+            raise ConfigError(f"unknown config key {name!r}{hint}")
+        expected = schema[key]
+        if value is None or expected is None:
+            continue
+        if not _same_kind(value, expected):
+            raise ConfigError(
+                f"config key {name!r} should be {_kind_name(expected)} like {expected!r}, "
+                f"got {type(value).__name__} {value!r}"
+            )
+        if isinstance(value, dict) and name not in open_keys:
+            _validate(value, expected, prefix=name + ".", open_keys=open_keys)
+
+
+def _same_kind(value: Any, expected: Any) -> bool:
+    if isinstance(expected, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(expected, bool)
+    if isinstance(expected, float):
+        return isinstance(value, (int, float))
+    if isinstance(expected, (list, tuple)):
+        return isinstance(value, (list, tuple))
+    return isinstance(value, type(expected))
+
+
+def _kind_name(expected: Any) -> str:
+    if isinstance(expected, (list, tuple)):
+        return "a list or tuple"
+    if isinstance(expected, dict):
+        return "a dict"
+    return f"a {type(expected).__name__}"
+
+
+def load_config(
+    path: str | os.PathLike,
+    overrides: Iterable[str] = (),
+    defaults: dict | None = None,
+    known: Iterable[str | os.PathLike] = (),
+    open_keys: Sequence[str] = (),
+) -> Config:
+    """Load ``path`` on top of ``defaults``, apply ``key=value`` overrides, and validate.
+
+    The schema of known keys is ``defaults`` merged with the file's ``_base_`` files and the
+    ``known`` config files (e.g. every model and dataset config of the project).
+    """
+    defaults = defaults or {}
+    schema = merge(defaults, load_bases(path))
+    for known_path in known:
+        schema = merge(schema, _load_file(os.path.abspath(os.fspath(known_path)), chain=()))
+    cfg = Config(merge(defaults, Config.fromfile(path)))
+    try:
+        validate(cfg, schema, open_keys)
+    except ConfigError as err:
+        raise ConfigError(f"{os.fspath(path)}: {err}") from None
+    cfg = apply_overrides(cfg, overrides)
+    try:
+        validate(cfg, schema, open_keys)
+    except ConfigError as err:
+        raise ConfigError(f"--set: {err}") from None
+    return cfg
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` through a temp file in the same folder and ``os.replace``."""
+    folder = os.path.dirname(os.path.abspath(os.fspath(path)))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".part")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

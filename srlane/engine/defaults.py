@@ -1,0 +1,47 @@
+"""The engine's training keys and their defaults, in one place, and the project's config loader.
+
+Every experiment config is read on top of ``DEFAULTS`` and validated against the keys the project
+knows: these defaults, the config's ``_base_`` files and the model and dataset configs under
+``configs/``.
+"""
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Iterable
+
+from srlane.config import Config, load_config
+
+DEFAULTS: dict = dict(
+    optimizer=dict(type="AdamW", lr=6e-4),  # any torch.optim class and its keyword arguments
+    scheduler=dict(type="warmup_cosine", warmup_iter=800),
+    total_iter=44440,  # optimizer steps of the whole run
+    batch_size=40,  # images per optimizer step per process (per GPU set under "dp")
+    workers=8,  # data loader worker processes
+    eval_ep=3,  # validate every eval_ep epochs and always at the end
+    save_interval=1000,  # write last.pth every save_interval iterations and at the end
+    log_interval=500,  # log line every log_interval iterations
+    precision="16-mixed",  # falls back to "32-true" on CPU
+    strategy="dp",  # "dp" (as the release) or "ddp"; one process per device under "ddp"
+    seed=0,
+    grad_clip=None,  # max gradient norm, None: off
+    accumulate=1,  # micro-batches per optimizer step
+    ema_decay=None,  # e.g. 0.9998: validate and save an exponential moving average of the weights
+    max_nonfinite=10,  # stop when more than this many steps in a row have a non-finite loss
+    work_dirs="work_dirs",  # runs go to <work_dirs>/<config name>/<timestamp>/
+)
+
+OPEN_KEYS = ("optimizer",)  # dicts whose own keys are free
+
+PROJECT_CONFIGS = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "configs")
+
+
+def known_config_files() -> list[str]:
+    """The model and dataset configs shipped with the project (their keys are known keys)."""
+    patterns = [os.path.join(PROJECT_CONFIGS, sub, "*.py") for sub in ("models", "datasets")]
+    return sorted(path for pattern in patterns for path in glob.glob(pattern))
+
+
+def load_experiment(path: str | os.PathLike, overrides: Iterable[str] = ()) -> Config:
+    """Read an experiment config on top of ``DEFAULTS``, apply ``--set`` overrides, validate."""
+    return load_config(path, overrides, DEFAULTS, known_config_files(), OPEN_KEYS)
