@@ -1,0 +1,58 @@
+"""LaneRecord (one annotated image) and the helpers the readers share."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+class DataFormatError(ValueError):
+    """A dataset file that does not follow its format; the message names the file and line."""
+
+    def __init__(self, path: str, line: int | None, message: str) -> None:
+        where = f"{path}:{line}" if line is not None else path
+        super().__init__(f"{where}: {message}")
+        self.path, self.line = path, line
+
+
+@dataclass
+class LaneRecord:
+    """One image and its lanes.
+
+    Attributes:
+        img_path: absolute image path.
+        img_name: the image path as the list names it, relative to the data root, no leading '/'.
+        lanes: float32 ``(N, 2)`` arrays of (x, y) in original-image pixels (points with a
+            negative coordinate dropped, lanes with fewer than 2 points dropped).
+        category: CULane test category (``normal`` ... ``night``) or None.
+        mask_path: absolute path of the segmentation mask named in the list, or None.
+        lane_exist: the list's 0/1 lane-existence flags, or None.
+        h_samples: TuSimple rows at which the lanes are annotated, or None.
+    """
+
+    img_path: str
+    img_name: str
+    lanes: list[np.ndarray] = field(default_factory=list)
+    category: str | None = None
+    mask_path: str | None = None
+    lane_exist: tuple[int, ...] | None = None
+    h_samples: tuple[int, ...] | None = None
+
+
+def clean_lane(points: np.ndarray) -> np.ndarray | None:
+    """Drop points with a negative coordinate; None when fewer than 2 points remain."""
+    points = np.asarray(points, dtype=np.float32).reshape(-1, 2)
+    points = points[(points >= 0).all(axis=1)]
+    return points if len(points) >= 2 else None
+
+
+def relative_name(path_text: str) -> str:
+    """A list entry as a name relative to the data root (leading '/' removed)."""
+    return path_text.lstrip("/")
+
+
+def require_image(img_path: str, source: str, line: int) -> None:
+    """Raise DataFormatError naming the list file and line when the image does not exist."""
+    if not os.path.isfile(img_path):
+        raise DataFormatError(source, line, f"image not found: {img_path}")

@@ -1,0 +1,177 @@
+"""CULane / TuSimple readers and the annotation cache, on hand-written files."""
+import json
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+from srlane.data import cache as cache_module
+from srlane.data.culane import load_culane
+from srlane.data.records import DataFormatError
+from srlane.data.tusimple import load_tusimple
+
+
+def write(path, text=""):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def write_image(path, value=0, size=(8, 16)):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), np.full((*size, 3), value, np.uint8))
+
+
+def culane_root(root, lines_text):
+    """A CULane root with three training frames; frame 0's annotation is ``lines_text``."""
+    names = [f"driver_1/clip.MP4/{i:05d}.jpg" for i in range(3)]
+    for i, name in enumerate(names):
+        write_image(root / name, value=40 * i)
+        write(root / name.replace(".jpg", ".lines.txt"), lines_text if i == 0 else "")
+    write(root / "list" / "train_gt.txt",
+          "".join(f"/{n} /laneseg_label_w16/{n[:-3]}png 1 1 0 0 \n" for n in names))
+    write(root / "list" / "test.txt", "".join(f"/{n}\n" for n in names))
+    write(root / "list" / "test_split" / "test0_normal.txt", f"{names[0]}\n")
+    write(root / "list" / "test_split" / "test8_night.txt", f"{names[2]}\n")
+    return names
+
+
+def test_culane_train_list_with_flags_negatives_short_lanes_and_trailing_spaces(tmp_path):
+    text = ("10.5 100 -1 90 20.25 80 30 70 \n"   # negative point dropped
+            "5 50 \n"                             # one point: lane dropped
+            "-2 40 -3 30 7 20\n"                  # one real point left: dropped
+            "1 2 3 4\n")
+    names = culane_root(tmp_path / "CULane", text)
+    records = load_culane(str(tmp_path / "CULane"), "train", cache_dir=str(tmp_path / "cache"))
+    assert [r.img_name for r in records] == names
+    first = records[0]
+    assert first.img_path == os.path.join(str(tmp_path / "CULane"), names[0])
+    assert first.mask_path.endswith("laneseg_label_w16/driver_1/clip.MP4/00000.png")
+    assert first.lane_exist == (1, 1, 0, 0)
+    assert len(first.lanes) == 2
+    np.testing.assert_array_equal(first.lanes[0], np.array([[10.5, 100], [20.25, 80], [30, 70]], np.float32))
+    np.testing.assert_array_equal(first.lanes[1], np.array([[1, 2], [3, 4]], np.float32))
+    assert first.lanes[0].dtype == np.float32
+    assert records[1].lanes == [] and records[0].category is None
+
+
+def test_culane_test_split_categories(tmp_path):
+    names = culane_root(tmp_path / "CULane", "1 2 3 4\n")
+    records = load_culane(str(tmp_path / "CULane"), "test", cache_dir=str(tmp_path / "cache"))
+    assert [r.category for r in records] == ["normal", None, "night"]
+    assert records[0].mask_path is None and records[0].lane_exist is None
+    assert records[2].img_name == names[2]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("1 2 3 4\n1 2 3\n", "odd number of values"),
+    ("1 2 3 4\n1 2 x 4\n", "non-numeric"),
+])
+def test_culane_malformed_annotation_names_file_and_line(tmp_path, text, message):
+    culane_root(tmp_path / "CULane", text)
+    with pytest.raises(DataFormatError, match=message) as info:
+        load_culane(str(tmp_path / "CULane"), "train", cache_dir=str(tmp_path / "cache"))
+    assert info.value.path.endswith("00000.lines.txt") and info.value.line == 2
+
+
+def test_culane_missing_image_names_list_and_line(tmp_path):
+    names = culane_root(tmp_path / "CULane", "")
+    os.remove(tmp_path / "CULane" / names[1])
+    with pytest.raises(DataFormatError, match="image not found") as info:
+        load_culane(str(tmp_path / "CULane"), "test", cache_dir=str(tmp_path / "cache"))
+    assert info.value.path.endswith(os.path.join("list", "test.txt")) and info.value.line == 2
+
+
+def test_culane_bad_flags_and_unknown_split(tmp_path):
+    root = tmp_path / "CULane"
+    culane_root(root, "")
+    write(root / "list" / "train_gt.txt", "/driver_1/clip.MP4/00000.jpg /m.png 1 2 0 0\n")
+    with pytest.raises(DataFormatError, match="train_gt.txt:1: lane flags"):
+        load_culane(str(root), "train", cache_dir=str(tmp_path / "cache"))
+    with pytest.raises(ValueError, match="unknown CULane split 'bogus'"):
+        load_culane(str(root), "bogus")
+
+
+def test_duplicate_filter_drops_near_identical_frames(tmp_path):
+    root = tmp_path / "CULane"
+    names = [f"d/c/{i}.jpg" for i in range(4)]
+    for name, value in zip(names, [0, 10, 200, 205]):   # diffs to previous: 10, 190, 5
+        write_image(root / name, value=value)
+        write(root / name.replace(".jpg", ".lines.txt"))
+    write(root / "list" / "train_gt.txt", "".join(f"/{n}\n" for n in names))
+    kept = load_culane(str(root), "train", cache_dir=str(tmp_path / "c"), filter_duplicates=True)
+    assert [r.img_name for r in kept] == [names[0], names[2]]
+    assert len(load_culane(str(root), "train", cache_dir=str(tmp_path / "c"))) == 4
+
+
+def test_cache_is_reused_and_never_stale_across_roots(tmp_path, monkeypatch):
+    culane_root(tmp_path / "a", "1 2 3 4\n")
+    culane_root(tmp_path / "b", "5 6 7 8 9 10\n")
+    cache_dir = str(tmp_path / "cache")
+    a = load_culane(str(tmp_path / "a"), "train", cache_dir=cache_dir)
+    b = load_culane(str(tmp_path / "b"), "train", cache_dir=cache_dir)
+    assert len(os.listdir(cache_dir)) == 2
+    assert a[0].img_path.startswith(str(tmp_path / "a")) and b[0].img_path.startswith(str(tmp_path / "b"))
+    np.testing.assert_array_equal(b[0].lanes[0], [[5, 6], [7, 8], [9, 10]])
+
+    calls = []
+    monkeypatch.setattr("srlane.data.culane.parse_culane_list", lambda *a, **k: calls.append(1) or [])
+    again = load_culane(str(tmp_path / "b"), "train", cache_dir=cache_dir)
+    assert calls == [] and [r.img_name for r in again] == [r.img_name for r in b]
+    np.testing.assert_array_equal(again[0].lanes[0], b[0].lanes[0])
+    assert again[0].lane_exist == (1, 1, 0, 0)
+
+    list_path = tmp_path / "b" / "list" / "train_gt.txt"
+    list_path.write_text(list_path.read_text().splitlines()[0] + "\n")   # list edited: new key
+    load_culane(str(tmp_path / "b"), "train", cache_dir=cache_dir)
+    assert calls == [1]
+
+
+def test_cache_default_dir_is_under_project_datasets():
+    assert cache_module.DEFAULT_CACHE_DIR.endswith(os.path.join("datasets", ".cache"))
+    assert os.path.isdir(os.path.join(cache_module.PROJECT_ROOT, "srlane"))
+
+
+def tusimple_root(root, extra_line=None):
+    lines = [
+        {"lanes": [[-2, 10, 20, -2], [-2, -2, -2, 5], [1, 2, 3, 4]], "h_samples": [240, 250, 260, 270],
+         "raw_file": "clips/0313-1/1/20.jpg"},
+        {"lanes": [], "h_samples": [240, 250, 260, 270], "raw_file": "clips/0313-1/2/20.jpg"},
+    ]
+    for item in lines:
+        write_image(root / item["raw_file"])
+    text = "".join(json.dumps(item) + "\n" for item in lines) + (extra_line or "")
+    write(root / "label_data_0313.json", text)
+    write(root / "label_data_0601.json", "")
+    write(root / "label_data_0531.json", json.dumps(lines[1]) + "\n")
+    write(root / "test_label.json", json.dumps(lines[0]) + "\n")
+
+
+def test_tusimple_splits_and_minus_two(tmp_path):
+    root = tmp_path / "tusimple"
+    tusimple_root(root)
+    train = load_tusimple(str(root), "train", cache_dir=str(tmp_path / "c"))
+    assert [r.img_name for r in train] == ["clips/0313-1/1/20.jpg", "clips/0313-1/2/20.jpg"]
+    lanes = train[0].lanes
+    assert len(lanes) == 2   # the lane with a single point is dropped
+    np.testing.assert_array_equal(lanes[0], [[10, 250], [20, 260]])
+    np.testing.assert_array_equal(lanes[1], [[1, 240], [2, 250], [3, 260], [4, 270]])
+    assert train[0].h_samples == (240, 250, 260, 270)
+    assert len(load_tusimple(str(root), "val", cache_dir=str(tmp_path / "c"))) == 1
+    assert len(load_tusimple(str(root), "trainval", cache_dir=str(tmp_path / "c"))) == 3
+    assert load_tusimple(str(root), "test", cache_dir=str(tmp_path / "c"))[0].img_path == str(root / "clips/0313-1/1/20.jpg")
+
+
+@pytest.mark.parametrize("line, message", [
+    ('{"lanes": [[1, 2]], "h_samples": [1, 2, 3], "raw_file": "clips/0313-1/1/20.jpg"}\n', "lane 0 has 2 values"),
+    ('{"lanes": [["a", 2]], "h_samples": [1, 2], "raw_file": "clips/0313-1/1/20.jpg"}\n', "lists of numbers"),
+    ('{"lanes": [], "h_samples": [], "raw_file": "clips/missing.jpg"}\n', "image not found"),
+    ('{"lanes": [], "h_samples": []\n', "invalid json"),
+])
+def test_tusimple_malformed_names_file_and_line(tmp_path, line, message):
+    root = tmp_path / "tusimple"
+    tusimple_root(root, extra_line=line)
+    with pytest.raises(DataFormatError, match=message) as info:
+        load_tusimple(str(root), "train", cache_dir=str(tmp_path / "c"))
+    assert info.value.path.endswith("label_data_0313.json") and info.value.line == 3
