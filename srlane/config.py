@@ -43,6 +43,10 @@ class Config(dict):
     def __setitem__(self, key: str, value: Any) -> None:
         super().__setitem__(key, _wrap(value))
 
+    def update(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
+
     def __deepcopy__(self, memo: dict) -> "Config":
         return Config({k: copy.deepcopy(v, memo) for k, v in self.items()})
 

@@ -1,0 +1,151 @@
+"""The run's record: work dir, log.txt, TensorBoard scalars, tqdm bars, the release's log line.
+
+Only rank zero writes; on other ranks every method is a no-op (log lines go nowhere).
+"""
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Mapping
+
+from lightning.fabric.loggers import TensorBoardLogger
+from tqdm import tqdm
+
+
+def default_work_dir(work_dirs: str, config_path: str | os.PathLike) -> str:
+    """``<work_dirs>/<config name>/<timestamp>``."""
+    name = os.path.splitext(os.path.basename(os.fspath(config_path)))[0]
+    stamp = datetime.datetime.now().strftime("%Y%m%d_%H%M%S")
+    return os.path.join(work_dirs, name, stamp)
+
+
+class SmoothedValue:
+    """The mean of the last ``window`` values."""
+
+    def __init__(self, window: int = 20) -> None:
+        self.values: deque[float] = deque(maxlen=window)
+
+    def update(self, value: float) -> None:
+        self.values.append(float(value))
+
+    @property
+    def avg(self) -> float:
+        return sum(self.values) / max(1, len(self.values))
+
+
+class _TqdmHandler(logging.StreamHandler):
+    """Console log lines that do not break the progress bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        tqdm.write(self.format(record))
+
+
+class Recorder:
+    """Work dir, logger, TensorBoard and progress bars of one run."""
+
+    def __init__(self, work_dir: str, is_main: bool, total_iter: int) -> None:
+        self.work_dir = work_dir
+        self.is_main = is_main
+        self.total_iter = total_iter
+        self.logger = logging.getLogger(f"srlane.run.{id(self)}")
+        self.logger.setLevel(logging.INFO)
+        self.logger.propagate = False
+        self.losses: dict[str, SmoothedValue] = {}
+        self.data_time = SmoothedValue()
+        self.batch_time = SmoothedValue()
+        self.bar: tqdm | None = None
+        self.tb: TensorBoardLogger | None = None
+        if not is_main:
+            self.logger.addHandler(logging.NullHandler())
+            return
+        os.makedirs(work_dir, exist_ok=True)
+        fmt = logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S")
+        for handler in (logging.FileHandler(os.path.join(work_dir, "log.txt")), _TqdmHandler()):
+            handler.setFormatter(fmt)
+            self.logger.addHandler(handler)
+        self.tb = TensorBoardLogger(root_dir=work_dir, name="tensorboard", version="")
+
+    def info(self, message: str) -> None:
+        self.logger.info(message)
+
+    def start_bar(self, step: int) -> None:
+        if self.is_main:
+            self.bar = tqdm(total=self.total_iter, initial=step, desc="Train", dynamic_ncols=True)
+
+    def update(self, losses: Mapping[str, float], data_time: float, batch_time: float) -> None:
+        """Add one step's losses and timings to the smoothed meters."""
+        for name, value in losses.items():
+            self.losses.setdefault(name, SmoothedValue()).update(value)
+        self.data_time.update(data_time)
+        self.batch_time.update(batch_time)
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def log_train(self, epoch: int, step: int, lr: float, skipped: int) -> None:
+        """The release's line (epoch, step, lr, smoothed losses, data/batch time, ETA) + TensorBoard."""
+        eta = datetime.timedelta(seconds=int(self.batch_time.avg * (self.total_iter - step)))
+        losses = " ".join(f"{name}: {meter.avg:.4f}" for name, meter in self.losses.items())
+        skipped_text = f" skipped (non-finite loss): {skipped}" if skipped else ""
+        self.info(
+            f"epoch: {epoch} step: {step} lr: {lr:.6f} {losses} data: {self.data_time.avg:.4f}s "
+            f"batch: {self.batch_time.avg:.4f}s eta: {eta}{skipped_text}"
+        )
+        scalars = {"train/lr": lr, **{f"train/{name}": meter.avg for name, meter in self.losses.items()}}
+        self.scalars(scalars, step)
+
+    def scalars(self, values: Mapping[str, float], step: int) -> None:
+        if self.tb is not None:
+            self.tb.log_metrics(dict(values), step=step)
+
+    def log_validation(self, metrics: Mapping[str, object], step: int) -> None:
+        """Log the metric table and every number as ``val/<name>``."""
+        self.info(f"validation at step {step}:\n{format_metrics(metrics)}")
+        numbers = {f"val/{k}": float(v) for k, v in flat_metrics(metrics).items()}
+        self.scalars(numbers, step)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        if self.tb is not None:
+            self.tb.finalize("success")
+        for handler in list(self.logger.handlers):
+            handler.close()
+            self.logger.removeHandler(handler)
+
+
+def flat_metrics(metrics: Mapping[str, object], prefix: str = "") -> dict[str, float]:
+    """Nested metric dicts flattened to ``a/b`` names, numbers only."""
+    out: dict[str, float] = {}
+    for key, value in metrics.items():
+        if isinstance(value, Mapping):
+            out.update(flat_metrics(value, f"{prefix}{key}/"))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def format_metrics(metrics: Mapping[str, object]) -> str:
+    """An aligned two-column table of the numbers in ``metrics`` (integers stay integers)."""
+    rows = flat_metrics(metrics)
+    width = max((len(k) for k in rows), default=0)
+    lines = []
+    for key, value in rows.items():
+        text = str(value) if isinstance(value, int) else f"{value:.4f}"
+        lines.append(f"  {key.ljust(width)}  {text.rjust(10)}")
+    return "\n".join(lines)
+
+
+class Timer:
+    """Seconds since the last ``lap``."""
+
+    def __init__(self) -> None:
+        self.last = time.perf_counter()
+
+    def lap(self) -> float:
+        now = time.perf_counter()
+        elapsed, self.last = now - self.last, now
+        return elapsed

@@ -1,0 +1,411 @@
+"""The Runner: Fabric setup, the iteration loop, validation, checkpoints and resume.
+
+The loop (``train``) fits on one screen; logging, checkpoints and weight averaging are hooks
+(``srlane.engine.hooks``). One optimizer step is one iteration; ``total_iter`` iterations in all,
+validation every ``eval_ep`` epochs and at the end.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from lightning.fabric import Fabric
+from torch import nn
+from torch.utils.data import DataLoader, Sampler
+from tqdm import tqdm
+
+from srlane.config import Config
+from srlane.engine import checkpoint as ckpt
+from srlane.engine.hooks import CheckpointHook, EMAHook, Hook, LoggerHook
+from srlane.engine.optim import build_optimizer, build_scheduler
+from srlane.engine.recorder import Recorder
+
+LoaderBuilder = Callable[[Config, str, bool], DataLoader]
+
+
+def build_fabric(strategy: str, precision: str, gpus: Sequence[int], log: Callable[[str], None]) -> Fabric:
+    """CUDA when present, else CPU (32-bit, one process per ``gpus`` entry); not yet launched."""
+    if torch.cuda.is_available():
+        return Fabric(accelerator="cuda", devices=list(gpus), strategy=strategy, precision=precision)
+    if precision != "32-true":
+        log(f"no CUDA device: precision {precision} falls back to 32-true on CPU")
+    cpu_strategy = "ddp" if len(gpus) > 1 else "auto"
+    if strategy != cpu_strategy and not (strategy == "ddp" and cpu_strategy == "auto"):
+        log(f"no CUDA device: strategy {strategy} runs as {cpu_strategy} on {len(gpus)} CPU process(es)")
+    return Fabric(accelerator="cpu", devices=len(gpus), strategy=cpu_strategy, precision="32-true")
+
+
+class EpochSampler(Sampler[int]):
+    """Indices of one epoch: shuffled with ``seed + epoch``, sharded by rank, from ``start`` on.
+
+    The order is a function of (seed, epoch) alone, so a resumed run replays the same epoch and
+    skips the samples it already trained on.
+    """
+
+    def __init__(self, size: int, shuffle: bool, seed: int, rank: int = 0, world_size: int = 1) -> None:
+        self.size, self.shuffle, self.seed = size, shuffle, seed
+        self.rank, self.world_size = rank, world_size
+        self.per_rank = math.ceil(size / world_size)
+        self.epoch, self.start = 0, 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = epoch, start
+
+    def __len__(self) -> int:
+        return max(0, self.per_rank - self.start)
+
+    def __iter__(self) -> Iterator[int]:
+        if self.shuffle:
+            order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+        else:
+            order = torch.arange(self.size)
+        padded = torch.cat([order, order[: self.per_rank * self.world_size - self.size]])
+        yield from padded[self.rank :: self.world_size][self.start :].tolist()
+
+
+def with_sampler(loader: DataLoader, sampler: Sampler | Sequence[int], generator: torch.Generator | None) -> DataLoader:
+    """The same loader (dataset, batch size, collate, workers) reading indices from ``sampler``."""
+    return DataLoader(
+        loader.dataset,
+        batch_size=loader.batch_size,
+        sampler=sampler,
+        num_workers=loader.num_workers,
+        collate_fn=loader.collate_fn,
+        pin_memory=loader.pin_memory,
+        drop_last=loader.drop_last,
+        worker_init_fn=loader.worker_init_fn,
+        generator=generator,
+    )
+
+
+def _default_net(cfg: Config) -> nn.Module:
+    from srlane.models import build_net
+
+    return build_net(cfg)
+
+
+def _default_loader(cfg: Config, split: str, training: bool) -> DataLoader:
+    from srlane.data.dataset import build_dataloader
+
+    return build_dataloader(cfg, split, training)
+
+
+def _default_decoder(cfg: Config) -> Callable[[torch.Tensor], list]:
+    from srlane.models.decode import LaneDecoder
+
+    return LaneDecoder(cfg)
+
+
+class Runner:
+    """Trains and validates one network as ``cfg`` says.
+
+    Args:
+        cfg: the experiment config (see ``srlane.engine.defaults``).
+        work_dir: where log.txt, TensorBoard, checkpoints and pictures go.
+        gpus: device ids (CUDA) or, on CPU, one process per entry.
+        view: write one picture per validated image to ``<work_dir>/visualization``.
+        net, build_loader, decoder: the network, ``(cfg, split, training) -> DataLoader`` and
+            ``predictions -> lanes per image``; by default ``srlane.models.build_net``,
+            ``srlane.data.dataset.build_dataloader`` and ``srlane.models.decode.LaneDecoder``.
+        hooks: extra hooks, run after the standard ones.
+    """
+
+    def __init__(
+        self,
+        cfg: Config,
+        work_dir: str,
+        gpus: Sequence[int] = (0,),
+        view: bool = False,
+        net: nn.Module | None = None,
+        build_loader: LoaderBuilder | None = None,
+        decoder: Callable[[torch.Tensor], list] | None = None,
+        hooks: Sequence[Hook] = (),
+    ) -> None:
+        self.cfg = cfg
+        self.view = view
+        notes: list[str] = []
+        self.fabric = build_fabric(cfg.strategy, cfg.precision, gpus, notes.append)
+        self.fabric.launch()
+        self.work_dir = self.fabric.broadcast(os.path.abspath(work_dir), src=0)
+        self.recorder = Recorder(self.work_dir, self.fabric.is_global_zero, cfg.total_iter)
+        for note in notes:
+            self.recorder.info(note)
+        self.fabric.seed_everything(cfg.seed, verbose=False)
+        self.net = net if net is not None else _default_net(cfg)
+        optimizer = build_optimizer(cfg.optimizer, self.net)
+        self.scheduler = build_scheduler(cfg.scheduler, optimizer, cfg.total_iter)
+        self.model, self.optimizer = self.fabric.setup(self.net, optimizer)
+        self.build_loader = build_loader or _default_loader
+        self.decoder = decoder or _default_decoder(cfg)
+        self.hooks: list[Hook] = [LoggerHook(cfg.log_interval), CheckpointHook(cfg.save_interval)]
+        self.ema = EMAHook(self.net, cfg.ema_decay) if cfg.ema_decay else None
+        if self.ema is not None:
+            self.hooks.insert(0, self.ema)
+        self.hooks.extend(hooks)
+        self.total_iter = cfg.total_iter
+        self.step = self.epoch = self.batch_in_epoch = 0
+        self.best_metric = -math.inf
+        self.nonfinite_in_row = self.nonfinite_total = 0
+        self.step_losses: dict[str, float] = {}
+        self.failed = False
+        self.stop_signal: int | None = None
+        self._train_loader: DataLoader | None = None
+        self._val_loader: DataLoader | None = None
+        if self.fabric.is_global_zero:
+            cfg.dump(os.path.join(self.work_dir, "config.py"))
+        self.recorder.info(f"work dir: {self.work_dir}")
+
+    def call_hooks(self, method: str, *args: Any) -> None:
+        for hook in self.hooks:
+            getattr(hook, method)(self, *args)
+
+    # ------------------------------------------------------------------ training
+    def train(self) -> None:
+        """Train to ``total_iter``; validate every ``eval_ep`` epochs and at the end."""
+        self.call_hooks("before_train")
+        try:
+            with self._stop_on_signals():
+                while self.step < self.total_iter and self.stop_signal is None:
+                    for batches in self.train_batches():
+                        self.call_hooks("before_step")
+                        if self.run_step(batches):
+                            self.call_hooks("after_step")
+                        if self.step >= self.total_iter or self._stop_requested():
+                            break
+                    else:
+                        self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+                        if self.epoch % self.cfg.eval_ep == 0 and self.step < self.total_iter:
+                            self.validate()
+                if self.stop_signal is None:
+                    self.validate()
+        except BaseException:
+            self.failed = True
+            raise
+        finally:
+            self.call_hooks("after_train")
+            if self.stop_signal is not None:
+                name = signal.Signals(self.stop_signal).name
+                self.recorder.info(f"stopped by {name} after iteration {self.step}; saved last.pth, resume with --resume")
+            self.recorder.close()
+        if self.stop_signal is not None:
+            raise SystemExit(128 + self.stop_signal)
+
+    def train_batches(self) -> Iterator[list[Any]]:
+        """The rest of the current epoch, as groups of ``accumulate`` batches on the device."""
+        loader = self.train_loader()
+        loader.sampler.set_epoch(self.epoch, start=self.batch_in_epoch * loader.batch_size)
+        loader.generator.manual_seed(self.cfg.seed + self.epoch)
+        group: list[Any] = []
+        for batch in loader:
+            group.append(self.fabric.to_device(batch))
+            if len(group) == self.cfg.accumulate:
+                self.batch_in_epoch += len(group)
+                yield group
+                group = []
+
+    def run_step(self, batches: list[Any]) -> bool:
+        """One optimizer step over the micro-batches; False when skipped for a non-finite loss."""
+        self.optimizer.zero_grad(set_to_none=True)
+        losses: dict[str, float] = {}
+        for index, batch in enumerate(batches):
+            last = index == len(batches) - 1
+            sync = self.fabric.no_backward_sync(self.model, enabled=not last) if self.fabric.world_size > 1 else contextlib.nullcontext()
+            with sync:
+                # Extend here: the model sees the batch exactly as the loader collated it.
+                output = self.model(batch)
+                loss = output["loss"].mean() / len(batches)
+                if not self._all_ranks(bool(torch.isfinite(loss)), want_all=True):
+                    return self._skip_step(float(loss.detach()))
+                self.fabric.backward(loss)
+            for name, value in {"loss": output["loss"], **output["loss_status"]}.items():
+                losses[name] = losses.get(name, 0.0) + float(value.detach().float().mean()) / len(batches)
+        if self.cfg.grad_clip:
+            self.fabric.clip_gradients(self.model, self.optimizer, max_norm=self.cfg.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        self.nonfinite_in_row = 0
+        self.step_losses = losses
+        return True
+
+    def _skip_step(self, loss: float) -> bool:
+        self.optimizer.zero_grad(set_to_none=True)
+        self.nonfinite_in_row += 1
+        self.nonfinite_total += 1
+        iteration = self.step + 1
+        self.recorder.info(
+            f"iteration {iteration}: loss is {loss}, step skipped "
+            f"({self.nonfinite_in_row} in a row, {self.nonfinite_total} in all)"
+        )
+        if self.nonfinite_in_row > self.cfg.max_nonfinite:
+            raise FloatingPointError(
+                f"loss not finite for {self.nonfinite_in_row} steps in a row up to iteration {iteration} "
+                f"(max_nonfinite={self.cfg.max_nonfinite}); lower the learning rate or check the data"
+            )
+        return False
+
+    def train_loader(self) -> DataLoader:
+        if self._train_loader is None:
+            self.recorder.info("building the training loader")
+            loader = self.build_loader(self.cfg, self.cfg.dataset.train_split, True)
+            sampler = EpochSampler(len(loader.dataset), True, self.cfg.seed, self.fabric.global_rank, self.fabric.world_size)
+            self._train_loader = with_sampler(loader, sampler, torch.Generator())
+        return self._train_loader
+
+    # ---------------------------------------------------------------- validation
+    def val_loader(self) -> DataLoader:
+        """Built on first use; under several processes each rank reads its own share, no repeats."""
+        if self._val_loader is None:
+            loader = self.build_loader(self.cfg, self.cfg.dataset.val_split, False)
+            if self.fabric.world_size > 1:
+                shard = list(range(self.fabric.global_rank, len(loader.dataset), self.fabric.world_size))
+                loader = with_sampler(loader, shard, None)
+            self._val_loader = loader
+        return self._val_loader
+
+    def eval_net(self) -> nn.Module:
+        """The weights validation uses: the moving average when enabled, else the network."""
+        return self.ema.ema if self.ema is not None else self.net
+
+    @torch.no_grad()
+    def validate(self) -> dict:
+        """Predict every validation image once, evaluate on rank 0, agree on "best" everywhere."""
+        loader = self.val_loader()
+        net = self.eval_net()
+        was_training = net.training
+        net.eval()
+        predictions: dict[int, list] = {}
+        bar = tqdm(loader, desc="Validate", disable=not self.fabric.is_global_zero, leave=False, dynamic_ncols=True)
+        for batch in bar:
+            images = self.fabric.to_device(batch["img"])
+            with self.fabric.autocast():
+                output = net(images)
+            for meta, lanes in zip(batch["meta"], self.decoder(output.float())):
+                predictions[int(meta["index"])] = lanes
+        net.train(was_training)
+        metrics = self._evaluate(loader.dataset, self._gather(predictions))
+        metrics = self.fabric.broadcast(metrics, src=0)
+        is_best = metrics["metric"] > self.best_metric
+        if is_best:
+            self.best_metric = float(metrics["metric"])
+        self.last_metrics = metrics
+        self.call_hooks("after_validation", metrics, is_best)
+        return metrics
+
+    def _gather(self, predictions: dict[int, list]) -> dict[int, list] | None:
+        if self.fabric.world_size == 1:
+            return predictions
+        parts: list[dict[int, list] | None] = [None] * self.fabric.world_size
+        dist.all_gather_object(parts, predictions)
+        return {index: lanes for part in parts for index, lanes in part.items()} if self.fabric.is_global_zero else None
+
+    def _evaluate(self, dataset: Any, predictions: dict[int, list] | None) -> dict | None:
+        if not self.fabric.is_global_zero:
+            return None
+        missing = sorted(set(range(len(dataset))) - set(predictions))
+        if missing:
+            raise RuntimeError(f"validation produced no prediction for images {missing[:10]}")
+        ordered = [predictions[i] for i in range(len(dataset))]
+        if self.view:
+            from srlane.visualize import write_visualizations
+
+            folder = os.path.join(self.work_dir, "visualization")
+            count = write_visualizations(dataset, ordered, folder)
+            self.recorder.info(f"wrote {count} pictures to {folder}")
+        return dict(dataset.evaluate(ordered))
+
+    # --------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict:
+        """Everything a resumed run needs to continue bit for bit."""
+        scaler = getattr(self.fabric.strategy.precision, "scaler", None)
+        return {
+            "net": self.net.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": scaler.state_dict() if scaler is not None else None,
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "best_metric": self.best_metric,
+            "metrics": dict(getattr(self, "last_metrics", None) or {}),
+            "nonfinite": [self.nonfinite_in_row, self.nonfinite_total],
+            "hooks": {hook.name: hook.state_dict() for hook in self.hooks},
+            "rng": ckpt.rng_state(),
+            "config": self.cfg.to_dict(),
+        }
+
+    def save_checkpoint(self, name: str) -> None:
+        """Write ``<work_dir>/<name>`` on rank 0."""
+        state = self.state_dict()
+        if self.fabric.is_global_zero:
+            ckpt.save_checkpoint(state, os.path.join(self.work_dir, name))
+
+    def load_weights(self, path: str) -> None:
+        """Network weights only (``--load-from``): the averaged weights when the file has them."""
+        state = ckpt.load_checkpoint(path)
+        weights = state.get("hooks", {}).get("ema", {}).get("ema", state["net"])
+        ckpt.load_net_weights(self.eval_net(), ckpt.strip_module_prefix(weights), path)
+        self.recorder.info(f"loaded weights from {path}")
+
+    def resume(self, path: str) -> None:
+        """Restore network, optimizer, schedule, counters, hooks and RNG from ``path``."""
+        state = ckpt.load_checkpoint(path)
+        ckpt.load_net_weights(self.net, state["net"], path)
+        if "optimizer" not in state:
+            raise ckpt.CheckpointError(f"checkpoint {path}: holds only weights; use --load-from, not --resume")
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        scaler = getattr(self.fabric.strategy.precision, "scaler", None)
+        if scaler is not None and state["scaler"] is not None:
+            scaler.load_state_dict(state["scaler"])
+        self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        self.best_metric = state["best_metric"]
+        self.last_metrics = state["metrics"]
+        self.nonfinite_in_row, self.nonfinite_total = state["nonfinite"]
+        for hook in self.hooks:
+            hook.load_state_dict(state["hooks"].get(hook.name, {}))
+        ckpt.set_rng_state(state["rng"])
+        self.recorder.info(f"resumed from {path} at step {self.step} (epoch {self.epoch})")
+
+    # ------------------------------------------------------------------- signals
+    @contextlib.contextmanager
+    def _stop_on_signals(self) -> Iterator[None]:
+        """SIGINT/SIGTERM finish the current step, save last.pth and exit; a second one kills."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+        def handler(signum: int, frame: Any) -> None:
+            self.stop_signal = signum
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+        for sig in previous:
+            signal.signal(sig, handler)
+        try:
+            yield
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+    def _stop_requested(self) -> bool:
+        stop = self._all_ranks(self.stop_signal is not None, want_all=False)
+        if stop and self.stop_signal is None:
+            self.stop_signal = signal.SIGTERM
+        return stop
+
+    def _all_ranks(self, flag: bool, want_all: bool) -> bool:
+        """``flag`` agreed by every process: all true (``want_all``) or any true."""
+        if self.fabric.world_size == 1:
+            return flag
+        value = torch.tensor(float(flag), device=self.fabric.device)
+        reduced = self.fabric.all_reduce(value, reduce_op="sum")
+        return bool(reduced == self.fabric.world_size) if want_all else bool(reduced > 0)

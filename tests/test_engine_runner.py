@@ -1,0 +1,213 @@
+"""The Runner on a stand-in network and dataset (tiny, CPU, seconds)."""
+import os
+import signal
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from srlane.config import Config
+from srlane.engine.checkpoint import load_checkpoint
+from srlane.engine.defaults import DEFAULTS
+from srlane.engine.hooks import Hook
+from srlane.engine.runner import EpochSampler, Runner
+
+
+class ToyData(Dataset):
+    """Fixed random images; the target of image i is i % 3."""
+
+    def __init__(self, size: int, training: bool) -> None:
+        self.size, self.training = size, training
+
+    def __len__(self):
+        return self.size
+
+    def __getitem__(self, i):
+        img = torch.rand(3, 4, 4, generator=torch.Generator().manual_seed(i))
+        item = {"img": img, "meta": {"index": i, "img_name": f"{i}.jpg"}}
+        if self.training:
+            item["target"] = torch.tensor(float(i % 3))
+        return item
+
+    def evaluate(self, predictions, output_dir=None):
+        errors = [abs(p - i % 3) for i, p in enumerate(predictions)]
+        return {"metric": -sum(errors) / len(errors), "count": len(predictions)}
+
+
+def collate(items):
+    batch = {k: torch.stack([it[k] for it in items]) for k in items[0] if k != "meta"}
+    batch["meta"] = [it["meta"] for it in items]
+    return batch
+
+
+def toy_loader(cfg, split, training):
+    return DataLoader(ToyData(cfg.toy_size, training), batch_size=cfg.batch_size, shuffle=training,
+                      drop_last=training, collate_fn=collate, num_workers=0)
+
+
+class ToyNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4, 1)
+        self.nan_from_call = None
+        self.calls = 0
+
+    def forward(self, batch):
+        img = batch["img"] if isinstance(batch, dict) else batch
+        out = self.fc(self.conv(img).relu().mean((2, 3))).squeeze(1)
+        if not self.training:
+            return out
+        self.calls += 1
+        loss = ((out - batch["target"]) ** 2).mean()
+        if self.nan_from_call is not None and self.calls >= self.nan_from_call:
+            loss = loss * float("nan")
+        return {"loss": loss, "loss_status": {"l2": loss.detach()}}
+
+
+def toy_decoder(output):
+    return [float(v) for v in output]
+
+
+def make_cfg(**overrides):
+    cfg = Config(DEFAULTS)
+    cfg.update(dict(dataset=dict(train_split="train", val_split="test"), toy_size=8, batch_size=4,
+                    total_iter=6, eval_ep=2, save_interval=2, log_interval=1, workers=0,
+                    precision="32-true", strategy="ddp", max_nonfinite=2,
+                    optimizer=dict(type="AdamW", lr=1e-2), scheduler=dict(type="warmup_cosine", warmup_iter=2)))
+    cfg.update(overrides)
+    return cfg
+
+
+def make_runner(tmp_path, name="run", hooks=(), net=None, **overrides):
+    torch.manual_seed(123)
+    return Runner(make_cfg(**overrides), str(tmp_path / name), net=net or ToyNet(), build_loader=toy_loader,
+                  decoder=toy_decoder, hooks=hooks)
+
+
+class Record(Hook):
+    def __init__(self):
+        self.lrs, self.validations = [], []
+
+    def before_step(self, runner):
+        self.lrs.append(runner.optimizer.param_groups[0]["lr"])
+
+    def after_validation(self, runner, metrics, is_best):
+        self.validations.append((runner.step, runner.epoch, metrics["metric"], is_best))
+
+
+class Interrupt(Hook):
+    def __init__(self, at_step, how):
+        self.at_step, self.how = at_step, how
+
+    def after_step(self, runner):
+        if runner.step == self.at_step:
+            if self.how == "crash":
+                raise RuntimeError("simulated kill -9")
+            os.kill(os.getpid(), self.how)
+
+
+def weights(path):
+    return load_checkpoint(path)["net"]
+
+
+def test_epoch_sampler_is_a_function_of_seed_and_epoch_and_shards():
+    a = EpochSampler(10, True, seed=3)
+    a.set_epoch(1)
+    full = list(a)
+    assert sorted(full) == list(range(10))
+    a.set_epoch(1, start=4)
+    assert list(a) == full[4:] and len(a) == 6
+    a.set_epoch(2)
+    assert list(a) != full
+    shards = []
+    for rank in range(3):
+        s = EpochSampler(10, True, seed=3, rank=rank, world_size=3)
+        s.set_epoch(1)
+        shards.append(list(s))
+    assert [len(s) for s in shards] == [4, 4, 4]
+    assert sorted(i for s in shards for i in s) == sorted(full + full[:2])
+
+
+def test_train_validates_on_schedule_and_writes_the_run(tmp_path):
+    record = Record()
+    runner = make_runner(tmp_path, hooks=[record])
+    runner.train()
+    assert runner.step == 6
+    # 8 images at batch 4: 2 steps per epoch; eval_ep=2 -> after epoch 2 (step 4) and at the end.
+    assert [(s, e) for s, e, _, _ in record.validations] == [(4, 2), (6, 2)]
+    lrs = [1e-2 * f for f in (0.0, 0.5, 1.0)] + [1e-2 * 0.5 * (1 + torch.cos(torch.tensor(torch.pi * k / 4)).item()) for k in (1, 2, 3)]
+    assert record.lrs == pytest.approx(lrs, rel=1e-6, abs=1e-12)
+    run = tmp_path / "run"
+    last = load_checkpoint(run / "last.pth")
+    assert last["step"] == 6 and last["config"]["total_iter"] == 6
+    best = load_checkpoint(run / "best.pth")
+    best_metric = max(m for _, _, m, _ in record.validations)
+    assert best["best_metric"] == best_metric == best["metrics"]["metric"]
+    log = (run / "log.txt").read_text()
+    assert "epoch: 0 step: 1 lr: 0.005000 loss:" in log and "eta:" in log
+    assert "validation at step 4" in log
+    assert Config.fromfile(run / "config.py").total_iter == 6
+    assert any(name.startswith("events.out.tfevents") for _, _, files in os.walk(run / "tensorboard") for name in files)
+
+
+def test_load_weights_and_validate_reproduce_the_best_metric(tmp_path):
+    record = Record()
+    make_runner(tmp_path, hooks=[record]).train()
+    best = load_checkpoint(tmp_path / "run" / "best.pth")
+    fresh = make_runner(tmp_path, name="eval")
+    fresh.load_weights(str(tmp_path / "run" / "best.pth"))
+    assert fresh.validate()["metric"] == best["metrics"]["metric"]
+
+
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM, "crash"])
+def test_resume_after_interruption_is_bitwise_exact(tmp_path, how):
+    make_runner(tmp_path, name="full", total_iter=7, save_interval=2).train()
+    interrupted = make_runner(tmp_path, name="cut", hooks=[Interrupt(5, how)], total_iter=7, save_interval=2)
+    with pytest.raises(SystemExit if how != "crash" else RuntimeError) as info:
+        interrupted.train()
+    saved = load_checkpoint(tmp_path / "cut" / "last.pth")
+    if how == "crash":
+        assert saved["step"] == 4  # like kill -9: only the periodic save survives
+    else:
+        assert info.value.code == 128 + how and saved["step"] == 5
+        assert f"stopped by {signal.Signals(how).name} after iteration 5" in (tmp_path / "cut" / "log.txt").read_text()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    resumed = make_runner(tmp_path, name="cut", total_iter=7, save_interval=2)
+    resumed.resume(str(tmp_path / "cut" / "last.pth"))
+    assert resumed.step == saved["step"]
+    assert resumed.optimizer.param_groups[0]["lr"] == saved["optimizer"]["param_groups"][0]["lr"]
+    resumed.train()
+    full, cut = weights(tmp_path / "full" / "last.pth"), weights(tmp_path / "cut" / "last.pth")
+    assert all(torch.equal(full[k], cut[k]) for k in full)
+    assert load_checkpoint(tmp_path / "full" / "best.pth")["best_metric"] == load_checkpoint(tmp_path / "cut" / "best.pth")["best_metric"]
+
+
+def test_non_finite_loss_is_skipped_and_counted(tmp_path):
+    net = ToyNet()
+    net.nan_from_call = 3
+    runner = make_runner(tmp_path, net=net, max_nonfinite=2)
+    with pytest.raises(FloatingPointError, match=r"3 steps in a row up to iteration 3 \(max_nonfinite=2\)"):
+        runner.train()
+    log = (tmp_path / "run" / "log.txt").read_text()
+    assert "iteration 3: loss is nan, step skipped (1 in a row, 1 in all)" in log
+    assert "iteration 3: loss is nan, step skipped (2 in a row, 2 in all)" in log
+    assert runner.step == 2 and runner.scheduler.last_epoch == 2
+    assert not (tmp_path / "run" / "last.pth").exists() or load_checkpoint(tmp_path / "run" / "last.pth")["step"] == 2
+
+
+def test_isolated_non_finite_step_is_skipped_and_training_goes_on(tmp_path):
+    class OneNan(ToyNet):
+        def forward(self, batch):
+            out = super().forward(batch)
+            if self.training and self.calls == 2:
+                out["loss"] = out["loss"] * float("inf")
+            return out
+
+    record = Record()
+    runner = make_runner(tmp_path, net=OneNan(), hooks=[record])
+    runner.train()
+    assert runner.step == 6 and runner.nonfinite_total == 1
+    assert record.lrs[1] == record.lrs[2]  # the skipped step did not advance the schedule
+    assert "skipped (non-finite loss): 1" in (tmp_path / "run" / "log.txt").read_text()
