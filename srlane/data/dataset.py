@@ -1,0 +1,171 @@
+"""LaneDataset (items, evaluation), collate, per-item seeding and the DataLoader builder.
+
+Reproducibility: item ``i`` of epoch ``e`` draws all its augmentation from
+``numpy.random.default_rng([seed, e, i])``, and the training order is a permutation seeded by
+``(seed, e)``. So a batch depends only on (seed, epoch, position): the same with 0 or N workers,
+different from one epoch to the next. Call ``loader.dataset.set_epoch(e)`` before iterating
+epoch ``e`` (workers are re-created per epoch, so they see it).
+"""
+from __future__ import annotations
+
+import os
+from typing import Iterator, Sequence
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from srlane.data.culane import load_culane
+from srlane.data.records import LaneRecord
+from srlane.data.targets import build_target_encoder
+from srlane.data.transforms import build_augmenter, resize_lanes
+from srlane.data.tusimple import load_tusimple
+
+MAX_AUGMENT_TRIES = 10
+
+
+def load_split(dataset_cfg, split: str, training: bool) -> list[LaneRecord]:
+    """Records of ``split`` for ``dataset_cfg.type`` (``culane`` or ``tusimple``)."""
+    root, cache_dir = dataset_cfg.data_root, dataset_cfg.get("cache_dir")
+    if dataset_cfg.type == "culane":
+        dedupe = bool(dataset_cfg.get("filter_duplicates", False)) and training
+        return load_culane(root, split, cache_dir=cache_dir, filter_duplicates=dedupe)
+    if dataset_cfg.type == "tusimple":
+        return load_tusimple(root, split, cache_dir=cache_dir)
+    raise ValueError(f"dataset.type must be 'culane' or 'tusimple', got {dataset_cfg.type!r}")
+
+
+def read_image(path: str) -> np.ndarray:
+    """BGR uint8 image; OSError naming the file when it cannot be decoded."""
+    img = cv2.imread(path, cv2.IMREAD_COLOR)
+    if img is None:
+        raise OSError(f"cannot read image {path}")
+    return img
+
+
+def to_tensor(img: np.ndarray) -> torch.Tensor:
+    """HWC uint8 -> CHW float32 in [0, 1] (divided by 255, as the release)."""
+    return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float().div_(255.0)
+
+
+class LaneDataset(Dataset):
+    """Images and lanes of one split, as network inputs (and training targets).
+
+    Args:
+        cfg: the experiment config (``img_w, img_h, cut_height, num_points, max_lanes, seed``,
+            ``dataset``, ``augmentation``, ``model.sketch_head.feat_ds_strides``).
+        split: the dataset's split name (see the readers) or, for CULane, a list path.
+        training: augment and return targets.
+        records: use these records instead of reading the split.
+    """
+
+    def __init__(self, cfg, split: str, training: bool, records: Sequence[LaneRecord] | None = None) -> None:
+        self.cfg = cfg
+        self.split, self.training = split, training
+        self.records = list(records) if records is not None else load_split(cfg.dataset, split, training)
+        self.img_w, self.img_h, self.cut_height = cfg.img_w, cfg.img_h, cfg.cut_height
+        self.seed = int(cfg.seed)
+        self.epoch = 0
+        self.augmenter = build_augmenter(cfg.augmentation) if training else None
+        self.encoder = build_target_encoder(cfg) if training else None
+        self._evaluator = None
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the augmentation draws (and the training order) of ``epoch``."""
+        self.epoch = int(epoch)
+
+    def item_rng(self, index: int) -> np.random.Generator:
+        """The generator of item ``index`` in the current epoch."""
+        return np.random.default_rng([self.seed, self.epoch, int(index)])
+
+    def __getitem__(self, index: int) -> dict:
+        record = self.records[index]
+        img = read_image(record.img_path)
+        ori_h, ori_w = img.shape[:2]
+        if not 0 <= self.cut_height < ori_h:
+            raise ValueError(f"cut_height {self.cut_height} does not fit image {record.img_path} ({ori_w}x{ori_h})")
+        img = cv2.resize(img[self.cut_height:], (self.img_w, self.img_h), interpolation=cv2.INTER_CUBIC)
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        meta = {"index": int(index), "img_path": record.img_path, "img_name": record.img_name,
+                "img_size": (ori_h, ori_w), "cut_height": self.cut_height}
+        if not self.training:
+            return {"img": to_tensor(img), "meta": meta}
+        lanes = [lane - np.array([0.0, self.cut_height]) for lane in record.lanes]
+        lanes = resize_lanes(lanes, self.img_w / ori_w, self.img_h / (ori_h - self.cut_height))
+        img, targets = self._augment_and_encode(img, lanes, self.item_rng(index), record.img_path)
+        return {
+            "img": to_tensor(img),
+            "gt_lane": torch.from_numpy(targets["gt_lane"]),
+            "gt_angle": [torch.from_numpy(m) for m in targets["gt_angle"]],
+            "gt_seg": [torch.from_numpy(m) for m in targets["gt_seg"]],
+            "meta": meta,
+        }
+
+    def _augment_and_encode(self, img: np.ndarray, lanes: list[np.ndarray], rng: np.random.Generator,
+                            name: str) -> tuple[np.ndarray, dict]:
+        error = None
+        for _ in range(MAX_AUGMENT_TRIES):
+            out_img, out_lanes = self.augmenter(img, lanes, rng)
+            try:
+                return out_img, self.encoder(out_lanes)
+            except ValueError as err:
+                error = err
+        raise RuntimeError(f"{name}: no encodable augmentation in {MAX_AUGMENT_TRIES} tries: {error}")
+
+    def evaluate(self, predictions: Sequence[Sequence], output_dir: str | None = None) -> dict:
+        """Score one list of ``srlane.lanes.Lane`` per image (dataset order); see evaluation.py."""
+        from srlane.data.evaluation import evaluate_dataset
+
+        return evaluate_dataset(self, predictions, output_dir)
+
+
+def collate(batch: Sequence[dict]) -> dict:
+    """Stack tensors; per-level maps become lists of stacked maps; ``meta`` a list of dicts."""
+    out = {"img": torch.stack([item["img"] for item in batch]), "meta": [item["meta"] for item in batch]}
+    if "gt_lane" in batch[0]:
+        out["gt_lane"] = torch.stack([item["gt_lane"] for item in batch])
+        for key in ("gt_angle", "gt_seg"):
+            out[key] = [torch.stack(level) for level in zip(*(item[key] for item in batch))]
+    return out
+
+
+class EpochShuffleSampler(Sampler[int]):
+    """A permutation of the dataset seeded by ``(seed, dataset.epoch)``."""
+
+    def __init__(self, dataset: LaneDataset, seed: int) -> None:
+        self.dataset, self.seed = dataset, int(seed)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __iter__(self) -> Iterator[int]:
+        rng = np.random.default_rng([self.seed, self.dataset.epoch, 0x5EED])
+        return iter(rng.permutation(len(self.dataset)).tolist())
+
+
+def _init_worker(_: int) -> None:
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+
+
+def build_dataloader(cfg, split: str, training: bool, records: Sequence[LaneRecord] | None = None) -> DataLoader:
+    """DataLoader over ``LaneDataset(cfg, split, training)``: ``cfg.batch_size``, ``cfg.workers``;
+    training shuffles with EpochShuffleSampler (seed ``cfg.seed``) and drops the last partial
+    batch, validation keeps the dataset order."""
+    dataset = LaneDataset(cfg, split, training, records=records)
+    workers = int(cfg.workers)
+    return DataLoader(
+        dataset,
+        batch_size=int(cfg.batch_size),
+        sampler=EpochShuffleSampler(dataset, cfg.seed) if training else None,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=collate,
+        drop_last=training,
+        worker_init_fn=_init_worker if workers > 0 else None,
+        persistent_workers=False,
+    )
