@@ -154,6 +154,7 @@ class Runner:
         self.best_metric = -math.inf
         self.nonfinite_in_row = self.nonfinite_total = 0
         self.step_losses: dict[str, float] = {}
+        self.last_metrics: dict = {}
         self.failed = False
         self.stop_signal: int | None = None
         self._train_loader: DataLoader | None = None
@@ -201,6 +202,8 @@ class Runner:
         """The rest of the current epoch, as groups of ``accumulate`` batches on the device."""
         loader = self.train_loader()
         loader.sampler.set_epoch(self.epoch, start=self.batch_in_epoch * loader.batch_size)
+        if hasattr(loader.dataset, "set_epoch"):
+            loader.dataset.set_epoch(self.epoch)  # per-item augmentation draws of this epoch
         loader.generator.manual_seed(self.cfg.seed + self.epoch)
         group: list[Any] = []
         for batch in loader:
@@ -274,9 +277,19 @@ class Runner:
         """The weights validation uses: the moving average when enabled, else the network."""
         return self.ema.ema if self.ema is not None else self.net
 
-    @torch.no_grad()
     def validate(self) -> dict:
-        """Predict every validation image once, evaluate on rank 0, agree on "best" everywhere."""
+        """Evaluate, keep the best metric (agreed by all ranks) and run the validation hooks."""
+        metrics = self.evaluate()
+        is_best = metrics["metric"] > self.best_metric
+        if is_best:
+            self.best_metric = float(metrics["metric"])
+        self.last_metrics = metrics
+        self.call_hooks("after_validation", metrics, is_best)
+        return metrics
+
+    @torch.no_grad()
+    def evaluate(self) -> dict:
+        """Predict every validation image once and score them on rank 0; every rank gets the metrics."""
         loader = self.val_loader()
         net = self.eval_net()
         was_training = net.training
@@ -290,14 +303,8 @@ class Runner:
             for meta, lanes in zip(batch["meta"], self.decoder(output.float())):
                 predictions[int(meta["index"])] = lanes
         net.train(was_training)
-        metrics = self._evaluate(loader.dataset, self._gather(predictions))
-        metrics = self.fabric.broadcast(metrics, src=0)
-        is_best = metrics["metric"] > self.best_metric
-        if is_best:
-            self.best_metric = float(metrics["metric"])
-        self.last_metrics = metrics
-        self.call_hooks("after_validation", metrics, is_best)
-        return metrics
+        metrics = self._score(loader.dataset, self._gather(predictions))
+        return self.fabric.broadcast(metrics, src=0)
 
     def _gather(self, predictions: dict[int, list]) -> dict[int, list] | None:
         if self.fabric.world_size == 1:
@@ -306,7 +313,7 @@ class Runner:
         dist.all_gather_object(parts, predictions)
         return {index: lanes for part in parts for index, lanes in part.items()} if self.fabric.is_global_zero else None
 
-    def _evaluate(self, dataset: Any, predictions: dict[int, list] | None) -> dict | None:
+    def _score(self, dataset: Any, predictions: dict[int, list] | None) -> dict | None:
         if not self.fabric.is_global_zero:
             return None
         missing = sorted(set(range(len(dataset))) - set(predictions))
@@ -334,7 +341,7 @@ class Runner:
             "epoch": self.epoch,
             "batch_in_epoch": self.batch_in_epoch,
             "best_metric": self.best_metric,
-            "metrics": dict(getattr(self, "last_metrics", None) or {}),
+            "metrics": dict(self.last_metrics),
             "nonfinite": [self.nonfinite_in_row, self.nonfinite_total],
             "hooks": {hook.name: hook.state_dict() for hook in self.hooks},
             "rng": ckpt.rng_state(),

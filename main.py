@@ -1,0 +1,81 @@
+"""Train or evaluate SRLane with one config file.
+
+examples:
+  python main.py configs/srlane_r18_synthetic.py                    # quickstart on CPU
+  python main.py configs/srlane_r18_culane.py --gpus 0 1            # train (dp over two GPUs)
+  python main.py configs/srlane_r18_culane.py --resume              # continue the latest run
+  python main.py configs/srlane_r18_culane.py --validate-only --load-from best.pth --view
+  python main.py configs/srlane_r18_culane.py --set total_iter=1000 optimizer.lr=3e-4
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import sys
+
+from srlane.config import ConfigError
+from srlane.data.records import DataFormatError
+from srlane.engine.checkpoint import CheckpointError
+from srlane.engine.defaults import load_experiment
+from srlane.engine.recorder import default_work_dir, format_metrics
+from srlane.engine.runner import Runner
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config", help="experiment config file (see configs/)")
+    parser.add_argument("--gpus", nargs="+", type=int, default=[0],
+                        help="GPU ids; on a machine without CUDA, one CPU process per id (default: 0)")
+    parser.add_argument("--validate-only", "--validate", dest="validate_only", action="store_true",
+                        help="evaluate the validation split and print the metric table, no training")
+    parser.add_argument("--view", action="store_true",
+                        help="write one picture per validated image to <work dir>/visualization")
+    parser.add_argument("--load-from", "--load_from", dest="load_from", metavar="CKPT",
+                        help="start from these network weights (a run's .pth or a released one)")
+    parser.add_argument("--resume", nargs="?", const="latest", metavar="CKPT",
+                        help="continue a run from CKPT (default: the newest last.pth of this config)")
+    parser.add_argument("--work-dir", "--work_dirs", dest="work_dir", metavar="DIR",
+                        help="run folder (default: <work_dirs>/<config name>/<timestamp>; with --resume, the checkpoint's folder)")
+    parser.add_argument("--seed", type=int, help="same as --set seed=N")
+    parser.add_argument("--set", nargs="+", default=[], action="extend", metavar="KEY=VALUE",
+                        help="override config keys, dotted for nested ones; values are Python literals")
+    return parser.parse_args(argv)
+
+
+def latest_checkpoint(work_dirs: str, config_path: str) -> str:
+    """The newest ``last.pth`` under ``<work_dirs>/<config name>/``."""
+    name = os.path.splitext(os.path.basename(config_path))[0]
+    found = glob.glob(os.path.join(work_dirs, name, "*", "last.pth"))
+    if not found:
+        raise FileNotFoundError(f"--resume: no last.pth under {os.path.join(work_dirs, name)}; give the checkpoint path")
+    return max(found, key=os.path.getmtime)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    overrides = args.set + ([f"seed={args.seed}"] if args.seed is not None else [])
+    cfg = load_experiment(args.config, overrides)
+    resume = latest_checkpoint(cfg.work_dirs, args.config) if args.resume == "latest" else args.resume
+    work_dir = args.work_dir or (os.path.dirname(os.path.abspath(resume)) if resume
+                                 else default_work_dir(cfg.work_dirs, args.config))
+
+    runner = Runner(cfg, work_dir, gpus=args.gpus, view=args.view)
+    if args.load_from:
+        runner.load_weights(args.load_from)
+    if args.validate_only:
+        metrics = runner.evaluate()
+        runner.recorder.info(f"metrics of {args.load_from or 'the initial weights'}:\n{format_metrics(metrics)}")
+        runner.recorder.close()
+        return
+    if resume:
+        runner.resume(resume)
+    runner.train()
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (ConfigError, CheckpointError, DataFormatError, FileNotFoundError, FloatingPointError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,57 @@
+"""Pictures of lanes: predictions in one colour, ground truth in another (``--view``, tools)."""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+from srlane.lanes import Lane
+
+GT_COLOUR = (0, 200, 0)  # BGR green, drawn thick underneath
+PRED_COLOUR = (0, 0, 255)  # BGR red, drawn thin on top
+
+
+def lane_pixels(lane: Lane, width: int, height: int) -> np.ndarray:
+    """A decoded lane's points in pixels of a ``width`` x ``height`` image."""
+    return lane.points * np.array([width, height], dtype=np.float64)
+
+
+def draw_lanes(img: np.ndarray, predictions: Sequence[np.ndarray], ground_truth: Sequence[np.ndarray]) -> np.ndarray:
+    """A copy of the BGR ``img`` with ground-truth and predicted ``(N, 2)`` pixel polylines and a legend."""
+    out = img.copy()
+    thickness = max(2, round(img.shape[1] / 300))
+    for lanes, colour, width in ((ground_truth, GT_COLOUR, 2 * thickness), (predictions, PRED_COLOUR, thickness)):
+        for points in lanes:
+            if len(points) >= 2:
+                polyline = np.round(np.asarray(points)).astype(np.int32).reshape(-1, 1, 2)
+                cv2.polylines(out, [polyline], False, colour, width, cv2.LINE_AA)
+    scale = max(0.4, img.shape[1] / 1600)
+    for row, (text, colour) in enumerate(((f"ground truth ({len(ground_truth)})", GT_COLOUR),
+                                          (f"prediction ({len(predictions)})", PRED_COLOUR))):
+        origin = (10, int((row + 1) * 30 * scale))
+        cv2.putText(out, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, max(1, round(2 * scale)), cv2.LINE_AA)
+    return out
+
+
+def write_image(path: str, img: np.ndarray) -> None:
+    """``cv2.imwrite`` through a temp file and ``os.replace``; a failed write raises."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    root, ext = os.path.splitext(path)
+    tmp = f"{root}.tmp{ext or '.jpg'}"
+    if not cv2.imwrite(tmp, img):
+        raise OSError(f"could not write image {path}")
+    os.replace(tmp, path)
+
+
+def write_visualizations(dataset, predictions: Sequence[Sequence[Lane]], folder: str) -> int:
+    """One picture per image of ``dataset`` (its ``records``), named as its image under ``folder``."""
+    for record, lanes in zip(dataset.records, predictions, strict=True):
+        img = cv2.imread(record.img_path, cv2.IMREAD_COLOR)
+        if img is None:
+            raise FileNotFoundError(f"cannot read image {record.img_path}")
+        height, width = img.shape[:2]
+        picture = draw_lanes(img, [lane_pixels(lane, width, height) for lane in lanes], record.lanes)
+        write_image(os.path.join(folder, record.img_name), picture)
+    return len(predictions)
