@@ -1,0 +1,81 @@
+"""The training objective: assignment plus the weighted sum of SRLane's losses (spec 6)."""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from srlane.models.assign import assign
+from srlane.models.losses import angle_loss, line_iou, softmax_focal_loss
+
+SUPPORTED_LOSSES = ("cls", "l1", "iou", "angle")
+
+
+class SRLaneLoss(nn.Module):
+    """Computes ``{"loss", "loss_status"}`` from the refine stages' predictions and the angle maps.
+
+    ``weights`` maps ``cls, l1, iou, angle`` (and optionally ``attn``, ``seg``, which must be 0:
+    the released defaults; those auxiliary losses are not implemented) to their weights.
+    """
+
+    def __init__(self, img_w: int, num_points: int, weights: Mapping[str, float],
+                 n_candidate: int = 4, angle_level_weights: Sequence[float] = (0.2, 0.2, 1.0)) -> None:
+        super().__init__()
+        unknown = set(weights) - set(SUPPORTED_LOSSES) - {"attn", "seg"}
+        if unknown:
+            raise ValueError(f"loss_weights: unknown keys {sorted(unknown)}; expected {SUPPORTED_LOSSES} + attn, seg")
+        for name in ("attn", "seg"):
+            if float(weights.get(name, 0.0)) != 0.0:
+                raise NotImplementedError(f"loss_weights.{name} must be 0 (the auxiliary {name} loss "
+                                          "is not implemented; the release trains with 0)")
+        missing = [k for k in SUPPORTED_LOSSES if k not in weights]
+        if missing:
+            raise ValueError(f"loss_weights: missing keys {missing}")
+        self.img_w = float(img_w)
+        self.n_strips = num_points - 1
+        self.weights = {k: float(weights[k]) for k in SUPPORTED_LOSSES}
+        self.n_candidate = n_candidate
+        self.angle_level_weights = tuple(angle_level_weights)
+
+    def forward(self, stage_predictions: Sequence[torch.Tensor], pred_angles: Sequence[torch.Tensor],
+                gt_lane: torch.Tensor, gt_angle: Sequence[torch.Tensor]) -> dict:
+        """``stage_predictions``: (B, N, 4 + P) per stage; ``pred_angles``: sigmoid maps fine to
+        coarse; ``gt_lane`` (B, T, 4 + P); ``gt_angle`` target maps fine to coarse."""
+        gt_lane = gt_lane.to(stage_predictions[-1].device, torch.float32)
+        batch = gt_lane.shape[0]
+        valid = gt_lane[..., 1] == 1
+        n_valid = valid.sum(1)
+        has_target = n_valid > 0
+        cls = l1 = iou = gt_lane.new_zeros(())
+        for preds in stage_predictions:
+            preds = preds.float()
+            scaled = torch.cat((preds[..., :2], preds[..., 2:4] * self.n_strips, preds[..., 4:] * self.img_w), -1)
+            matched, gt_index = assign(scaled.detach(), gt_lane, valid, self.img_w, self.n_candidate)
+            cls_per_image = softmax_focal_loss(preds[..., :2], matched.long()).sum(1)
+            cls = cls + (cls_per_image / n_valid.clamp(min=1)).sum()
+
+            target = torch.gather(gt_lane, 1, gt_index.unsqueeze(-1).expand(-1, -1, gt_lane.shape[-1]))
+            n_matched = matched.sum(1).clamp(min=1)
+            weight = matched.to(preds.dtype)
+            with torch.no_grad():
+                pred_start = scaled[..., 2].round().clamp(0, self.n_strips)
+                target_yl = target[..., 2:4].clone()
+                target_yl[..., 1] -= pred_start - target[..., 2].round()
+            target_yl = torch.where(matched.unsqueeze(-1), target_yl, scaled[..., 2:4].detach())
+            l1_each = F.smooth_l1_loss(scaled[..., 2:4], target_yl, reduction="none").sum(-1)
+            l1 = l1 + ((l1_each * weight).sum(1) / (2 * n_matched)).masked_fill(~has_target, 0).sum()
+
+            ious = line_iou(scaled[..., 4:], target[..., 4:], self.img_w, width=7.5, aligned=True)
+            iou = iou + (((1 - ious) * weight).sum(1) / n_matched).masked_fill(~has_target, 0).sum()
+        scale = batch * len(stage_predictions)
+        gt_angle = [t.to(pred_angles[0].device, torch.float32) for t in gt_angle]
+        status = {
+            "cls_loss": cls / scale * self.weights["cls"],
+            "l1_loss": l1 / scale * self.weights["l1"],
+            "iou_loss": iou / scale * self.weights["iou"],
+            "angle_loss": angle_loss([p.float() for p in pred_angles], gt_angle,
+                                     self.angle_level_weights) * self.weights["angle"],
+        }
+        return {"loss": sum(status.values()), "loss_status": status}

@@ -1,0 +1,98 @@
+"""SRLane two-stage detector (backbone, neck, sketch head, refine head) and its builder."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from srlane.models.backbone import ResNetBackbone
+from srlane.models.criterion import SRLaneLoss
+from srlane.models.neck import ChannelMapper
+from srlane.models.refine_head import RefineHead
+from srlane.models.sketch_head import LocalAngleHead
+
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.", "_forward_module.")
+
+
+class SRLane(nn.Module):
+    """Eval: ``net(img)`` or ``net({"img": img, ...})`` -> predictions (B, N, 4 + num_points).
+    Train: ``net(batch)`` with ``img``, ``gt_lane``, ``gt_angle`` -> ``{"loss", "loss_status"}``.
+
+    Submodule names match the released checkpoints (``backbone``, ``neck``, ``rpn_head``,
+    ``roi_head``).
+    """
+
+    def __init__(self, backbone: nn.Module, neck: nn.Module, rpn_head: LocalAngleHead,
+                 roi_head: RefineHead, criterion: SRLaneLoss | None = None) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.neck = neck
+        self.rpn_head = rpn_head
+        self.roi_head = roi_head
+        self.criterion = criterion
+
+    def forward(self, batch: torch.Tensor | Mapping[str, Any]) -> torch.Tensor | dict:
+        img = batch["img"] if isinstance(batch, Mapping) else batch
+        feats = self.neck(self.backbone(img))
+        priors, thetas = self.rpn_head(feats)
+        stage_predictions = self.roi_head(feats, priors)
+        if not self.training:
+            return stage_predictions[-1]
+        if not isinstance(batch, Mapping) or "gt_lane" not in batch or "gt_angle" not in batch:
+            raise ValueError("train-mode forward needs a batch dict with img, gt_lane and gt_angle")
+        if self.criterion is None:
+            raise RuntimeError("this SRLane was built without a criterion; it can only run in eval mode")
+        return self.criterion(stage_predictions, thetas, batch["gt_lane"], batch["gt_angle"])
+
+
+def build_net(cfg: Mapping[str, Any]) -> SRLane:
+    """Build SRLane from a config (``model``, ``img_w``, ``img_h``, ``num_points``,
+    ``max_lanes``, ``loss_weights``)."""
+    for key in ("img_w", "img_h"):
+        if int(cfg[key]) % 32:
+            raise ValueError(f"config {key}={cfg[key]} must be a multiple of 32 (strides 8, 16, 32)")
+    model = cfg["model"]
+    bb, neck_cfg, sketch, refine = (model[k] for k in ("backbone", "neck", "sketch_head", "refine_head"))
+    strides = tuple(sketch.get("feat_ds_strides", (8, 16, 32)))
+    if strides != (8, 16, 32):
+        raise ValueError(f"model.sketch_head.feat_ds_strides must be (8, 16, 32), got {strides}")
+    num_points = int(cfg["num_points"])
+    hidden = int(neck_cfg.get("out_channels", 64))
+    backbone = ResNetBackbone(int(bb.get("depth", 18)), bb.get("pretrained", False))
+    neck = ChannelMapper(backbone.out_channels[1:], hidden)
+    angle_map_size = tuple(sketch.get("angle_map_size", (4, 10)))
+    rpn_head = LocalAngleHead(num_points=num_points, in_channels=hidden, n_levels=len(strides),
+                              angle_map_size=angle_map_size)
+    roi_head = RefineHead(
+        refine_layers=int(refine.get("refine_layers", 1)), z_mean=refine.get("z_mean", 0.9269),
+        z_std=refine.get("z_std", 0.2379), num_points=num_points, in_channels=hidden,
+        n_levels=len(strides), sample_points=int(refine.get("sample_points", 36)),
+        fc_hidden_dim=int(refine.get("fc_hidden_dim", 192)), num_groups=int(refine.get("num_groups", 6)))
+    criterion = SRLaneLoss(img_w=int(cfg["img_w"]), num_points=num_points, weights=dict(cfg["loss_weights"]),
+                           n_candidate=angle_map_size[0])
+    return SRLane(backbone, neck, rpn_head, roi_head, criterion)
+
+
+def _canonical(key: str) -> str:
+    stripped = True
+    while stripped:
+        stripped = False
+        for prefix in _WRAPPER_PREFIXES:
+            if key.startswith(prefix):
+                key, stripped = key[len(prefix):], True
+    return key
+
+
+def load_state_dict_compat(net: nn.Module, state: Mapping[str, Any], strict: bool = True):
+    """Load a release-style checkpoint into ``net`` (bare or wrapped).
+
+    ``state`` is ``{"net": state_dict}`` or a state dict; keys may carry wrapper prefixes
+    (``module.``, ``_orig_mod.``) that ``net``'s own keys lack, or lack ones they have.
+    Returns what ``net.load_state_dict`` returns.
+    """
+    if "net" in state and isinstance(state["net"], Mapping):
+        state = state["net"]
+    own = {_canonical(k): k for k in net.state_dict()}
+    mapped = {own.get(_canonical(k), k): v for k, v in state.items()}
+    return net.load_state_dict(mapped, strict=strict)
