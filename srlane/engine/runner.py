@@ -161,7 +161,10 @@ class Runner:
         self._val_loader: DataLoader | None = None
         if self.fabric.is_global_zero:
             cfg.dump(os.path.join(self.work_dir, "config.py"))
-        self.recorder.info(f"work dir: {self.work_dir}")
+        self.recorder.info(
+            f"work dir: {self.work_dir}; {self.fabric.world_size} process(es) on {self.fabric.device.type}, "
+            f"strategy {type(self.fabric.strategy).__name__}, precision {self.fabric.strategy.precision.__class__.__name__}"
+        )
 
     def call_hooks(self, method: str, *args: Any) -> None:
         for hook in self.hooks:
@@ -254,8 +257,26 @@ class Runner:
             )
         return False
 
+    def prepare_data(self) -> None:
+        """Generate the synthetic set when the config asks for it and it is missing; check the root."""
+        dataset_cfg = self.cfg.get("dataset", {})
+        root = dataset_cfg.get("data_root")
+        if root is None:
+            return
+        if dataset_cfg.get("generate") and self.fabric.is_global_zero:
+            from srlane.data.synthetic import ensure_generated
+
+            ensure_generated(self.cfg, log=self.recorder.info)
+        self.fabric.barrier()
+        if not os.path.isdir(root):
+            raise FileNotFoundError(
+                f"dataset.data_root {root!r} does not exist (resolved {os.path.abspath(root)}); "
+                "fill it as datasets/README.md says or point dataset.data_root elsewhere (--set dataset.data_root=...)"
+            )
+
     def train_loader(self) -> DataLoader:
         if self._train_loader is None:
+            self.prepare_data()
             self.recorder.info("building the training loader")
             loader = self.build_loader(self.cfg, self.cfg.dataset.train_split, True)
             sampler = EpochSampler(len(loader.dataset), True, self.cfg.seed, self.fabric.global_rank, self.fabric.world_size)
@@ -266,6 +287,7 @@ class Runner:
     def val_loader(self) -> DataLoader:
         """Built on first use; under several processes each rank reads its own share, no repeats."""
         if self._val_loader is None:
+            self.prepare_data()
             loader = self.build_loader(self.cfg, self.cfg.dataset.val_split, False)
             if self.fabric.world_size > 1:
                 shard = list(range(self.fabric.global_rank, len(loader.dataset), self.fabric.world_size))
