@@ -1,0 +1,75 @@
+"""main.py: argument parsing and the one-line errors for bad configs, data roots and checkpoints."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import main
+from srlane.config import ConfigError
+from srlane.engine.checkpoint import CheckpointError
+
+ROOT = Path(__file__).resolve().parents[1]
+SYNTHETIC = ROOT / "configs" / "srlane_r18_synthetic.py"
+
+
+def experiment(tmp_path, text):
+    path = tmp_path / "exp.py"
+    path.write_text(f"_base_ = [{str(SYNTHETIC)!r}]\nimg_w = 256\nimg_h = 96\n" + text)
+    return str(path)
+
+
+def test_release_flag_aliases():
+    args = main.parse_args(["c.py", "--validate", "--load_from", "w.pth", "--work_dirs", "out", "--gpus", "0", "1",
+                            "--set", "a=1", "b.c='x'", "--seed", "3"])
+    assert args.validate_only and args.load_from == "w.pth" and args.work_dir == "out"
+    assert args.gpus == [0, 1] and args.set == ["a=1", "b.c='x'"] and args.seed == 3
+    assert main.parse_args(["c.py", "--resume"]).resume == "latest"
+    assert main.parse_args(["c.py", "--resume", "r.pth"]).resume == "r.pth"
+    assert main.parse_args(["c.py"]).resume is None
+
+
+def test_mistyped_key_stops_with_one_line(tmp_path):
+    cfg = experiment(tmp_path, "total_iters = 5\n")
+    out = subprocess.run([sys.executable, "main.py", cfg, "--work-dir", str(tmp_path / "w")], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1
+    assert out.stderr.strip() == f"error: {cfg}: unknown config key 'total_iters'; did you mean 'total_iter'?"
+    assert not (tmp_path / "w").exists()
+
+
+def test_mistyped_override_and_wrong_type(tmp_path):
+    cfg = experiment(tmp_path, "")
+    with pytest.raises(ConfigError, match=r"--set: unknown config key 'optimiser'; did you mean 'optimizer'"):
+        main.main([cfg, "--set", "optimiser.lr=0.1"])
+    with pytest.raises(ConfigError, match=r"'batch_size' should be a int like 8, got str 'eight'"):
+        main.main([cfg, "--set", "batch_size=eight"])
+
+
+def test_missing_data_root(tmp_path):
+    cfg = experiment(tmp_path, "dataset = dict(generate=None)\n")
+    missing = str(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match=f"dataset.data_root '{missing}' does not exist"):
+        main.main([cfg, "--work-dir", str(tmp_path / "w"), "--set", f"dataset.data_root={missing}"])
+
+
+def test_wrong_architecture_and_corrupt_checkpoints(tmp_path):
+    cfg = experiment(tmp_path, "")
+    torch.save({"net": torch.nn.Linear(2, 2).state_dict()}, tmp_path / "other.pth")
+    with pytest.raises(CheckpointError, match=r"other.pth does not fit this network .*missing keys \(\d+\): backbone"):
+        main.main([cfg, "--validate-only", "--load-from", str(tmp_path / "other.pth"), "--work-dir", str(tmp_path / "w")])
+    (tmp_path / "broken.pth").write_bytes(b"\x00" * 100)
+    with pytest.raises(CheckpointError, match=r"broken.pth: not a readable torch checkpoint"):
+        main.main([cfg, "--resume", str(tmp_path / "broken.pth"), "--work-dir", str(tmp_path / "w")])
+
+
+def test_resume_latest_needs_a_run(tmp_path):
+    cfg = experiment(tmp_path, f"work_dirs = {str(tmp_path / 'runs')!r}\n")
+    with pytest.raises(FileNotFoundError, match="--resume: no last.pth under"):
+        main.main([cfg, "--resume"])
+    run = tmp_path / "runs" / "exp" / "20250101_000000"
+    run.mkdir(parents=True)
+    (run / "last.pth").write_bytes(b"")
+    assert main.latest_checkpoint(str(tmp_path / "runs"), cfg) == str(run / "last.pth")
