@@ -13,6 +13,8 @@ ori_img_h = 720
 cut_height = 160
 max_lanes = 5
 
+# As configs/datasets/culane.py, with coarse dropout (fraction of pixels p, regions of `size`
+# times the image size) in place of JPEG compression.
 augmentation = dict(
     flip=0.5,
     channel_shuffle=0.1,
