@@ -42,7 +42,8 @@ class SRLaneLoss(nn.Module):
     def forward(self, stage_predictions: Sequence[torch.Tensor], pred_angles: Sequence[torch.Tensor],
                 gt_lane: torch.Tensor, gt_angle: Sequence[torch.Tensor]) -> dict:
         """``stage_predictions``: (B, N, 4 + P) per stage; ``pred_angles``: sigmoid maps fine to
-        coarse; ``gt_lane`` (B, T, 4 + P); ``gt_angle`` target maps fine to coarse."""
+        coarse; ``gt_lane`` (B, T, 4 + P); ``gt_angle`` target maps fine to coarse. ``loss``
+        keeps its graph; ``loss_status`` holds the detached weighted terms."""
         gt_lane = gt_lane.to(stage_predictions[-1].device, torch.float32)
         batch = gt_lane.shape[0]
         valid = gt_lane[..., 1] == 1
@@ -78,4 +79,5 @@ class SRLaneLoss(nn.Module):
             "angle_loss": angle_loss([p.float() for p in pred_angles], gt_angle,
                                      self.angle_level_weights) * self.weights["angle"],
         }
-        return {"loss": sum(status.values()), "loss_status": status}
+        loss = sum(status.values())
+        return {"loss": loss, "loss_status": {k: v.detach() for k, v in status.items()}}
