@@ -52,7 +52,8 @@ def latest_checkpoint(work_dirs: str, config_path: str) -> str:
     return max(found, key=os.path.getmtime)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> dict | None:
+    """Run the command line ``argv``; returns the metrics of ``--validate-only``."""
     args = parse_args(argv)
     overrides = args.set + ([f"seed={args.seed}"] if args.seed is not None else [])
     cfg = load_experiment(args.config, overrides)
@@ -67,10 +68,11 @@ def main(argv: list[str] | None = None) -> None:
         metrics = runner.evaluate()
         runner.recorder.info(f"metrics of {args.load_from or 'the initial weights'}:\n{format_metrics(metrics)}")
         runner.recorder.close()
-        return
+        return metrics
     if resume:
         runner.resume(resume)
     runner.train()
+    return None
 
 
 if __name__ == "__main__":

@@ -263,10 +263,14 @@ class Runner:
         root = dataset_cfg.get("data_root")
         if root is None:
             return
-        if dataset_cfg.get("generate") and self.fabric.is_global_zero:
-            from srlane.data.synthetic import ensure_generated
+        spec = dataset_cfg.get("generate")
+        if spec and self.fabric.is_global_zero:
+            from srlane.data import synthetic
 
-            ensure_generated(self.cfg, log=self.recorder.info)
+            fmt, size = dataset_cfg.type, (int(spec.train), int(spec.test), int(spec.seed))
+            if not synthetic.is_complete(root, fmt, *size):
+                self.recorder.info(f"generating the synthetic {fmt} set ({size[0]} train, {size[1]} test) in {root}")
+                synthetic.generate(root, fmt, *size, workers=max(1, int(self.cfg.workers)))
         self.fabric.barrier()
         if not os.path.isdir(root):
             raise FileNotFoundError(
