@@ -162,7 +162,7 @@ def apply_overrides(cfg: Config, overrides: Iterable[str]) -> Config:
                 node[part] = child
             if not isinstance(child, dict):
                 where = ".".join(parents[: depth + 1])
-                raise ConfigError(f"override {text!r}: {where!r} is a {type(child).__name__}, not a dict")
+                raise ConfigError(f"override {text!r}: {where!r} holds {child!r}, not a dict")
             node = child
         node[leaf] = value
     return out
@@ -213,7 +213,8 @@ def _kind_name(expected: Any) -> str:
         return "a list or tuple"
     if isinstance(expected, dict):
         return "a dict"
-    return f"a {type(expected).__name__}"
+    name = type(expected).__name__
+    return f"an {name}" if name[0] in "aeiou" else f"a {name}"
 
 
 def load_config(

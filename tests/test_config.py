@@ -59,7 +59,7 @@ def test_overrides_set_nested_keys_without_touching_the_input():
     out = apply_overrides(cfg, ["optimizer.lr=0.5", "total_iter=20"])
     assert out.optimizer.lr == 0.5 and out.optimizer.type == "AdamW" and out.total_iter == 20
     assert cfg.optimizer.lr == 0.1
-    with pytest.raises(ValueError, match="'total_iter' is a int"):
+    with pytest.raises(ValueError, match="'total_iter' holds 10, not a dict"):
         apply_overrides(cfg, ["total_iter.x=1"])
 
 
@@ -71,7 +71,7 @@ def test_validate_names_unknown_key_and_suggests_closest():
         validate({"total_itre": 5}, schema)
     with pytest.raises(ConfigError, match=r"'model.neck.out_chanels'; did you mean 'model.neck.out_channels'"):
         validate({"model": {"neck": {"out_chanels": 3}}}, schema)
-    with pytest.raises(ConfigError, match="'total_iter' should be a int like 10, got str 'many'"):
+    with pytest.raises(ConfigError, match="'total_iter' should be an int like 10, got str 'many'"):
         validate({"total_iter": "many"}, schema)
     validate({"total_iter": 3, "model": {"neck": {"out_channels": 8}}}, schema)
 

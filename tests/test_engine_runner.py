@@ -211,3 +211,29 @@ def test_isolated_non_finite_step_is_skipped_and_training_goes_on(tmp_path):
     assert runner.step == 6 and runner.nonfinite_total == 1
     assert record.lrs[1] == record.lrs[2]  # the skipped step did not advance the schedule
     assert "skipped (non-finite loss): 1" in (tmp_path / "run" / "log.txt").read_text()
+
+
+def test_accumulation_matches_the_large_batch(tmp_path):
+    big = make_runner(tmp_path, name="big", batch_size=4)
+    big.train()
+    small = make_runner(tmp_path, name="small", batch_size=2, accumulate=2)
+    small.train()
+    assert small.step == big.step == 6
+    a, b = weights(tmp_path / "big" / "last.pth"), weights(tmp_path / "small" / "last.pth")
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+
+
+def test_grad_clip_and_ema_options(tmp_path):
+    runner = make_runner(tmp_path, grad_clip=1e-3, ema_decay=0.5)
+    start = {k: v.clone() for k, v in runner.net.state_dict().items()}
+    runner.train()
+    best = load_checkpoint(tmp_path / "run" / "best.pth")
+    ema = best["hooks"]["ema"]["ema"]
+    assert any(not torch.equal(ema[k], best["net"][k]) for k in ema)
+    fresh = make_runner(tmp_path, name="eval")
+    fresh.load_weights(str(tmp_path / "run" / "best.pth"))
+    assert all(torch.equal(fresh.net.state_dict()[k], ema[k]) for k in ema)
+    assert fresh.evaluate()["metric"] == best["metrics"]["metric"]
+    # AdamW moves each weight by about lr per step whatever the clip; clipping keeps the run finite
+    moved = max((best["net"][k] - start[k]).abs().max().item() for k in start if start[k].is_floating_point())
+    assert 0 < moved <= 6 * 1e-2 * 1.01

@@ -44,7 +44,7 @@ def test_mistyped_override_and_wrong_type(tmp_path):
     cfg = experiment(tmp_path, "")
     with pytest.raises(ConfigError, match=r"--set: unknown config key 'optimiser'; did you mean 'optimizer'"):
         main.main([cfg, "--set", "optimiser.lr=0.1"])
-    with pytest.raises(ConfigError, match=r"'batch_size' should be a int like 8, got str 'eight'"):
+    with pytest.raises(ConfigError, match=r"'batch_size' should be an int like 8, got str 'eight'"):
         main.main([cfg, "--set", "batch_size=eight"])
 
 
