@@ -129,13 +129,43 @@ def flat_metrics(metrics: Mapping[str, object], prefix: str = "") -> dict[str, f
 
 
 def format_metrics(metrics: Mapping[str, object]) -> str:
-    """An aligned two-column table of the numbers in ``metrics`` (integers stay integers)."""
+    """The metric table: per category (CULane: F1 in percent, cross as its FP count) when the
+    metrics have ``categories``, else one aligned row per number (TuSimple: accuracy, fp, fn)."""
+    if isinstance(metrics.get("categories"), Mapping):
+        return _category_table(metrics)
     rows = flat_metrics(metrics)
     width = max((len(k) for k in rows), default=0)
-    lines = []
-    for key, value in rows.items():
-        text = str(value) if isinstance(value, int) else f"{value:.4f}"
-        lines.append(f"  {key.ljust(width)}  {text.rjust(10)}")
+    return "\n".join(f"  {key.ljust(width)}  {_number(value).rjust(10)}" for key, value in rows.items())
+
+
+def _number(value: float | int | None) -> str:
+    if value is None:
+        return "-"
+    return str(value) if isinstance(value, int) else f"{value:.4f}"
+
+
+def _counts(entry: Mapping[str, object]) -> Mapping[str, object]:
+    """The tp/fp/fn/f1 dict of an entry: itself, its IoU 0.5 result or its first result."""
+    if "f1" in entry:
+        return entry
+    if isinstance(entry.get("0.5"), Mapping):
+        return entry["0.5"]
+    return next(v for v in entry.values() if isinstance(v, Mapping) and "f1" in v)
+
+
+def _category_table(metrics: Mapping[str, object]) -> str:
+    header = f"  {'category':<10}{'F1 (%)':>9}{'precision':>11}{'recall':>9}{'TP':>8}{'FP':>8}{'FN':>8}"
+    lines = [header]
+    for name, entry in [*metrics["categories"].items(), ("total", metrics)]:
+        c = _counts(entry)
+        if name == "cross":
+            lines.append(f"  {name:<10}{'FP: ' + str(c['fp']):>9}{'-':>11}{'-':>9}{c['tp']:>8}{c['fp']:>8}{c['fn']:>8}")
+            continue
+        f1 = "-" if c["f1"] is None else f"{100 * c['f1']:.2f}"
+        lines.append(f"  {name:<10}{f1:>9}{_number(c['precision']):>11}{_number(c['recall']):>9}"
+                     f"{c['tp']:>8}{c['fp']:>8}{c['fn']:>8}")
+    if "metric" in metrics:
+        lines.append(f"  metric: {metrics['metric']!r}")
     return "\n".join(lines)
 
 

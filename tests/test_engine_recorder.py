@@ -1,0 +1,34 @@
+from srlane.engine.recorder import SmoothedValue, flat_metrics, format_metrics
+
+
+def counts(tp, fp, fn):
+    p = tp / (tp + fp) if tp + fp else None
+    r = tp / (tp + fn) if tp + fn else None
+    f1 = 2 * p * r / (p + r) if p and r else None
+    return {"0.5": {"tp": tp, "fp": fp, "fn": fn, "precision": p, "recall": r, "f1": f1}}
+
+
+def test_culane_table_has_f1_per_category_and_cross_as_fp():
+    metrics = {**counts(6, 2, 2), "metric": 0.75,
+               "categories": {"normal": counts(6, 1, 2), "cross": counts(0, 1, 0)}}
+    lines = format_metrics(metrics).splitlines()
+    assert lines[0].split() == ["category", "F1", "(%)", "precision", "recall", "TP", "FP", "FN"]
+    assert lines[1].split() == ["normal", "80.00", "0.8571", "0.7500", "6", "1", "2"]
+    assert lines[2].split() == ["cross", "FP:", "1", "-", "-", "0", "1", "0"]
+    assert lines[3].split() == ["total", "75.00", "0.7500", "0.7500", "6", "2", "2"]
+    assert lines[4] == "  metric: 0.75"
+    assert len({len(line) for line in lines[:4]}) == 1  # aligned columns
+
+
+def test_flat_table_for_tusimple_and_tensorboard_names():
+    metrics = {"accuracy": 0.9512, "fp": 0.05, "fn": 0.02, "f1": None, "metric": 0.9512}
+    assert format_metrics(metrics).splitlines() == [
+        "  accuracy      0.9512", "  fp            0.0500", "  fn            0.0200", "  metric        0.9512"]
+    assert flat_metrics({"a": {"b": 1, "c": None}, "d": 2.5}) == {"a/b": 1, "d": 2.5}
+
+
+def test_smoothed_value_window():
+    meter = SmoothedValue(window=2)
+    for v in (1.0, 2.0, 4.0):
+        meter.update(v)
+    assert meter.avg == 3.0
