@@ -1,0 +1,188 @@
+"""Synthetic road set: determinism, the CULane and TuSimple round trip through the real readers,
+category lists, annotation geometry, the completion marker."""
+import hashlib
+import os
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from srlane.data import synthetic
+from srlane.data.culane import CATEGORIES, load_culane
+from srlane.data.tusimple import load_tusimple
+
+
+def tree_digest(root) -> dict[str, str]:
+    out = {}
+    for folder, _, files in os.walk(root):
+        for name in files:
+            path = os.path.join(folder, name)
+            with open(path, "rb") as f:
+                out[os.path.relpath(path, root)] = hashlib.sha256(f.read()).hexdigest()
+    return out
+
+
+@pytest.fixture(scope="module")
+def culane_set(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synthetic_culane")
+    summary = synthetic.generate(root, fmt="culane", n_train=4, n_test=20, seed=3, progress=False)
+    return root, summary
+
+
+def test_same_seed_same_bytes_in_any_worker_count(tmp_path):
+    synthetic.generate(tmp_path / "a", "culane", n_train=3, n_test=2, seed=7, progress=False)
+    synthetic.generate(tmp_path / "b", "culane", n_train=3, n_test=2, seed=7, progress=False, workers=2)
+    synthetic.generate(tmp_path / "c", "culane", n_train=3, n_test=2, seed=8, progress=False)
+    a, b, c = (tree_digest(tmp_path / name) for name in "abc")
+    assert len(a) == 2 * (3 + 2) + 5 + 9 + 1  # jpg + lines.txt per image, 5 lists, 9 categories, marker
+    assert a == b
+    assert a.keys() == c.keys()
+    images = [k for k in a if k.endswith(".jpg")]
+    assert len(images) == 5 and all(a[k] != c[k] for k in images)
+    assert a[".complete"] != c[".complete"]
+
+
+def test_culane_round_trip_through_the_reader(culane_set, tmp_path):
+    root, summary = culane_set
+    assert summary["categories"]["test"].keys() == set(CATEGORIES)
+    test = load_culane(str(root), "test", cache_dir=str(tmp_path))
+    train = load_culane(str(root), "train", cache_dir=str(tmp_path))
+    val = load_culane(str(root), "val", cache_dir=str(tmp_path))
+    assert [r.img_name for r in val] == [r.img_name for r in test]
+    assert [r.img_name for r in test] == [synthetic.culane_name("test", i) for i in range(20)]
+    assert Counter(r.category for r in test) == Counter(synthetic.CATEGORY_BLOCK)
+    for split, records in (("train", train), ("test", test)):
+        for index, record in enumerate(records):
+            _, label = synthetic.render("culane", 3, split, index)
+            assert record.img_name == synthetic.culane_name(split, index)
+            assert len(record.lanes) == len(label.lanes)
+            for read, written in zip(record.lanes, label.lanes):
+                np.testing.assert_allclose(read, written, atol=1e-3)
+            if split == "test":
+                assert record.category == label.category
+            else:
+                assert record.lane_exist == tuple(int(s in label.slots) for s in range(4))
+                assert sum(record.lane_exist) == len(record.lanes)
+            if label.category == "cross":
+                assert record.lanes == []
+            else:
+                assert 2 <= len(record.lanes) <= 4
+
+
+def test_list_files_and_categories(culane_set):
+    root, _ = culane_set
+    for rel in ("list/train_gt.txt", "list/train.txt", "list/val.txt", "list/val_gt.txt", "list/test.txt"):
+        lines = (root / rel).read_text().splitlines()
+        assert lines and all(line.startswith("/") for line in lines)
+    gt = (root / "list/train_gt.txt").read_text().splitlines()[0].split()
+    assert gt[1] == "/laneseg_label_w16/" + gt[0][1:-len(".jpg")] + ".png" and len(gt) == 6
+    seen = []
+    for i, category in enumerate(CATEGORIES):
+        names = (root / f"list/test_split/test{i}_{category}.txt").read_text().split()
+        assert names, category
+        seen += names
+        for name in names:
+            lanes = (root / (name[1:-len(".jpg")] + ".lines.txt")).read_text()
+            assert (lanes == "") == (category == "cross")
+    assert sorted(seen) == sorted((root / "list/test.txt").read_text().split())
+
+
+def test_annotation_geometry(culane_set, tmp_path):
+    root, _ = culane_set
+    for record in load_culane(str(root), "test", cache_dir=str(tmp_path)):
+        for lane in record.lanes:
+            x, y = lane[:, 0], lane[:, 1]
+            assert np.all((x >= 0) & (x <= 1639) & (y >= 0) & (y <= 589))
+            assert np.all(np.diff(y) == -10) and (589 - y[0]) % 10 == 0
+            assert len(lane) >= 6
+        if len(record.lanes) > 1:  # left to right: ordered by x at a shared row
+            rows = [dict(zip(lane[:, 1].tolist(), lane[:, 0].tolist())) for lane in record.lanes]
+            for a, b in zip(rows, rows[1:]):
+                common = sorted(set(a) & set(b))
+                assert common and a[common[0]] < b[common[0]]
+
+
+def test_categories_mean_what_they_say():
+    labels = {}
+    means = {}
+    for index in range(40):
+        image, label = synthetic.render("culane", 0, "test", index)
+        labels.setdefault(label.category, []).append(label)
+        means.setdefault(label.category, []).append(image.mean())
+
+    def bend(label):  # largest distance of a lane from the chord through its end points
+        out = []
+        for lane in label.lanes:
+            (x0, y0), (x1, y1) = lane[0], lane[-1]
+            out.append(np.abs(lane[:, 0] - (x0 + (lane[:, 1] - y0) * (x1 - x0) / (y1 - y0))).max())
+        return max(out)
+
+    assert min(bend(label) for label in labels["curve"]) > 120
+    assert np.median([bend(label) for label in labels["normal"]]) < 60
+    assert all(label.lanes == [] for label in labels["cross"])
+    assert max(means["night"]) < 0.5 * min(means["normal"])
+    assert min(means["hlight"]) > np.median(means["normal"])
+
+
+def test_worn_paint_keeps_at_least_40_percent_of_dashes():
+    rng = np.random.default_rng(0)
+    trace = synthetic._Trace(points=np.zeros((6, 2)), s_lo=0.0, s_hi=120.0)
+    for keep in (0.45, 0.6, 1.0):
+        line = synthetic._Line(offset=1.7, slot=2, yellow=False, width=0.15, style="dashed", dash=4.0, gap=6.0,
+                               phase=0.0, paint=0.6, keep=keep, top_margin=10.0)
+        segments = synthetic._line_segments(line, trace, rng)
+        assert len(segments) == int(np.ceil(keep * 12))
+        assert all(0 <= a < b <= 120 and b - a <= 4.0 for a, b in segments)
+
+
+def test_straight_road_annotation_is_the_projected_centre_line():
+    road = synthetic._Road(heading=0.0, curvature=0.0, curvature_rate=0.0)
+    np.testing.assert_allclose(road.x, 0.0, atol=1e-12)
+    np.testing.assert_allclose(road.z, road.s, atol=1e-9)
+    cam = synthetic._Camera(f=1000.0, cx=820.0, horizon=280.0, height=1.5, x=0.3, near=2.0)
+    trace = synthetic._trace(road, cam, synthetic.CULANE, offset=1.8, v_top=300.0)
+    rows = 589.0 - 10 * np.arange(29)  # 589 ... 309, the rows at or below v_top = 300
+    np.testing.assert_array_equal(trace.points[:, 1], rows)
+    # ground x = 1.8 at depth z = f h / (v - horizon): u = cx + f (1.8 - 0.3) / z
+    np.testing.assert_allclose(trace.points[:, 0], np.round(820.0 + 1.5 * (rows - 280.0) / 1.5, 3), atol=1e-6)
+
+
+def test_tusimple_round_trip_through_the_reader(tmp_path):
+    root = tmp_path / "tusimple"
+    synthetic.generate(root, fmt="tusimple", n_train=7, n_test=3, seed=1, progress=False)
+    for name in ("label_data_0313.json", "label_data_0531.json", "label_data_0601.json", "test_label.json"):
+        assert (root / name).read_text().strip(), name
+    for split, count in (("trainval", 7), ("train", 6), ("val", 1), ("test", 3)):
+        assert len(load_tusimple(str(root), split, cache_dir=str(tmp_path / "cache"))) == count
+    records = load_tusimple(str(root), "test", cache_dir=str(tmp_path / "cache"))
+    for index, record in enumerate(records):
+        _, label = synthetic.render("tusimple", 1, "test", index)
+        assert record.h_samples == tuple(range(160, 720, 10))
+        assert len(record.lanes) == len(label.lanes) <= 5
+        for read, written in zip(record.lanes, label.lanes):
+            np.testing.assert_array_equal(read[::-1], written)  # the reader keeps h_samples order (top down)
+            assert np.all((read[:, 0] >= 0) & (read[:, 0] <= 1279)) and np.all(np.diff(read[:, 1]) == 10)
+
+
+def test_marker_detects_interrupted_and_different_runs(tmp_path, monkeypatch):
+    root = tmp_path / "set"
+    synthetic.generate(root, "culane", n_train=1, n_test=1, seed=0, progress=False)
+    assert synthetic.is_complete(root, "culane", 1, 1, 0)
+    assert not synthetic.is_complete(root, "culane", 2, 1, 0)
+    assert not synthetic.is_complete(root, "tusimple", 1, 1, 0)
+    assert not synthetic.is_complete(tmp_path / "missing", "culane", 1, 1, 0)
+
+    def broken(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(synthetic, "_write_scene", broken)
+    with pytest.raises(KeyboardInterrupt):
+        synthetic.generate(root, "culane", n_train=1, n_test=1, seed=0, progress=False)
+    assert not synthetic.is_complete(root, "culane", 1, 1, 0)
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="format 'llamas'"):
+        synthetic.generate("unused", fmt="llamas", n_train=1, n_test=1)
+    with pytest.raises(ValueError, match="n_test"):
+        synthetic.generate("unused", fmt="culane", n_train=1, n_test=-1)
