@@ -1,0 +1,130 @@
+"""Score lane predictions with the official metrics.
+
+    python tools/evaluate.py culane --anno-dir A --pred-dir P --list L [--iou 0.5 ...] [--mf1]
+                                    [--categories DIR] [--json OUT] [--per-image OUT.tsv] [--workers N]
+    python tools/evaluate.py tusimple --pred P.json --gt G.json [--json OUT]
+
+CULane: official F1 (width 30, IoU > threshold) over the images of the list file, read from
+`<dir>/<image stem>.lines.txt` in both folders; `--categories` names a folder of category lists
+(test0_normal.txt, ...) to score each too. TuSimple: the official LaneEval accuracy, FP and FN,
+and the F1 derived from the FP/FN means. Undefined ratios print as "-" and are null in json.
+"""
+import argparse
+import json
+import os
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from srlane.evaluation.culane import MF1_THRESHOLDS, evaluate_culane_files, threshold_key  # noqa: E402
+from srlane.evaluation.tusimple import evaluate_tusimple_files  # noqa: E402
+
+
+def write_atomic(path: str, text: str) -> None:
+    """Write text to path via a temporary file in the same folder and os.replace."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def fmt(value, digits: int = 4) -> str:
+    """A number for a table; None prints as '-'."""
+    if value is None:
+        return "-"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    """Columns aligned: first left, others right."""
+    widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
+    lines = []
+    for r in [header] + rows:
+        cells = [r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:], widths[1:])]
+        lines.append("  ".join(cells))
+    return "\n".join(lines)
+
+
+def culane_tables(result: dict, thresholds: list[float]) -> str:
+    keys = [threshold_key(t) for t in thresholds]
+    rows = [[k] + [fmt(result[k][c]) for c in ("tp", "fp", "fn", "precision", "recall", "f1")] for k in keys]
+    text = table(["IoU >", "tp", "fp", "fn", "precision", "recall", "F1"], rows)
+    if "mF1" in result:
+        text += f"\nmF1 ({keys[0]}:{keys[-1]}): {fmt(result['mF1'])}"
+    if "categories" in result:
+        header = ["category"] + [f"F1@{k}" for k in keys] + (["mF1"] if len(keys) > 1 else []) + [f"fp@{keys[0]}"]
+        rows = []
+        for name, block in result["categories"].items():
+            row = [name] + [fmt(block[k]["f1"]) for k in keys]
+            row += [fmt(block["mF1"])] if len(keys) > 1 else []
+            rows.append(row + [str(block[keys[0]]["fp"])])
+        text += "\n\n" + table(header, rows)
+    return text
+
+
+def per_image_tsv(names: list[str], scores, thresholds: list[float]) -> str:
+    header = ["image", "anno", "pred"] + [f"tp@{threshold_key(t)}" for t in thresholds] + ["matched_iou"]
+    lines = ["\t".join(header)]
+    for i, name in enumerate(names):
+        ious = ",".join(f"{v:.4f}" for v in scores.matched_iou[i])
+        cells = [name, str(scores.num_anno[i]), str(scores.num_pred[i])] + [str(v) for v in scores.tp[i]] + [ious]
+        lines.append("\t".join(cells))
+    return "\n".join(lines) + "\n"
+
+
+def run_culane(args: argparse.Namespace) -> None:
+    thresholds = sorted(set(args.iou + (list(MF1_THRESHOLDS) if args.mf1 else [])))
+    result, names, scores = evaluate_culane_files(args.anno_dir, args.pred_dir, args.list, args.categories,
+                                                  thresholds, args.width, (args.height, args.img_width),
+                                                  args.workers, return_scores=True)
+    print(culane_tables(result, thresholds))
+    if args.json:
+        write_atomic(args.json, json.dumps(result, indent=2) + "\n")
+    if args.per_image:
+        write_atomic(args.per_image, per_image_tsv(names, scores, thresholds))
+
+
+def run_tusimple(args: argparse.Namespace) -> None:
+    result = evaluate_tusimple_files(args.pred, args.gt)
+    rows = [["accuracy", fmt(result["accuracy"])], ["FP", fmt(result["fp"])], ["FN", fmt(result["fn"])],
+            ["F1 (derived from FP/FN means)", fmt(result["f1"])]]
+    print(table(["metric", "value"], rows))
+    if args.json:
+        write_atomic(args.json, json.dumps(result, indent=2) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="dataset", required=True)
+    cu = sub.add_parser("culane", help="official CULane F1")
+    cu.add_argument("--anno-dir", required=True, help="folder of the annotation .lines.txt files")
+    cu.add_argument("--pred-dir", required=True, help="folder of the predicted .lines.txt files")
+    cu.add_argument("--list", required=True, help="list file of the evaluated images (e.g. list/test.txt)")
+    cu.add_argument("--iou", type=float, nargs="+", default=[0.5], help="IoU thresholds (tp when IoU > t)")
+    cu.add_argument("--mf1", action="store_true", help="also 0.50:0.05:0.95 and their mean F1")
+    cu.add_argument("--categories", help="folder of category list files (test0_normal.txt, ...)")
+    cu.add_argument("--width", type=int, default=30, help="lane width in pixels")
+    cu.add_argument("--height", type=int, default=590, help="canvas height")
+    cu.add_argument("--img-width", type=int, default=1640, help="canvas width")
+    cu.add_argument("--workers", type=int, default=None, help="processes (default: all cores; 0: in-process)")
+    cu.add_argument("--json", help="write the results as json here")
+    cu.add_argument("--per-image", help="write per-image counts and matched IoUs as tsv here")
+    cu.set_defaults(run=run_culane)
+    tu = sub.add_parser("tusimple", help="official TuSimple LaneEval")
+    tu.add_argument("--pred", required=True, help="prediction json-lines file")
+    tu.add_argument("--gt", required=True, help="ground-truth json-lines file")
+    tu.add_argument("--json", help="write the results as json here")
+    tu.set_defaults(run=run_tusimple)
+    args = parser.parse_args()
+    args.run(args)
+
+
+if __name__ == "__main__":
+    main()
