@@ -43,7 +43,7 @@ def collate(items):
 
 def toy_loader(cfg, split, training):
     return DataLoader(ToyData(cfg.toy_size, training), batch_size=cfg.batch_size, shuffle=training,
-                      drop_last=training, collate_fn=collate, num_workers=0)
+                      drop_last=training, collate_fn=collate, num_workers=cfg.workers)
 
 
 class ToyNet(nn.Module):
@@ -163,8 +163,10 @@ def test_load_weights_and_validate_reproduce_the_best_metric(tmp_path):
 
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM, "crash"])
 def test_resume_after_interruption_is_bitwise_exact(tmp_path, how):
+    workers = 2 if how == signal.SIGINT else 0  # loader workers must not die of the Ctrl-C
     make_runner(tmp_path, name="full", total_iter=7, save_interval=2).train()
-    interrupted = make_runner(tmp_path, name="cut", hooks=[Interrupt(5, how)], total_iter=7, save_interval=2)
+    interrupted = make_runner(tmp_path, name="cut", hooks=[Interrupt(5, how)], total_iter=7, save_interval=2,
+                              workers=workers)
     with pytest.raises(SystemExit if how != "crash" else RuntimeError) as info:
         interrupted.train()
     saved = load_checkpoint(tmp_path / "cut" / "last.pth")

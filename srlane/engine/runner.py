@@ -7,6 +7,7 @@ validation every ``eval_ep`` epochs and at the end.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import signal
@@ -70,6 +71,13 @@ class EpochSampler(Sampler[int]):
         yield from padded[self.rank :: self.world_size][self.start :].tolist()
 
 
+def _quiet_worker(init: Callable[[int], None] | None, worker_id: int) -> None:
+    """Loader workers ignore Ctrl-C: the main process finishes its step and saves first."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if init is not None:
+        init(worker_id)
+
+
 def with_sampler(loader: DataLoader, sampler: Sampler | Sequence[int], generator: torch.Generator | None) -> DataLoader:
     """The same loader (dataset, batch size, collate, workers) reading indices from ``sampler``."""
     return DataLoader(
@@ -80,7 +88,7 @@ def with_sampler(loader: DataLoader, sampler: Sampler | Sequence[int], generator
         collate_fn=loader.collate_fn,
         pin_memory=loader.pin_memory,
         drop_last=loader.drop_last,
-        worker_init_fn=loader.worker_init_fn,
+        worker_init_fn=functools.partial(_quiet_worker, loader.worker_init_fn),
         generator=generator,
     )
 
