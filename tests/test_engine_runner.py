@@ -239,3 +239,8 @@ def test_grad_clip_and_ema_options(tmp_path):
     # AdamW moves each weight by about lr per step whatever the clip; clipping keeps the run finite
     moved = max((best["net"][k] - start[k]).abs().max().item() for k in start if start[k].is_floating_point())
     assert 0 < moved <= 6 * 1e-2 * 1.01
+
+
+def test_training_split_smaller_than_one_step_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match="the training split has 3 images, fewer than one step needs"):
+        make_runner(tmp_path, toy_size=3).train()
