@@ -367,7 +367,7 @@ def _sample_scene(rng: np.random.Generator, layout: Layout, category: str) -> _S
         lane_centres = [0.0] + [(a.offset + b.offset) / 2 for a, b in zip(lines, lines[1:]) if a.offset * b.offset > 0]
         for _ in range(int(rng.integers(1, 4))):
             kind = str(rng.choice(["straight", "left", "right", "straight_left", "straight_right"]))
-            arrows.append((kind, float(rng.choice(lane_centres)), rng.uniform(5.0, 28.0)))
+            arrows.append((kind, float(rng.choice(lane_centres)), rng.uniform(5.0, 18.0)))
     crossing = crosswalk = stop_line = None
     if category == "cross":
         if rng.random() < 0.7:
