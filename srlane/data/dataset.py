@@ -16,11 +16,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from srlane.config import atomic_write_text
 from srlane.data.culane import load_culane
 from srlane.data.records import LaneRecord
 from srlane.data.targets import build_target_encoder
 from srlane.data.transforms import build_augmenter, resize_lanes
 from srlane.data.tusimple import load_tusimple
+from srlane.lanes import Lane
 
 MAX_AUGMENT_TRIES = 10
 
@@ -116,11 +118,86 @@ class LaneDataset(Dataset):
                 error = err
         raise RuntimeError(f"{name}: no encodable augmentation in {MAX_AUGMENT_TRIES} tries: {error}")
 
-    def evaluate(self, predictions: Sequence[Sequence], output_dir: str | None = None) -> dict:
-        """Score one list of ``srlane.lanes.Lane`` per image (dataset order); see evaluation.py."""
-        from srlane.data.evaluation import evaluate_dataset
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_evaluator"] = None   # workers never score; do not copy annotation rasters to them
+        return state
 
-        return evaluate_dataset(self, predictions, output_dir)
+    def evaluate(self, predictions: Sequence[Sequence[Lane]], output_dir: str | None = None) -> dict:
+        """Score one list of ``Lane`` per image (dataset order) with the benchmark's metric.
+
+        Returns the metric's results plus ``"metric"``: CULane F1 at IoU 0.5 or TuSimple
+        accuracy. With ``output_dir`` also writes the prediction files there (CULane: one
+        ``.lines.txt`` per image under its list name; TuSimple: ``predictions.json``). The
+        original image size is ``cfg.ori_img_w x cfg.ori_img_h``.
+        """
+        if len(predictions) != len(self.records):
+            raise ValueError(f"{len(predictions)} predictions for {len(self.records)} images")
+        ori_w, ori_h = int(self.cfg.ori_img_w), int(self.cfg.ori_img_h)
+        if output_dir is not None:
+            self.write_predictions(predictions, output_dir)
+        if self.cfg.dataset.type == "tusimple":
+            xs = [[lane.to_tusimple(r.h_samples, ori_w, ori_h) for lane in lanes]
+                  for lanes, r in zip(predictions, self.records)]
+            results = dict(self.evaluator().evaluate(xs))
+            return {"metric": float(results["accuracy"]), **results}
+        # the points the CULane writer writes (lanes with < 2 points are not written)
+        points = [[pts for pts in (lane.to_culane(ori_w, ori_h) for lane in lanes) if len(pts) >= 2]
+                  for lanes in predictions]
+        results = dict(self.evaluator().evaluate(points))
+        return {"metric": float(results["F1"]), **results}
+
+    def write_predictions(self, predictions: Sequence[Sequence[Lane]], output_dir: str) -> None:
+        """CULane: ``<output_dir>/<image name>.lines.txt`` per image; TuSimple: one
+        ``<output_dir>/predictions.json`` (``run_time`` 0: not measured here)."""
+        from srlane.models.decode import tusimple_json_line, write_culane_lines
+
+        ori_w, ori_h = int(self.cfg.ori_img_w), int(self.cfg.ori_img_h)
+        if self.cfg.dataset.type == "tusimple":
+            lines = [tusimple_json_line(r.img_name, lanes, r.h_samples, 0, ori_w, ori_h)
+                     for r, lanes in zip(self.records, predictions)]
+            os.makedirs(output_dir, exist_ok=True)
+            atomic_write_text(os.path.join(output_dir, "predictions.json"), "".join(line + "\n" for line in lines))
+            return
+        for record, lanes in zip(self.records, predictions):
+            name = os.path.splitext(record.img_name)[0] + ".lines.txt"
+            write_culane_lines(os.path.join(output_dir, name), lanes, ori_w, ori_h)
+
+    def evaluator(self):
+        """The metric over this split's annotations, built once (its rasters are reused)."""
+        if self._evaluator is None:
+            if self.cfg.dataset.type == "tusimple":
+                from srlane.evaluation.tusimple import TuSimpleEvaluator
+
+                self._evaluator = TuSimpleEvaluator([tusimple_rows(r) for r in self.records],
+                                                    [list(r.h_samples) for r in self.records])
+            else:
+                from srlane.evaluation.culane import CULaneEvaluator
+
+                self._evaluator = CULaneEvaluator([r.lanes for r in self.records], category_indices(self.records),
+                                                  width=self.cfg.ori_img_w, height=self.cfg.ori_img_h)
+        return self._evaluator
+
+
+def category_indices(records: Sequence[LaneRecord]) -> dict[str, list[int]] | None:
+    """Image indices per CULane test category, or None when no record has one."""
+    out: dict[str, list[int]] = {}
+    for i, record in enumerate(records):
+        if record.category is not None:
+            out.setdefault(record.category, []).append(i)
+    return out or None
+
+
+def tusimple_rows(record: LaneRecord) -> list[list[float]]:
+    """The record's lanes back as TuSimple rows: x at each h_sample, -2 where absent."""
+    rows = []
+    index = {y: j for j, y in enumerate(record.h_samples)}
+    for lane in record.lanes:
+        xs = [-2.0] * len(record.h_samples)
+        for x, y in lane.tolist():
+            xs[index[int(y)]] = x
+        rows.append(xs)
+    return rows
 
 
 def collate(batch: Sequence[dict]) -> dict:
