@@ -126,10 +126,10 @@ class LaneDataset(Dataset):
     def evaluate(self, predictions: Sequence[Sequence[Lane]], output_dir: str | None = None) -> dict:
         """Score one list of ``Lane`` per image (dataset order) with the benchmark's metric.
 
-        Returns the metric's results plus ``"metric"``: CULane F1 at IoU 0.5 or TuSimple
-        accuracy. With ``output_dir`` also writes the prediction files there (CULane: one
-        ``.lines.txt`` per image under its list name; TuSimple: ``predictions.json``). The
-        original image size is ``cfg.ori_img_w x cfg.ori_img_h``.
+        Returns the metric's results plus ``"metric"``: CULane F1 at IoU 0.5 (0.0 where it is
+        undefined, e.g. no lanes at all) or TuSimple accuracy. With ``output_dir`` also writes
+        the prediction files there (see ``write_predictions``). The original image size is
+        ``cfg.ori_img_w x cfg.ori_img_h``.
         """
         if len(predictions) != len(self.records):
             raise ValueError(f"{len(predictions)} predictions for {len(self.records)} images")
@@ -137,15 +137,19 @@ class LaneDataset(Dataset):
         if output_dir is not None:
             self.write_predictions(predictions, output_dir)
         if self.cfg.dataset.type == "tusimple":
-            xs = [[lane.to_tusimple(r.h_samples, ori_w, ori_h) for lane in lanes]
-                  for lanes, r in zip(predictions, self.records)]
-            results = dict(self.evaluator().evaluate(xs))
+            from srlane.evaluation.tusimple import tusimple_metric
+
+            preds = [{"raw_file": r.img_name, "run_time": 0,
+                      "lanes": [lane.to_tusimple(r.h_samples, ori_w, ori_h) for lane in lanes]}
+                     for lanes, r in zip(predictions, self.records)]
+            results = tusimple_metric(preds, self.tusimple_ground_truth())
             return {"metric": float(results["accuracy"]), **results}
         # the points the CULane writer writes (lanes with < 2 points are not written)
         points = [[pts for pts in (lane.to_culane(ori_w, ori_h) for lane in lanes) if len(pts) >= 2]
                   for lanes in predictions]
-        results = dict(self.evaluator().evaluate(points))
-        return {"metric": float(results["F1"]), **results}
+        results = self.culane_evaluator().evaluate(points)
+        f1 = results["0.5"]["f1"]
+        return {"metric": float(f1) if f1 is not None else 0.0, **results}
 
     def write_predictions(self, predictions: Sequence[Sequence[Lane]], output_dir: str) -> None:
         """CULane: ``<output_dir>/<image name>.lines.txt`` per image; TuSimple: one
@@ -163,20 +167,21 @@ class LaneDataset(Dataset):
             name = os.path.splitext(record.img_name)[0] + ".lines.txt"
             write_culane_lines(os.path.join(output_dir, name), lanes, ori_w, ori_h)
 
-    def evaluator(self):
-        """The metric over this split's annotations, built once (its rasters are reused)."""
+    def culane_evaluator(self):
+        """The CULane metric over this split's annotations, built once: its annotation rasters
+        are kept and reused by every later validation."""
         if self._evaluator is None:
-            if self.cfg.dataset.type == "tusimple":
-                from srlane.evaluation.tusimple import TuSimpleEvaluator
+            from srlane.evaluation.culane import CULaneEvaluator
 
-                self._evaluator = TuSimpleEvaluator([tusimple_rows(r) for r in self.records],
-                                                    [list(r.h_samples) for r in self.records])
-            else:
-                from srlane.evaluation.culane import CULaneEvaluator
-
-                self._evaluator = CULaneEvaluator([r.lanes for r in self.records], category_indices(self.records),
-                                                  width=self.cfg.ori_img_w, height=self.cfg.ori_img_h)
+            self._evaluator = CULaneEvaluator([r.lanes for r in self.records], category_indices(self.records),
+                                              iou_thresholds=(0.5,),
+                                              img_shape=(int(self.cfg.ori_img_h), int(self.cfg.ori_img_w)))
         return self._evaluator
+
+    def tusimple_ground_truth(self) -> list[dict]:
+        """The split's annotations as TuSimple json records (raw_file, lanes, h_samples)."""
+        return [{"raw_file": r.img_name, "lanes": tusimple_rows(r), "h_samples": list(r.h_samples)}
+                for r in self.records]
 
 
 def category_indices(records: Sequence[LaneRecord]) -> dict[str, list[int]] | None:
