@@ -1,0 +1,71 @@
+"""Detector plumbing: autocast, wrappers, batched decoding equals per-image decoding."""
+from pathlib import Path
+
+import torch
+
+from srlane.config import Config
+from srlane.models import build_net
+from srlane.models.decode import LaneDecoder
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _cfg(w=160, h=64):
+    cfg = Config.fromfile(ROOT / "configs" / "models" / "srlane_r18.py")
+    cfg.model.backbone.pretrained = False
+    cfg.update(img_w=w, img_h=h, ori_img_w=1640, ori_img_h=590, cut_height=270)
+    return cfg
+
+
+def test_autocast_bf16_cpu_and_data_parallel():
+    torch.manual_seed(0)
+    net = build_net(_cfg()).eval()
+    img = torch.rand(2, 3, 64, 160)
+    with torch.no_grad():
+        ref = net(img)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = net(img)
+        wrapped = torch.nn.DataParallel(net)(img)
+    assert low.shape == ref.shape == (2, 40, 76)
+    assert torch.isfinite(low).all()
+    assert (low.float()[..., 4:] - ref[..., 4:]).abs().max() < 0.05
+    assert torch.equal(wrapped, ref)
+
+
+def test_batched_decoding_equals_single():
+    g = torch.Generator().manual_seed(0)
+    preds = torch.randn(8, 40, 76, generator=g)
+    preds[..., 2:4] = torch.rand(8, 40, 2, generator=g)
+    preds[..., 4:] = torch.rand(8, 40, 1, generator=g) + 0.02 * torch.randn(8, 40, 72, generator=g)
+    decoder = LaneDecoder(_cfg())
+    batched = decoder(preds)
+    assert sum(len(lanes) for lanes in batched) > 8
+    for i in range(8):
+        single = decoder(preds[i:i + 1])[0]
+        assert [lane.points.tolist() for lane in single] == [lane.points.tolist() for lane in batched[i]]
+
+
+def test_no_module_attribute_access():
+    for path in (ROOT / "srlane" / "models").glob("*.py"):
+        assert "net.module." not in path.read_text(), path
+
+
+def test_writers(tmp_path):
+    import json
+
+    import numpy as np
+
+    from srlane.lanes import Lane
+    from srlane.models.decode import tusimple_json_line, write_culane_lines
+
+    ys = np.linspace(0.5, 1.0, 10)
+    lane = Lane(np.stack([np.full_like(ys, 0.5), ys], axis=1))
+    short = Lane(np.array([[0.5, 0.99], [0.5, 0.995]]))  # one CULane sample only: dropped
+    path = tmp_path / "a" / "b.lines.txt"
+    write_culane_lines(path, [lane, short], 1640, 590)
+    lines = path.read_text().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("820.00000 582.00000 820.00000 574.00000")
+    write_culane_lines(tmp_path / "empty.lines.txt", [], 1640, 590)
+    assert (tmp_path / "empty.lines.txt").read_text() == ""
+    record = json.loads(tusimple_json_line("clips/x/20.jpg", [lane], [160, 400, 710], 5.0, 1280, 720))
+    assert record == {"raw_file": "clips/x/20.jpg", "lanes": [[-2, 640, 640]], "run_time": 5.0}

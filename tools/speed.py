@@ -1,0 +1,115 @@
+"""Time SRLane's forward pass and its decoding on one device.
+
+    python tools/speed.py CONFIG [--device cpu|cuda] [--batch B] [--warmup N] [--iters N]
+                          [--load-from CKPT] [--json OUT] [--threads T]
+
+Forward: ``net(img)`` in eval mode under ``torch.no_grad`` on a random input of the config's
+size. Decode: :class:`LaneDecoder` on outputs that yield ``max_lanes`` lanes per image: the
+network's own outputs when a checkpoint is given and they do, else crafted proposals
+(``max_lanes`` confident, well separated lanes plus low-score rest; the table says which).
+CUDA timings are synchronised.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from srlane.config import Config  # noqa: E402
+from srlane.models import build_net, load_state_dict_compat  # noqa: E402
+from srlane.models.decode import LaneDecoder  # noqa: E402
+
+
+def crafted_predictions(batch: int, num_priors: int, num_points: int, max_lanes: int) -> torch.Tensor:
+    """Outputs with exactly ``max_lanes`` confident, well separated full-height lanes."""
+    preds = torch.zeros(batch, num_priors, 4 + num_points)
+    preds[..., 0] = 2.0  # background
+    preds[..., 3] = 1.0
+    rows = torch.linspace(0, 1, num_points)
+    for i in range(num_priors):
+        preds[:, i, 4:] = (0.1 + 0.8 * (i % max_lanes) / max(1, max_lanes - 1)) + 0.05 * rows
+    preds[:, :max_lanes, 0], preds[:, :max_lanes, 1] = -2.0, 2.0
+    return preds
+
+
+def _timed(fn, device: torch.device, warmup: int, iters: int) -> float:
+    for _ in range(warmup):
+        fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    begin = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return (time.perf_counter() - begin) / iters * 1000.0
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("config")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--iters", type=int, default=20)
+    parser.add_argument("--load-from", default=None)
+    parser.add_argument("--json", default=None)
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = Config.fromfile(args.config)
+    cfg.model.backbone.pretrained = False
+    for key, default in (("ori_img_w", 1640), ("ori_img_h", 590), ("cut_height", 270)):
+        cfg.setdefault(key, default)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device available")
+    net = build_net(cfg)
+    if args.load_from:
+        load_state_dict_compat(net, torch.load(args.load_from, map_location="cpu", weights_only=True))
+    net = net.to(device).eval()
+    decoder = LaneDecoder(cfg)
+    img = torch.rand(args.batch, 3, int(cfg.img_h), int(cfg.img_w), device=device)
+
+    with torch.no_grad():
+        forward_ms = _timed(lambda: net(img), device, args.warmup, args.iters)
+        outputs = net(img)
+        source = "network outputs"
+        if not args.load_from or any(len(lanes) < decoder.top_k for lanes in decoder(outputs)):
+            outputs = crafted_predictions(args.batch, outputs.shape[1], int(cfg.num_points),
+                                          decoder.top_k).to(device)
+            source = "crafted proposals"
+        decode_ms = _timed(lambda: decoder(outputs), device, args.warmup, args.iters)
+        end_to_end_ms = _timed(lambda: decoder(net(img)), device, args.warmup, args.iters)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
+    result = {"forward_ms": forward_ms, "decode_ms": decode_ms, "end_to_end_ms": end_to_end_ms,
+              "fps": 1000.0 * args.batch / end_to_end_ms}
+    rows = [("device", f"{name} ({device.type}, {torch.get_num_threads()} threads)"),
+            ("protocol", f"batch {args.batch}, {int(cfg.img_w)}x{int(cfg.img_h)}, warmup {args.warmup}, "
+                         f"iters {args.iters}, no_grad fp32"),
+            ("decode input", f"{source}, {decoder.top_k} lanes per image"),
+            ("forward ms/batch", f"{forward_ms:.2f}"), ("decode ms/batch", f"{decode_ms:.3f}"),
+            ("forward+decode ms/batch", f"{end_to_end_ms:.2f}"), ("FPS (images/s)", f"{result['fps']:.1f}")]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+    if args.json:
+        directory = os.path.dirname(os.path.abspath(args.json))
+        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".json")
+        with os.fdopen(fd, "w") as fh:
+            json.dump(result, fh, indent=1)
+        os.replace(tmp, args.json)
+    return result
+
+
+if __name__ == "__main__":
+    main()
