@@ -13,26 +13,12 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from srlane.config import atomic_write_text  # noqa: E402
 from srlane.evaluation.culane import MF1_THRESHOLDS, evaluate_culane_files, threshold_key  # noqa: E402
 from srlane.evaluation.tusimple import evaluate_tusimple_files  # noqa: E402
-
-
-def write_atomic(path: str, text: str) -> None:
-    """Write text to path via a temporary file in the same folder and os.replace."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def fmt(value, digits: int = 4) -> str:
@@ -86,9 +72,9 @@ def run_culane(args: argparse.Namespace) -> None:
                                                   args.workers, return_scores=True)
     print(culane_tables(result, thresholds))
     if args.json:
-        write_atomic(args.json, json.dumps(result, indent=2) + "\n")
+        atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")
     if args.per_image:
-        write_atomic(args.per_image, per_image_tsv(names, scores, thresholds))
+        atomic_write_text(args.per_image, per_image_tsv(names, scores, thresholds))
 
 
 def run_tusimple(args: argparse.Namespace) -> None:
@@ -97,7 +83,7 @@ def run_tusimple(args: argparse.Namespace) -> None:
             ["F1 (derived from FP/FN means)", fmt(result["f1"])]]
     print(table(["metric", "value"], rows))
     if args.json:
-        write_atomic(args.json, json.dumps(result, indent=2) + "\n")
+        atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")
 
 
 def main() -> None:

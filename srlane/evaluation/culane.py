@@ -19,7 +19,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from srlane.evaluation.raster import LaneMask, Rasterizer, mask_iou
-from srlane.evaluation.spline import sample_lanes
+from srlane.evaluation.spline import sample_lanes_flat
 
 MF1_THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
 _NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
@@ -116,7 +116,7 @@ def _rasterizer(width: int, img_shape: tuple[int, int]) -> Rasterizer:
 
 def rasterize_lanes(lanes: list[np.ndarray], width: int, img_shape: tuple[int, int]) -> list[LaneMask]:
     """Official drawing of many lanes (lanes with < 2 points give empty masks that match nothing)."""
-    return _rasterizer(width, img_shape).rasterize(sample_lanes(lanes))
+    return _rasterizer(width, img_shape).rasterize_flat(*sample_lanes_flat(lanes))
 
 
 def _score_chunk(task: tuple) -> tuple:

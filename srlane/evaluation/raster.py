@@ -61,6 +61,15 @@ def row_runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return ys[kind == 1], xs[kind == 1], xs[kind == -1] - 1
 
 
+def pack_runs(rows, starts, ends) -> np.ndarray:
+    """Row, first and last column in one int64, ``row * 2**32 + start * 2**16 + end``.
+
+    Packing is linear, so adding packed offsets adds each field; fields read back correctly
+    whenever each final field lies in ``[0, 2**16)``.
+    """
+    return (np.asarray(rows, np.int64) << 32) + (np.asarray(starts, np.int64) << 16) + np.asarray(ends, np.int64)
+
+
 def round_points(polyline: np.ndarray) -> np.ndarray:
     """float32 points -> int64 as OpenCV converts them (nearest, ties to even; clamped to +-2**30)."""
     return np.clip(np.rint(np.asarray(polyline, dtype=np.float32)), -_CLAMP, _CLAMP).astype(np.int64)
@@ -96,39 +105,57 @@ class StampCache:
         self.side = 2 * max_step + 1
         self.base = self.side * self.side + 1
         self.span = self.margin + self.reach + 2 + max_step
+        dot = draw_on_crop([np.zeros((2, 2), np.int64) + self.reach], (0, 0, 2 * self.reach, 2 * self.reach), width)
+        self._dot = dot.copy()
+        rows = np.flatnonzero(dot.any(axis=1))
+        self._dot_radius = int(max(self.reach - rows[0], rows[-1] - self.reach))
         self._reset()
 
     def _reset(self) -> None:
         self._index: dict[int, int] = {}
-        self._runs: list[tuple[np.ndarray, ...]] = []
+        self._runs: list[np.ndarray] = []
         self._usable: list[bool] = []
-        self._packed = 0
-        self.rows = self.starts = self.ends = np.zeros(0, dtype=np.int16)
+        self._safe: list[bool] = []
+        self._extent: list[tuple[int, int]] = []
+        self.packed = np.zeros(0, dtype=np.int64)
         self.offsets = np.zeros(1, dtype=np.int64)
         self.usable = np.zeros(0, dtype=bool)
+        self.safe = np.zeros(0, dtype=bool)
+        self.row_lo = self.row_hi = np.zeros(0, dtype=np.int64)
+        self._sorted_keys = np.zeros(0, dtype=np.int64)
+        self._sorted_ids = np.zeros(0, dtype=np.int64)
 
-    def step_ids(self, step: np.ndarray) -> np.ndarray:
+    def step_ids(self, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
         """Id of each step ``(dx, dy)`` with components in ``[-max_step, max_step]``."""
-        return (step[:, 1] + self.max_step) * self.side + (step[:, 0] + self.max_step)
+        return (dy + self.max_step) * self.side + (dx + self.max_step)
 
-    def border_keys(self, step_id: np.ndarray, dist: np.ndarray) -> np.ndarray:
-        """Keys of single border segments; ``dist`` is ``(n, 4)`` left, right, top, bottom distances."""
-        d = np.minimum(dist, self.margin) + self.span
+    def border_keys(self, step_id: np.ndarray, dist: list[np.ndarray]) -> np.ndarray:
+        """Keys of single border segments from their left, right, top and bottom distances."""
         size = self.span + self.margin + 1
-        return -1 - (step_id + self.base * (d[:, 0] + size * (d[:, 1] + size * (d[:, 2] + size * d[:, 3]))))
+        key = np.zeros(len(step_id), dtype=np.int64)
+        for d in reversed(dist):
+            key = key * size + (np.minimum(d, self.margin) + self.span)
+        return -1 - (step_id + self.base * key)
 
     def lookup(self, keys: np.ndarray) -> np.ndarray:
         """Table ids for keys, drawing the missing stamps."""
         if len(self._index) + len(keys) > self.capacity:
             self._reset()
-        index = self._index
-        found = [index.get(k) for k in keys.tolist()]
-        if None in found:
-            for i, k in enumerate(keys.tolist()):
-                if found[i] is None:
-                    found[i] = index[k] if k in index else self._add(k)
-            self._pack()
-        return np.array(found, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(self._sorted_keys, keys), max(len(self._sorted_keys) - 1, 0))
+        hit = self._sorted_keys[pos] == keys if len(self._sorted_keys) else np.zeros(len(keys), dtype=bool)
+        if not hit.all():
+            for k in np.unique(keys[~hit]).tolist():
+                self._add(k)
+            self.packed = np.concatenate(self._runs) if self._runs else self.packed
+            self.offsets = np.r_[0, np.cumsum([len(r) for r in self._runs])]
+            self.usable = np.array(self._usable, dtype=bool)
+            self.safe = np.array(self._safe, dtype=bool)
+            self.row_lo, self.row_hi = np.array(self._extent, dtype=np.int64).reshape(-1, 2).T
+            order = np.argsort(np.array(list(self._index), dtype=np.int64))
+            self._sorted_keys = np.array(list(self._index), dtype=np.int64)[order]
+            self._sorted_ids = np.array(list(self._index.values()), dtype=np.int64)[order]
+            pos = np.searchsorted(self._sorted_keys, keys)
+        return self._sorted_ids[pos]
 
     def _decode_step(self, step_id: int) -> tuple[int, int]:
         return step_id % self.side - self.max_step, step_id // self.side - self.max_step
@@ -155,21 +182,30 @@ class StampCache:
             box = (0, 0, int(max(0, dx) + right - lo[0]), int(max(0, dy) + bottom - lo[1]))
         canvas = draw_on_crop([pts - lo], box, self.width)
         ys, xs0, xs1 = row_runs(canvas)
-        usable = not np.any(ys[1:] == ys[:-1])
-        self._runs.append(((ys + lo[1]).astype(np.int16), (xs0 + lo[0]).astype(np.int16),
-                           (xs1 + lo[0]).astype(np.int16)))
+        self._runs.append(pack_runs(ys + lo[1], xs0 + lo[0], xs1 + lo[0]))
+        usable = len(ys) > 0 and not np.any(ys[1:] == ys[:-1])
         self._usable.append(usable)
+        self._extent.append((int(ys[0] + lo[1]), int(ys[-1] + lo[1])) if len(ys) else (0, -1))
+        self._safe.append(usable and self._is_safe(canvas, pts - lo, ys))
         self._index[key] = len(self._runs) - 1
-        return len(self._runs) - 1
 
-    def _pack(self) -> None:
-        new = self._runs[self._packed:]
-        self.rows = np.concatenate([self.rows] + [r[0] for r in new])
-        self.starts = np.concatenate([self.starts] + [r[1] for r in new])
-        self.ends = np.concatenate([self.ends] + [r[2] for r in new])
-        self.offsets = np.concatenate([self.offsets, self.offsets[-1] + np.cumsum([len(r[0]) for r in new])])
-        self.usable = np.array(self._usable, dtype=bool)
-        self._packed = len(self._runs)
+    def _is_safe(self, canvas: np.ndarray, pts: np.ndarray, ys: np.ndarray) -> bool:
+        """One run on every row between the first and last, no row farther than the dot radius from
+        the points, and the (ideally clipped) dots of both end points inside the stamp."""
+        if ys[-1] - ys[0] + 1 != len(ys):
+            return False
+        if ys[0] < pts[:, 1].min() - self._dot_radius or ys[-1] > pts[:, 1].max() + self._dot_radius:
+            return False
+        r = self.reach
+        for x, y in (pts[0], pts[-1]):
+            c0, c1 = max(x - r, 0), min(x + r + 1, canvas.shape[1])
+            r0, r1 = max(y - r, 0), min(y + r + 1, canvas.shape[0])
+            if c0 >= c1 or r0 >= r1:
+                continue
+            dot = self._dot[r0 - (y - r):r1 - (y - r), c0 - (x - r):c1 - (x - r)]
+            if np.any(dot & ~canvas[r0:r1, c0:c1]):
+                return False
+        return True
 
 
 class Rasterizer:
@@ -178,17 +214,31 @@ class Rasterizer:
     def __init__(self, width: int = 30, img_shape: tuple[int, int] = (590, 1640), chunk: int = 8):
         self.width = width
         self.height, self.img_width = img_shape
+        if max(img_shape) >= 2**15:
+            raise ValueError(f"canvas {img_shape} too large (at most 32767 pixels a side)")
         self.stamps = StampCache(width, img_shape, chunk=chunk)
         self.margin = self.stamps.margin
         self.batch = max(1, np.iinfo(np.uint16).max // self.height)
 
     def rasterize(self, polylines: list[np.ndarray | None]) -> list[LaneMask]:
         """Rasterise float32 polylines (see ``spline.sample_lanes``); None gives an empty mask."""
-        out = [EMPTY] * len(polylines)
-        todo = [i for i, p in enumerate(polylines) if p is not None]
+        counts = np.array([0 if p is None else len(p) for p in polylines], dtype=np.int64)
+        present = [p for p in polylines if p is not None]
+        points = np.concatenate(present) if present else np.zeros((0, 2), np.float32)
+        return self.rasterize_flat(points, counts)
+
+    def rasterize_flat(self, points: np.ndarray, counts: np.ndarray) -> list[LaneMask]:
+        """Rasterise polylines given as consecutive float32 ``points`` with ``counts`` per lane (0: empty)."""
+        out = [EMPTY] * len(counts)
+        bounds = np.r_[0, np.cumsum(counts)]
+        todo = np.flatnonzero(counts > 0)
         for begin in range(0, len(todo), self.batch):
             part = todo[begin:begin + self.batch]
-            for i, mask in zip(part, self._rasterize_batch([polylines[i] for i in part])):
+            if part[-1] - part[0] + 1 == len(part):
+                pts = points[bounds[part[0]]:bounds[part[-1] + 1]]
+            else:
+                pts = np.concatenate([points[bounds[i]:bounds[i + 1]] for i in part])
+            for i, mask in zip(part.tolist(), self._rasterize_batch(pts, counts[part])):
                 out[i] = mask
         return out
 
@@ -203,6 +253,8 @@ class Rasterizer:
 
     def draw_whole(self, points: np.ndarray) -> LaneMask:
         """A lane of rounded points drawn whole by OpenCV on a crop: the slow, always exact path."""
+        if len(points) == 1:
+            points = np.concatenate([points, points])
         box = self._crop_box(points)
         if box is None:
             return EMPTY
@@ -216,123 +268,180 @@ class Rasterizer:
         return LaneMask(area=int(np.count_nonzero(crop)), bbox=(x0, y0, x0 + crop.shape[1] - 1, y0 + crop.shape[0] - 1),
                         mask=crop)
 
-    def _rasterize_batch(self, polylines: list[np.ndarray]) -> list[LaneMask]:
-        counts = np.array([len(p) for p in polylines])
-        lane = np.repeat(np.arange(len(polylines)), counts)
-        pts = round_points(np.concatenate(polylines))
-        keep = np.ones(len(pts), dtype=bool)
-        keep[1:] = (lane[1:] != lane[:-1]) | (pts[1:, 0] != pts[:-1, 0]) | (pts[1:, 1] != pts[:-1, 1])
-        pts, lane = pts[keep], lane[keep]
-        # Segments join consecutive points of a lane; a lane reduced to one point is a dot (p, p).
-        first = np.flatnonzero(np.r_[True, lane[1:] != lane[:-1]])
-        last = np.r_[first[1:], len(lane)] - 1
-        seg = np.flatnonzero(lane[1:] == lane[:-1])
-        dots = first[first == last]
-        a, b = seg, seg + 1
-        if len(dots):
-            a = np.concatenate([seg, dots])
-            order = np.argsort(a, kind="stable")
-            a, b = a[order], np.concatenate([seg + 1, dots])[order]
-        start, end, seg_lane = pts[a], pts[b], lane[a]
-        step = end - start
-        lo, hi = np.minimum(start, end), np.maximum(start, end)
-        dist = np.stack([lo[:, 0], self.img_width - 1 - hi[:, 0], lo[:, 1], self.height - 1 - hi[:, 1]], axis=1)
+    def _rasterize_batch(self, points: np.ndarray, counts: np.ndarray) -> list[LaneMask]:
+        num_lanes = len(counts)
+        first = np.r_[0, np.cumsum(counts)[:-1]]
+        rounded = np.rint(points)
+        if np.abs(rounded).max() > _CLAMP:
+            rounded = np.clip(rounded, -_CLAMP, _CLAMP)
+        x, y = rounded[:, 0], rounded[:, 1]
+        keep = np.empty(len(x), dtype=bool)
+        keep[0] = True
+        np.not_equal(x[1:], x[:-1], out=keep[1:])
+        keep[1:] |= y[1:] != y[:-1]
+        keep[first] = True
+        lane = np.repeat(np.arange(num_lanes), counts)[keep]
+        x, y = x[keep].astype(np.int64), y[keep].astype(np.int64)
+        # Segments join consecutive points of a lane (pairs across lanes are masked out below);
+        # a lane reduced to one point is drawn as the dot (p, p).
+        unique = np.bincount(lane, minlength=num_lanes)
+        if np.any(unique == 1):
+            dots = np.flatnonzero(np.bincount(lane, minlength=num_lanes)[lane] == 1)
+            x, y, lane = np.insert(x, dots, x[dots]), np.insert(y, dots, y[dots]), np.insert(lane, dots, lane[dots])
+        same = lane[1:] == lane[:-1]
+        x0, y0, x1, y1 = x[:-1], y[:-1], x[1:], y[1:]
+        dx, dy = x1 - x0, y1 - y0
+        step = self.stamps.max_step
+        lox, hix = np.minimum(x0, x1), np.maximum(x0, x1)
+        loy, hiy = np.minimum(y0, y1), np.maximum(y0, y1)
+        m = self.margin
+        interior = (same & (dx <= step) & (dx >= -step) & (dy <= step) & (dy >= -step) & (lox >= m) & (loy >= m)
+                    & (hix < self.img_width - m) & (hiy < self.height - m))
+        rest = np.flatnonzero(same & ~interior)
         reach = self.stamps.reach
-        visible = ((hi[:, 0] >= -reach - 1) & (lo[:, 0] <= self.img_width + reach)
-                   & (hi[:, 1] >= -reach - 1) & (lo[:, 1] <= self.height + reach))
-        short = np.abs(step).max(axis=1) <= self.stamps.max_step
-        interior = short & np.all(dist >= self.margin, axis=1)
-        border = short & visible & ~interior
-        direct = ~short & visible
+        rx0, rx1, ry0, ry1 = lox[rest], hix[rest], loy[rest], hiy[rest]
+        visible = (rx1 >= -reach - 1) & (rx0 <= self.img_width + reach) & (ry1 >= -reach - 1) & (ry0 <= self.height + reach)
+        short = (np.abs(dx[rest]) <= step) & (np.abs(dy[rest]) <= step)
+        border = rest[visible & short]
+        fallback = np.zeros(num_lanes, dtype=bool)
+        fallback[lane[rest[visible & ~short]]] = True
 
-        unit_keys, unit_seg = self._unit_keys(step, seg_lane, interior, border, dist)
-        ids = self.stamps.lookup(unit_keys)
-        unit_lane = seg_lane[unit_seg]
-        fallback = np.zeros(len(polylines), dtype=bool)
-        fallback[unit_lane[~self.stamps.usable[ids]]] = True
-        fallback[seg_lane[direct]] = True
-        runs = self._stamp_runs(ids, start[unit_seg], unit_lane, fallback)
-
-        masks = self._assemble(runs, len(polylines), fallback)
+        unit_seg, keys = self._unit_keys(dx, dy, interior, border, lox, hix, loy, hiy)
+        cache = self.stamps
+        ids = cache.lookup(keys)
+        unit_lane = lane[unit_seg]
+        fallback[unit_lane[~cache.usable[ids]]] = True
+        # The fast path needs: no gap between stamped segments, y monotone along the lane, junction
+        # points inside the canvas columns and "safe" stamps (see StampCache._is_safe). Then the runs
+        # of the units covering a row are a chain (consecutive units share the junction's dot in
+        # every row they both cover), so a row's union is [min start, max end].
+        general = np.zeros(num_lanes, dtype=bool)
+        general[lane[rest[~(visible & short)]]] = True
+        seg_lane = lane[:-1]
+        general[(np.bincount(seg_lane[same & (dy > 0)], minlength=num_lanes) > 0)
+                & (np.bincount(seg_lane[same & (dy < 0)], minlength=num_lanes) > 0)] = True
+        ux, uy = x0[unit_seg], y0[unit_seg]
+        general[unit_lane[(ux < 0) | (ux >= self.img_width) | ~cache.safe[ids]]] = True
+        general &= ~fallback
+        fast = ~general & ~fallback
+        masks = [EMPTY] * num_lanes
+        on = fast[unit_lane]
+        self._fast_masks(ids[on], ux[on], uy[on], unit_lane[on], masks)
+        on = general[unit_lane]
+        runs = self._stamp_runs(ids[on], ux[on], uy[on], unit_lane[on], general, fallback)
+        self._assemble(runs, num_lanes, general & ~fallback, masks)
         for i in np.flatnonzero(fallback).tolist():
-            masks[i] = self.draw_whole(pts[lane == i])
+            sel = lane == i
+            masks[i] = self.draw_whole(np.stack([x[sel], y[sel]], axis=1))
         return masks
 
-    def _unit_keys(self, step: np.ndarray, seg_lane: np.ndarray, interior: np.ndarray, border: np.ndarray,
-                   dist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Stamp keys and first segments of the stamp units, in path order.
-
-        A unit is a chunk of consecutive interior segments or a single border segment.
-        """
+    def _elements(self, ids: np.ndarray, ox: np.ndarray, oy: np.ndarray,
+                  unit_lane: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(lane * height + row, start, end) of every stamp row of the units, unit after unit."""
         cache = self.stamps
-        stamped = interior | border
-        n = len(step)
-        idx = np.arange(n)
-        step_id = np.zeros(n, dtype=np.int64)
-        step_id[stamped] = cache.step_ids(step[stamped])
-        breaks = ~interior | np.r_[True, ~interior[:-1] | (seg_lane[1:] != seg_lane[:-1])]
-        in_run = idx - np.maximum.accumulate(np.where(breaks, idx, 0))
-        position = in_run % cache.chunk
-        unit_start = stamped & ((position == 0) | border)
-        unit_seg = np.flatnonzero(unit_start)
-        unit_of = np.cumsum(unit_start) - 1
-        digits = np.where(interior, step_id * cache.base ** position, 0)
-        keys = np.add.reduceat(digits, unit_seg) if len(unit_seg) else np.zeros(0, dtype=np.int64)
-        length = np.bincount(unit_of[interior], minlength=len(unit_seg))
-        keys = keys + (cache.base - 1) * cache.base ** length
-        at_border = border[unit_seg]
-        keys[at_border] = cache.border_keys(step_id[unit_seg[at_border]], dist[unit_seg[at_border]])
-        return keys, unit_seg
-
-    def _stamp_runs(self, ids: np.ndarray, origin: np.ndarray, unit_lane: np.ndarray,
-                    fallback: np.ndarray) -> dict[str, np.ndarray]:
-        """Row runs of the stamped units of lanes not marked ``fallback``, one per (lane, row).
-
-        Lanes whose runs in some row are not a chain of overlapping runs are marked ``fallback``.
-        """
-        cache = self.stamps
-        keep = ~fallback[unit_lane]
-        ids, origin, unit_lane = ids[keep], origin[keep], unit_lane[keep]
         length = cache.offsets[ids + 1] - cache.offsets[ids]
         total = int(length.sum())
-        if total == 0:
+        flat = np.repeat(cache.offsets[ids] - (np.cumsum(length) - length), length) + np.arange(total)
+        value = cache.packed[flat] + np.repeat(pack_runs(unit_lane * self.height + oy, ox, ox), length)
+        return ((value >> 32).astype(np.intp), ((value >> 16) & 0xFFFF).astype(np.int32),
+                (value & 0xFFFF).astype(np.int32))
+
+    def _fast_masks(self, ids: np.ndarray, ox: np.ndarray, oy: np.ndarray, unit_lane: np.ndarray,
+                    masks: list[LaneMask]) -> None:
+        """Masks of the fast-path lanes: per-row minimum start and maximum end by scatter."""
+        if len(ids) == 0:
+            return
+        cache = self.stamps
+        key, starts, ends = self._elements(ids, ox, oy, unit_lane)
+        size = (int(unit_lane[-1]) + 1) * self.height
+        left = np.full(size, np.iinfo(np.int16).max, dtype=np.int32)
+        right = np.full(size, -1, dtype=np.int32)
+        np.minimum.at(left, key, starts)
+        np.maximum.at(right, key, ends)
+        cumulative = np.r_[0, np.cumsum(np.maximum(right - left + 1, 0))]
+        lanes = np.flatnonzero(np.r_[True, unit_lane[1:] != unit_lane[:-1]])
+        row0 = np.minimum.reduceat(oy + cache.row_lo[ids], lanes)
+        row1 = np.maximum.reduceat(oy + cache.row_hi[ids], lanes)
+        base = unit_lane[lanes] * self.height
+        begin, end = base + row0, base + row1 + 1
+        area = cumulative[end] - cumulative[begin]
+        for i, b, e, y0, y1, a in zip(unit_lane[lanes].tolist(), begin.tolist(), end.tolist(), row0.tolist(),
+                                      row1.tolist(), area.tolist()):
+            lo, hi = left[b:e].astype(np.int16), right[b:e].astype(np.int16)
+            empty = hi < 0
+            if empty.any():
+                lo[empty], hi[empty] = 1, 0
+            masks[i] = LaneMask(area=a, bbox=(int(lo[~empty].min()), y0, int(hi.max()), y1), left=lo, right=hi)
+
+    def _unit_keys(self, dx, dy, interior, border, lox, hix, loy, hiy) -> tuple[np.ndarray, np.ndarray]:
+        """First segments and stamp keys of the stamp units, in path order.
+
+        A unit is a chunk of consecutive interior segments (chunks are aligned to multiples of
+        ``chunk`` in the segment array, so a run's first chunk may be shorter) or a single border
+        segment.
+        """
+        cache = self.stamps
+        n = len(dx)
+        idx = np.arange(n)
+        position = idx % cache.chunk
+        starts = interior & ((position == 0) | np.r_[True, ~interior[:-1]])
+        unit_int = np.flatnonzero(starts)
+        power = cache.base ** np.arange(cache.chunk, dtype=np.int64)
+        digits = np.where(interior, cache.step_ids(dx, dy) * power[position], 0)
+        if len(unit_int):
+            keys = np.add.reduceat(digits, unit_int) // power[position[unit_int]]
+            length = np.add.reduceat(interior.astype(np.int64), unit_int)
+            keys += (cache.base - 1) * cache.base ** length
+        else:
+            keys = np.zeros(0, dtype=np.int64)
+        if len(border):
+            bkeys = cache.border_keys(cache.step_ids(dx[border], dy[border]),
+                                      [lox[border], self.img_width - 1 - hix[border], loy[border],
+                                       self.height - 1 - hiy[border]])
+            unit_seg = np.concatenate([unit_int, border])
+            order = np.argsort(unit_seg, kind="stable")
+            return unit_seg[order], np.concatenate([keys, bkeys])[order]
+        return unit_int, keys
+
+    def _stamp_runs(self, ids: np.ndarray, ox: np.ndarray, oy: np.ndarray, unit_lane: np.ndarray,
+                    general: np.ndarray, fallback: np.ndarray) -> dict[str, np.ndarray]:
+        """Row runs of the units of the general-path lanes, one per (lane, row), by sorting.
+
+        Lanes whose runs in some row are not a chain of overlapping runs (in path order) are
+        marked ``fallback``.
+        """
+        if len(ids) == 0:
             empty = np.zeros(0, dtype=np.int64)
             return {"lane": empty, "row": empty, "left": empty, "right": empty}
-        flat = np.repeat(cache.offsets[ids] - (np.cumsum(length) - length), length) + np.arange(total)
-        key = (np.repeat(unit_lane * self.height + origin[:, 1], length) + cache.rows[flat]).astype(np.uint16)
-        x = np.repeat(origin[:, 0].astype(np.int16), length)
-        order = np.argsort(key, kind="stable")
-        key, flat, x = key[order], flat[order], x[order]
-        starts = cache.starts[flat] + x
-        ends = cache.ends[flat] + x
-        # Runs of consecutive units (in path order) within a row must overlap or touch: a chain of
-        # such runs is a single run.
+        key, starts, ends = self._elements(ids, ox, oy, unit_lane)
+        order = np.argsort(key.astype(np.uint16), kind="stable")
+        key, starts, ends = key[order], starts[order], ends[order]
         same = key[1:] == key[:-1]
         apart = same & ((starts[1:] > ends[:-1] + 1) | (starts[:-1] > ends[1:] + 1))
         if np.any(apart):
             fallback[key[1:][apart] // self.height] = True
         group = np.flatnonzero(np.r_[True, ~same])
-        lane_row = key[group].astype(np.int64)
+        lane_row = key[group]
         return {"lane": lane_row // self.height, "row": lane_row % self.height,
                 "left": np.minimum.reduceat(starts, group), "right": np.maximum.reduceat(ends, group)}
 
-    def _assemble(self, runs: dict[str, np.ndarray], num_lanes: int, fallback: np.ndarray) -> list[LaneMask]:
+    def _assemble(self, runs: dict[str, np.ndarray], num_lanes: int, wanted: np.ndarray,
+                  masks: list[LaneMask]) -> None:
+        """Masks of the ``wanted`` lanes from sorted per-(lane, row) runs."""
         lane, row, left, right = runs["lane"], runs["row"], runs["left"], runs["right"]
-        bounds = np.searchsorted(lane, np.arange(num_lanes + 1))
-        cumulative = np.r_[0, np.cumsum(right.astype(np.int64) - left + 1)]
-        area = cumulative[bounds[1:]] - cumulative[bounds[:-1]]
-        masks = []
-        for i in range(num_lanes):
+        bounds = np.searchsorted(lane, np.arange(num_lanes + 1)).tolist()
+        cumulative = np.r_[0, np.cumsum(right - left + 1)]
+        left, right = left.astype(np.int16), right.astype(np.int16)
+        for i in np.flatnonzero(wanted).tolist():
             b0, b1 = bounds[i], bounds[i + 1]
-            if fallback[i] or b0 == b1:
-                masks.append(EMPTY)
+            if b0 == b1:
                 continue
             y0, y1 = int(row[b0]), int(row[b1 - 1])
             lo, hi = left[b0:b1], right[b0:b1]
+            bbox = (int(lo.min()), y0, int(hi.max()), y1)
             if y1 - y0 + 1 != b1 - b0:
                 lo, hi = _dense_rows(row[b0:b1] - y0, lo, hi, y1 - y0 + 1)
-            masks.append(LaneMask(area=int(area[i]), bbox=(int(lo.min()), y0, int(hi.max()), y1), left=lo, right=hi))
-        return masks
+            masks[i] = LaneMask(area=int(cumulative[b1] - cumulative[b0]), bbox=bbox, left=lo, right=hi)
 
 
 def _dense_rows(rel: np.ndarray, lo: np.ndarray, hi: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
