@@ -171,7 +171,7 @@ class Runner:
             cfg.dump(os.path.join(self.work_dir, "config.py"))
         self.recorder.info(
             f"work dir: {self.work_dir}; {self.fabric.world_size} process(es) on {self.fabric.device.type}, "
-            f"strategy {type(self.fabric.strategy).__name__}, precision {self.fabric.strategy.precision.__class__.__name__}"
+            f"strategy {type(self.fabric.strategy).__name__}, precision {type(self.fabric.strategy.precision).__name__}"
         )
 
     def call_hooks(self, method: str, *args: Any) -> None:
