@@ -92,3 +92,25 @@ def test_lanes_entirely_outside_are_empty_and_have_iou_zero():
                                                  np.array([[2000, 10], [1900, 300], [1800, 350.0]])]))
     assert masks[0].area == 0 and masks[1].area == 0
     assert mask_iou(masks[0], masks[1]) == 0.0
+
+
+def test_smooth_lanes_take_the_stamp_paths_and_caches_travel(monkeypatch):
+    rng = np.random.default_rng(3)
+    ys = np.arange(589.0, 300, -10)
+    lanes = [np.stack([x0 + s * (589 - ys) + rng.normal(0, 0.5, len(ys)), ys], 1)
+             for x0, s in zip(rng.uniform(300, 1300, 12), rng.uniform(-1.5, 1.5, 12))]
+    polylines = sample_lanes(lanes)
+    rasterizer = Rasterizer()
+    whole = []
+    monkeypatch.setattr(rasterizer, "draw_whole", lambda pts: whole.append(pts) or Rasterizer.draw_whole(rasterizer, pts))
+    masks = rasterizer.rasterize(polylines)
+    assert whole == []
+    for polyline, mask in zip(polylines, masks):
+        np.testing.assert_array_equal(paste(mask), full_canvas(polyline))
+    other = Rasterizer()
+    other.stamps.absorb(rasterizer.stamps.export())
+    assert len(other.stamps) == len(rasterizer.stamps)
+    again = other.rasterize(polylines)
+    assert len(other.stamps) == len(rasterizer.stamps)  # nothing drawn anew
+    for a, b in zip(masks, again):
+        assert a.bbox == b.bbox and np.array_equal(a.left, b.left) and np.array_equal(a.right, b.right)

@@ -84,3 +84,22 @@ def test_short_lanes_repeats_and_dots():
     np.testing.assert_array_equal(sample_lanes([repeated])[0], sample_lanes([drop_repeats(repeated)])[0])
     with pytest.raises(ValueError, match="repeated"):
         spline_moments(repeated)
+
+
+def test_many_lanes_of_every_kind_equal_lane_by_lane():
+    rng = np.random.default_rng(3)
+    lanes = []
+    for i in range(80):
+        kind = i % 4
+        if kind == 0:
+            lanes.append(random_lane(rng, int(rng.integers(3, 40))))
+        elif kind == 1:
+            lanes.append(rng.uniform(0, 500, (2, 2)))
+        elif kind == 2:
+            lanes.append(np.repeat(rng.uniform(0, 500, (1, 2)), int(rng.integers(1, 3)), axis=0))
+        else:
+            lanes.append(np.zeros((0, 2)))
+    together = sample_lanes(lanes)
+    for lane, samples in zip(lanes, together):
+        alone = sample_lanes([lane])[0]
+        assert (samples is None and alone is None) or np.array_equal(samples, alone)

@@ -119,9 +119,20 @@ def rasterize_lanes(lanes: list[np.ndarray], width: int, img_shape: tuple[int, i
     return _rasterizer(width, img_shape).rasterize_flat(*sample_lanes_flat(lanes))
 
 
+def _init_worker(width: int, img_shape: tuple[int, int], stamps: dict[str, np.ndarray]) -> None:
+    """Pool initializer: start with the stamps the parent has collected."""
+    _rasterizer(width, img_shape).stamps.absorb(stamps)
+
+
 def _score_chunk(task: tuple) -> tuple:
-    """Score a chunk of images; rasterises the annotations too when they are not given as masks."""
+    """Score a chunk of images; rasterises the annotations too when they are not given as masks.
+
+    Returns per-image tp and matched IoUs, the annotation masks when it made them, and the
+    stamps it drew (for the parent to pass to the next pool).
+    """
     width, img_shape, thresholds, annos, preds = task
+    cache = _rasterizer(width, img_shape).stamps
+    generation, known = cache.generation, len(cache)
     flat_preds = [lane for image in preds for lane in image]
     pred_masks = rasterize_lanes(flat_preds, width, img_shape)
     new_anno_masks = None
@@ -139,7 +150,7 @@ def _score_chunk(task: tuple) -> tuple:
         pos += len(pred)
         tp[i], ious = match_image(iou, thresholds)
         matched.append(ious)
-    return tp, matched, new_anno_masks
+    return tp, matched, new_anno_masks, cache.export(known if cache.generation == generation else 0)
 
 
 class _MaskList(list):
@@ -187,10 +198,14 @@ class CULaneEvaluator:
         if self.workers <= 1 or len(tasks) <= 1:
             results = [_score_chunk(t) for t in tasks]
         else:
-            with ProcessPoolExecutor(max_workers=min(self.workers, len(tasks))) as pool:
+            stamps = _rasterizer(self.width, self.img_shape).stamps
+            with ProcessPoolExecutor(max_workers=min(self.workers, len(tasks)), initializer=_init_worker,
+                                     initargs=(self.width, self.img_shape, stamps.export())) as pool:
                 results = list(pool.map(_score_chunk, tasks))
+            for result in results:
+                stamps.absorb(result[3])
         if self._anno_masks is None:
-            self._anno_masks = [m for _, _, masks in results for m in masks]
+            self._anno_masks = [m for r in results for m in r[2]]
         tp = np.concatenate([r[0] for r in results]) if results else np.zeros((0, len(self.thresholds)), np.int64)
         return ImageScores(tp=tp, num_anno=np.array([len(a) for a in self.annotations], dtype=np.int64),
                            num_pred=np.array([len(p) for p in preds], dtype=np.int64),

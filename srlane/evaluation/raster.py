@@ -112,18 +112,18 @@ class StampCache:
         self._reset()
 
     def _reset(self) -> None:
-        self._index: dict[int, int] = {}
-        self._runs: list[np.ndarray] = []
-        self._usable: list[bool] = []
-        self._safe: list[bool] = []
-        self._extent: list[tuple[int, int]] = []
-        self.packed = np.zeros(0, dtype=np.int64)
+        self.generation = getattr(self, "generation", -1) + 1
+        self._buffer = np.zeros(1 << 16, dtype=np.int64)
+        self.packed = self._buffer[:0]
         self.offsets = np.zeros(1, dtype=np.int64)
         self.usable = np.zeros(0, dtype=bool)
         self.safe = np.zeros(0, dtype=bool)
         self.row_lo = self.row_hi = np.zeros(0, dtype=np.int64)
         self._sorted_keys = np.zeros(0, dtype=np.int64)
         self._sorted_ids = np.zeros(0, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.usable)
 
     def step_ids(self, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
         """Id of each step ``(dx, dy)`` with components in ``[-max_step, max_step]``."""
@@ -139,28 +139,70 @@ class StampCache:
 
     def lookup(self, keys: np.ndarray) -> np.ndarray:
         """Table ids for keys, drawing the missing stamps."""
-        if len(self._index) + len(keys) > self.capacity:
+        if len(self) + len(keys) > self.capacity:
             self._reset()
-        pos = np.minimum(np.searchsorted(self._sorted_keys, keys), max(len(self._sorted_keys) - 1, 0))
-        hit = self._sorted_keys[pos] == keys if len(self._sorted_keys) else np.zeros(len(keys), dtype=bool)
+        known = self._sorted_keys
+        pos = np.searchsorted(known, keys)
+        hit = known[np.minimum(pos, len(known) - 1)] == keys if len(known) else np.zeros(len(keys), dtype=bool)
         if not hit.all():
-            for k in np.unique(keys[~hit]).tolist():
-                self._add(k)
-            self.packed = np.concatenate(self._runs) if self._runs else self.packed
-            self.offsets = np.r_[0, np.cumsum([len(r) for r in self._runs])]
-            self.usable = np.array(self._usable, dtype=bool)
-            self.safe = np.array(self._safe, dtype=bool)
-            self.row_lo, self.row_hi = np.array(self._extent, dtype=np.int64).reshape(-1, 2).T
-            order = np.argsort(np.array(list(self._index), dtype=np.int64))
-            self._sorted_keys = np.array(list(self._index), dtype=np.int64)[order]
-            self._sorted_ids = np.array(list(self._index.values()), dtype=np.int64)[order]
+            self._extend(np.unique(keys[~hit]))
             pos = np.searchsorted(self._sorted_keys, keys)
         return self._sorted_ids[pos]
+
+    def export(self, start: int = 0) -> dict[str, np.ndarray]:
+        """The stamps with ids >= ``start``, for ``absorb`` in another process."""
+        ids = np.arange(start, len(self))
+        keys = np.empty(len(ids), dtype=np.int64)
+        keys[self._sorted_ids[self._sorted_ids >= start] - start] = self._sorted_keys[self._sorted_ids >= start]
+        return {"keys": keys, "packed": self.packed[self.offsets[start]:].copy(),
+                "lengths": np.diff(self.offsets[start:]), "usable": self.usable[start:], "safe": self.safe[start:],
+                "row_lo": self.row_lo[start:], "row_hi": self.row_hi[start:]}
+
+    def absorb(self, exported: dict[str, np.ndarray]) -> None:
+        """Add the exported stamps this cache does not have yet."""
+        keys = exported["keys"]
+        if len(keys) == 0 or len(self) + len(keys) > self.capacity:
+            return
+        known = self._sorted_keys
+        pos = np.searchsorted(known, keys)
+        new = ~(known[np.minimum(pos, len(known) - 1)] == keys) if len(known) else np.ones(len(keys), dtype=bool)
+        _, first = np.unique(keys, return_index=True)
+        new &= np.isin(np.arange(len(keys)), first)
+        if not new.any():
+            return
+        bounds = np.r_[0, np.cumsum(exported["lengths"])]
+        stamps = [(exported["packed"][bounds[i]:bounds[i + 1]], exported["usable"][i], exported["safe"][i],
+                   exported["row_lo"][i], exported["row_hi"][i]) for i in np.flatnonzero(new).tolist()]
+        self._append(keys[new], stamps)
+
+    def _extend(self, new_keys: np.ndarray) -> None:
+        """Draw the stamps of new (sorted, unique) keys and append them to the tables."""
+        self._append(new_keys, [self._draw(k) for k in new_keys.tolist()])
+
+    def _append(self, new_keys: np.ndarray, stamps: list[tuple]) -> None:
+        order = np.argsort(new_keys)
+        new_keys, stamps = new_keys[order], [stamps[i] for i in order.tolist()]
+        runs = [s[0] for s in stamps]
+        size = len(self.packed) + sum(len(r) for r in runs)
+        if size > len(self._buffer):
+            self._buffer = np.concatenate([self.packed, np.zeros(size, dtype=np.int64)])
+        self._buffer[len(self.packed):size] = np.concatenate(runs)
+        self.packed = self._buffer[:size]
+        self.offsets = np.r_[self.offsets, self.offsets[-1] + np.cumsum([len(r) for r in runs])]
+        first_id = len(self)
+        self.usable = np.r_[self.usable, [s[1] for s in stamps]]
+        self.safe = np.r_[self.safe, [s[2] for s in stamps]]
+        self.row_lo = np.r_[self.row_lo, [s[3] for s in stamps]]
+        self.row_hi = np.r_[self.row_hi, [s[4] for s in stamps]]
+        at = np.searchsorted(self._sorted_keys, new_keys)
+        self._sorted_keys = np.insert(self._sorted_keys, at, new_keys)
+        self._sorted_ids = np.insert(self._sorted_ids, at, np.arange(first_id, first_id + len(new_keys)))
 
     def _decode_step(self, step_id: int) -> tuple[int, int]:
         return step_id % self.side - self.max_step, step_id // self.side - self.max_step
 
-    def _add(self, key: int) -> int:
+    def _draw(self, key: int) -> tuple[np.ndarray, bool, bool, int, int]:
+        """Packed runs, usable and safe flags, first and last row of the stamp of a key."""
         reach = self.reach
         if key >= 0:
             points, code = [(0, 0)], key
@@ -182,12 +224,10 @@ class StampCache:
             box = (0, 0, int(max(0, dx) + right - lo[0]), int(max(0, dy) + bottom - lo[1]))
         canvas = draw_on_crop([pts - lo], box, self.width)
         ys, xs0, xs1 = row_runs(canvas)
-        self._runs.append(pack_runs(ys + lo[1], xs0 + lo[0], xs1 + lo[0]))
         usable = len(ys) > 0 and not np.any(ys[1:] == ys[:-1])
-        self._usable.append(usable)
-        self._extent.append((int(ys[0] + lo[1]), int(ys[-1] + lo[1])) if len(ys) else (0, -1))
-        self._safe.append(usable and self._is_safe(canvas, pts - lo, ys))
-        self._index[key] = len(self._runs) - 1
+        first, last = (int(ys[0] + lo[1]), int(ys[-1] + lo[1])) if len(ys) else (0, -1)
+        safe = usable and self._is_safe(canvas, pts - lo, ys)
+        return pack_runs(ys + lo[1], xs0 + lo[0], xs1 + lo[0]), usable, safe, first, last
 
     def _is_safe(self, canvas: np.ndarray, pts: np.ndarray, ys: np.ndarray) -> bool:
         """One run on every row between the first and last, no row farther than the dot radius from
