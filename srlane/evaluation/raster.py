@@ -311,9 +311,7 @@ class Rasterizer:
     def _rasterize_batch(self, points: np.ndarray, counts: np.ndarray) -> list[LaneMask]:
         num_lanes = len(counts)
         first = np.r_[0, np.cumsum(counts)[:-1]]
-        rounded = np.rint(points)
-        if np.abs(rounded).max() > _CLAMP:
-            rounded = np.clip(rounded, -_CLAMP, _CLAMP)
+        rounded = round_points(points)
         x, y = rounded[:, 0], rounded[:, 1]
         keep = np.empty(len(x), dtype=bool)
         keep[0] = True
@@ -321,7 +319,7 @@ class Rasterizer:
         keep[1:] |= y[1:] != y[:-1]
         keep[first] = True
         lane = np.repeat(np.arange(num_lanes), counts)[keep]
-        x, y = x[keep].astype(np.int64), y[keep].astype(np.int64)
+        x, y = x[keep], y[keep]
         # Segments join consecutive points of a lane (pairs across lanes are masked out below);
         # a lane reduced to one point is drawn as the dot (p, p).
         unique = np.bincount(lane, minlength=num_lanes)
@@ -340,7 +338,8 @@ class Rasterizer:
         rest = np.flatnonzero(same & ~interior)
         reach = self.stamps.reach
         rx0, rx1, ry0, ry1 = lox[rest], hix[rest], loy[rest], hiy[rest]
-        visible = (rx1 >= -reach - 1) & (rx0 <= self.img_width + reach) & (ry1 >= -reach - 1) & (ry0 <= self.height + reach)
+        visible = ((rx1 >= -reach - 1) & (rx0 <= self.img_width + reach)
+                   & (ry1 >= -reach - 1) & (ry0 <= self.height + reach))
         short = (np.abs(dx[rest]) <= step) & (np.abs(dy[rest]) <= step)
         border = rest[visible & short]
         fallback = np.zeros(num_lanes, dtype=bool)

@@ -104,8 +104,8 @@ def run(args: argparse.Namespace) -> None:
                       full_test_cached_cpu_s=cached_cpu, full_test_images=len(annotations),
                       full_test_workers=evaluator.workers, full_test_f1=result["0.5"]["f1"])
         print(f"{len(annotations)} images, nine categories, {evaluator.workers} workers: {full_wall:.1f} s wall, "
-              f"{full_cpu:.1f} s CPU (again with cached annotations: {cached_wall:.1f} s wall, {cached_cpu:.1f} s CPU), "
-              f"F1 {result['0.5']['f1']:.4f}")
+              f"{full_cpu:.1f} s CPU (again with cached annotations: {cached_wall:.1f} s wall, "
+              f"{cached_cpu:.1f} s CPU), F1 {result['0.5']['f1']:.4f}")
     report["load_after"] = list(os.getloadavg())
     print(f"load average before {report['load_before'][0]:.2f}, after {report['load_after'][0]:.2f} "
           f"on {report['cpu_count']} cores")
