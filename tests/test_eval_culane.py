@@ -208,3 +208,9 @@ def test_cli_writes_json_tables_and_per_image(tmp_path):
     rows = per_image.read_text().splitlines()
     assert rows[0].split("\t")[:4] == ["image", "anno", "pred", "tp@0.5"] and len(rows) == 7
     assert sum(int(r.split("\t")[3]) for r in rows[1:]) == result["0.5"]["tp"]
+
+
+def test_points_round_half_to_even():
+    assert ious([vertical(800)], [vertical(800.5)]).tolist() == [1.0]
+    assert ious([vertical(802)], [vertical(801.5)]).tolist() == [1.0]
+    assert ious([vertical(801)], [vertical(800.5)])[0] < 1.0
