@@ -128,3 +128,24 @@ def test_assign_without_lanes_and_with_lanes():
     matched, gt_index = assign(preds, targets, valid, 800)
     assert not matched[0].any()
     assert matched[1, 7] and gt_index[1, 7] == 0
+
+
+def test_line_iou_prediction_width_dead_zone_and_target_width():
+    """A noisy prediction widens its own band past the target's: the release's loss gives those
+    rows no gradient, the target-width variant pulls every row towards the target."""
+    target = torch.full((1, 8), 100.0)
+    pred = (101 + torch.tensor([[0.0, 0, 30, 30, 0, 0, 30, 30]])).requires_grad_(True)
+    line_iou(pred, target, img_w=800).sum().backward()
+    assert torch.count_nonzero(pred.grad) == 0
+    pred.grad = None
+    line_iou(pred, target, img_w=800, pred_width="target").sum().backward()
+    assert torch.all(pred.grad < 0)  # every row is above the target: all pulled down
+    # rows 1 px off with the target's 7.5 half-width: (15 - 1) / (15 + 1) on near rows
+    near = torch.full((1, 8), 101.0)
+    assert line_iou(near, target, 800, pred_width="target").item() == pytest.approx(14 / 16)
+    # same slope as the target: both variants agree
+    sloped = torch.arange(8.0).unsqueeze(0) * 3 + 50
+    assert line_iou(sloped + 2, sloped, 800, pred_width="target").item() == pytest.approx(
+        line_iou(sloped + 2, sloped, 800).item())
+    with pytest.raises(ValueError, match="pred_width"):
+        line_iou(near, target, 800, pred_width="both")

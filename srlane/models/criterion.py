@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from srlane.models.assign import assign
-from srlane.models.losses import angle_loss, line_iou, softmax_focal_loss
+from srlane.models.losses import PRED_WIDTH_MODES, angle_loss, line_iou, softmax_focal_loss
 
 SUPPORTED_LOSSES = ("cls", "l1", "iou", "angle")
 
@@ -18,11 +18,16 @@ class SRLaneLoss(nn.Module):
 
     ``weights`` maps ``cls, l1, iou, angle`` (and optionally ``attn``, ``seg``, which must be 0:
     the released defaults; those auxiliary losses are not implemented) to their weights.
+    ``iou_pred_width`` is the IoU loss's ``line_iou(pred_width=...)``: ``"prediction"`` (the
+    release) or ``"target"`` (no gradient dead zone; the assignment is unchanged either way).
     """
 
     def __init__(self, img_w: int, num_points: int, weights: Mapping[str, float],
-                 n_candidate: int = 4, angle_level_weights: Sequence[float] = (0.2, 0.2, 1.0)) -> None:
+                 n_candidate: int = 4, angle_level_weights: Sequence[float] = (0.2, 0.2, 1.0),
+                 iou_pred_width: str = "prediction") -> None:
         super().__init__()
+        if iou_pred_width not in PRED_WIDTH_MODES:
+            raise ValueError(f"iou_pred_width must be one of {PRED_WIDTH_MODES}, got {iou_pred_width!r}")
         unknown = set(weights) - set(SUPPORTED_LOSSES) - {"attn", "seg"}
         if unknown:
             raise ValueError(f"loss_weights: unknown keys {sorted(unknown)}; expected {SUPPORTED_LOSSES} + attn, seg")
@@ -38,6 +43,7 @@ class SRLaneLoss(nn.Module):
         self.weights = {k: float(weights[k]) for k in SUPPORTED_LOSSES}
         self.n_candidate = n_candidate
         self.angle_level_weights = tuple(angle_level_weights)
+        self.iou_pred_width = iou_pred_width
 
     def forward(self, stage_predictions: Sequence[torch.Tensor], pred_angles: Sequence[torch.Tensor],
                 gt_lane: torch.Tensor, gt_angle: Sequence[torch.Tensor]) -> dict:
@@ -68,7 +74,8 @@ class SRLaneLoss(nn.Module):
             l1_each = F.smooth_l1_loss(scaled[..., 2:4], target_yl, reduction="none").sum(-1)
             l1 = l1 + ((l1_each * weight).sum(1) / (2 * n_matched)).masked_fill(~has_target, 0).sum()
 
-            ious = line_iou(scaled[..., 4:], target[..., 4:], self.img_w, width=7.5, aligned=True)
+            ious = line_iou(scaled[..., 4:], target[..., 4:], self.img_w, width=7.5, aligned=True,
+                            pred_width=self.iou_pred_width)
             iou = iou + (((1 - ious) * weight).sum(1) / n_matched).masked_fill(~has_target, 0).sum()
         scale = batch * len(stage_predictions)
         gt_angle = [t.to(pred_angles[0].device, torch.float32) for t in gt_angle]

@@ -48,7 +48,8 @@ class SRLane(nn.Module):
 
 def build_net(cfg: Mapping[str, Any]) -> SRLane:
     """Build SRLane from a config (``model``, ``img_w``, ``img_h``, ``num_points``,
-    ``max_lanes``, ``loss_weights``)."""
+    ``max_lanes``, ``loss_weights`` and optionally ``iou_pred_width``: ``"prediction"``, the
+    release's line-IoU loss, or ``"target"``, see :func:`srlane.models.losses.line_iou`)."""
     for key in ("img_w", "img_h"):
         if int(cfg[key]) % 32:
             raise ValueError(f"config {key}={cfg[key]} must be a multiple of 32 (strides 8, 16, 32)")
@@ -70,7 +71,8 @@ def build_net(cfg: Mapping[str, Any]) -> SRLane:
         n_levels=len(strides), sample_points=int(refine.get("sample_points", 36)),
         fc_hidden_dim=int(refine.get("fc_hidden_dim", 192)), num_groups=int(refine.get("num_groups", 6)))
     criterion = SRLaneLoss(img_w=int(cfg["img_w"]), num_points=num_points, weights=dict(cfg["loss_weights"]),
-                           n_candidate=angle_map_size[0])
+                           n_candidate=angle_map_size[0],
+                           iou_pred_width=str(cfg.get("iou_pred_width", "prediction")))
     return SRLane(backbone, neck, rpn_head, roi_head, criterion)
 
 

@@ -8,8 +8,11 @@ import torch
 RELEASE_DY = 320 / 71  # the release's row spacing in the width scaling, whatever img_h
 
 
+PRED_WIDTH_MODES = ("prediction", "target")
+
+
 def line_iou(pred: torch.Tensor, target: torch.Tensor, img_w: float, width: float = 7.5,
-             aligned: bool = True, dy: float = RELEASE_DY) -> torch.Tensor:
+             aligned: bool = True, dy: float = RELEASE_DY, pred_width: str = "prediction") -> torch.Tensor:
     """Line IoU between rows of xs in pixels (..., P).
 
     The half-width at a row grows with the local slope (central difference, end rows copy
@@ -18,15 +21,26 @@ def line_iou(pred: torch.Tensor, target: torch.Tensor, img_w: float, width: floa
     values), and outside rows count neither in the overlap nor the union. ``aligned``: ``pred`` and ``target`` pair
     up row by row -> (...,). Otherwise every pred x every target: (..., Np, P) x (..., Nt, P)
     -> (..., Np, Nt).
+
+    ``pred_width``: ``"prediction"`` (the release) widens each predicted row by the
+    prediction's own slope. Row-to-row noise then widens it past the target's band, where the
+    row's gradient is exactly 0, so the noise is never removed. ``"target"`` gives every
+    predicted row the target's half-width instead: same value when the slopes agree, and a
+    gradient towards the target at every row.
     """
+    if pred_width not in PRED_WIDTH_MODES:
+        raise ValueError(f"line_iou: pred_width must be one of {PRED_WIDTH_MODES}, got {pred_width!r}")
     with torch.no_grad():
         invalid = (target < 0) | (target >= img_w)
-        pred_w = _half_width(pred, width, dy)
         target_w = _half_width(target, width, dy, invalid).masked_fill(invalid, width)
+        pred_w = _half_width(pred, width, dy) if pred_width == "prediction" else None
     if not aligned:
-        pred, pred_w = pred.unsqueeze(-2), pred_w.unsqueeze(-2)
+        pred = pred.unsqueeze(-2)
+        pred_w = pred_w.unsqueeze(-2) if pred_w is not None else None
         target, target_w = target.unsqueeze(-3), target_w.unsqueeze(-3)
         invalid = invalid.unsqueeze(-3)
+    if pred_w is None:
+        pred_w = target_w
     p1, p2 = pred - pred_w, pred + pred_w
     t1, t2 = target - target_w, target + target_w
     ovr = (torch.minimum(p2, t2) - torch.maximum(p1, t1)).masked_fill(invalid, 0.0)
