@@ -16,7 +16,7 @@ class Lane:
     image width and y as a fraction of the original height, in the order the decoder emits them
     (the release's order: top of the image first, y increasing). x(y) is an interpolating
     spline of degree ``min(3, N - 1)``; outside ``[min_y - 0.01, max_y + 0.01]`` it is invalid
-    (``INVALID_X``).
+    (``INVALID_X``). The spline is built on the first call, so decoding pays nothing for it.
     """
 
     def __init__(self, points: np.ndarray, invalid_value: float = INVALID_X) -> None:
@@ -31,7 +31,8 @@ class Lane:
         self.invalid_value = float(invalid_value)
         self.min_y = float(ys[0]) - 0.01
         self.max_y = float(ys[-1]) + 0.01
-        self._spline = InterpolatedUnivariateSpline(ys, points[order, 0], k=min(3, len(points) - 1))
+        self._order = order
+        self._spline: InterpolatedUnivariateSpline | None = None
 
     def __len__(self) -> int:
         return len(self.points)
@@ -41,6 +42,9 @@ class Lane:
 
     def __call__(self, ys: np.ndarray | Sequence[float]) -> np.ndarray:
         """x at normalised ``ys``; ``invalid_value`` outside the lane's y range (+-0.01)."""
+        if self._spline is None:
+            pts = self.points[self._order]
+            self._spline = InterpolatedUnivariateSpline(pts[:, 1], pts[:, 0], k=min(3, len(pts) - 1))
         ys = np.asarray(ys, dtype=np.float64)
         xs = np.asarray(self._spline(ys), dtype=np.float64)
         xs[(ys < self.min_y) | (ys > self.max_y)] = self.invalid_value

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from srlane.lanes import Lane
-from srlane.models.nms import lane_nms, suppression_matrix
+from srlane.models.nms import lane_nms
 
 
 class LaneDecoder:
@@ -19,8 +19,8 @@ class LaneDecoder:
     Built from a config: ``test_parameters.conf_threshold``, ``test_parameters.nms_thres``,
     ``test_parameters.nms_topk`` (else ``max_lanes``), ``img_w``, ``num_points``,
     ``ori_img_w``, ``ori_img_h``, ``cut_height``. ``conf_threshold`` overrides the config's.
-    Everything up to the final conversion into point lists runs batched on the predictions'
-    device.
+    Scores are computed on the predictions' device; the rest runs in NumPy on the few
+    proposals above the threshold (one small transfer per batch).
     """
 
     def __init__(self, cfg: Mapping[str, Any], conf_threshold: float | None = None) -> None:
@@ -30,51 +30,56 @@ class LaneDecoder:
         self.top_k = int(test.get("nms_topk", cfg["max_lanes"]))
         self.img_w = float(cfg["img_w"])
         self.n_strips = int(cfg.get("num_points", 72)) - 1
-        self.ori_h = float(cfg["ori_img_h"])
-        self.cut_height = float(cfg["cut_height"])
-        self.prior_ys = torch.linspace(1, 0, self.n_strips + 1)
+        ori_h, cut = float(cfg["ori_img_h"]), float(cfg["cut_height"])
+        ys = torch.linspace(1, 0, self.n_strips + 1).numpy().astype(np.float64)
+        self.lane_ys = (ys * (ori_h - cut) + cut) / ori_h  # row ys in the full image, bottom first
+        self.rows = np.arange(self.n_strips + 1, dtype=np.float64)
+
+    def _host(self, predictions: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        predictions = predictions.detach().float()
+        scores = torch.softmax(predictions[..., :2], dim=-1)[..., 1]
+        return predictions.cpu().numpy(), scores.cpu().numpy()
+
+    def _keep(self, predictions: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        """Kept proposal indices of one image (N, 4 + P), best first."""
+        return lane_nms(scores, predictions[:, 2] * self.n_strips, predictions[:, 3] * self.n_strips,
+                        predictions[:, 4:] * self.img_w, self.conf_threshold, self.nms_thres, self.top_k)
 
     def select(self, predictions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Score threshold and NMS: kept proposal ``indices`` (B, top_k) in score order and
         their ``valid`` mask (B, top_k)."""
-        predictions = predictions.detach().float()
-        scores = torch.softmax(predictions[..., :2], dim=-1)[..., 1]
-        suppress = suppression_matrix(predictions[..., 2] * self.n_strips, predictions[..., 3] * self.n_strips,
-                                      predictions[..., 4:] * self.img_w, self.nms_thres)
-        return lane_nms(scores, scores >= self.conf_threshold, suppress, self.top_k)
+        preds, scores = self._host(predictions)
+        indices = torch.zeros(len(preds), self.top_k, dtype=torch.long)
+        valid = torch.zeros(len(preds), self.top_k, dtype=torch.bool)
+        for i, (p, s) in enumerate(zip(preds, scores)):
+            kept = self._keep(p, s)
+            indices[i, :len(kept)] = torch.from_numpy(kept)
+            valid[i, :len(kept)] = True
+        return indices, valid
 
-    def point_mask(self, rows: torch.Tensor) -> torch.Tensor:
-        """(..., 4 + P) kept rows -> (..., P) bool: which of the P points a lane keeps."""
+    def point_mask(self, rows: np.ndarray) -> np.ndarray:
+        """(K, 4 + P) kept rows -> (K, P) bool: which of the P points a lane keeps."""
         n = self.n_strips
-        start = (rows[..., 2].double() * n).round().clamp(0, n).unsqueeze(-1)
-        end = (start + (rows[..., 3].double() * n).round().unsqueeze(-1) - 1).clamp(max=n)
-        xs = rows[..., 4:]
+        start = np.clip(np.round(rows[:, 2].astype(np.float64) * n), 0, n)[:, None]
+        end = np.minimum(start + np.round(rows[:, 3].astype(np.float64) * n)[:, None] - 1, n)
+        xs = rows[:, 4:]
         inside = (xs >= 0) & (xs <= 1)
-        j = torch.arange(n + 1, device=rows.device, dtype=torch.float64)
-        below = j < start
+        below = self.rows < start
         # below the start only the unbroken run of inside points ending at start - 1 survives
-        last_gap = torch.where(below & ~inside, j, torch.full_like(j, -1.0)).amax(-1, keepdim=True)
-        return ((below & (j > last_gap)) | (~below & inside)) & (j <= end)
+        last_gap = np.where(below & ~inside, self.rows, -1.0).max(-1, keepdims=True)
+        return ((below & (self.rows > last_gap)) | (~below & inside)) & (self.rows <= end)
+
+    def lanes(self, rows: np.ndarray) -> list[Lane]:
+        """Kept rows (K, 4 + P) of one image -> its lanes (rows with < 2 points dropped)."""
+        lanes = []
+        for lane_xs, keep in zip(rows[:, 4:].astype(np.float64), self.point_mask(rows)):
+            if np.count_nonzero(keep) >= 2:
+                lanes.append(Lane(np.stack([lane_xs[keep][::-1], self.lane_ys[keep][::-1]], axis=1)))
+        return lanes
 
     def __call__(self, predictions: torch.Tensor) -> list[list[Lane]]:
-        indices, valid = self.select(predictions)
-        rows = torch.gather(predictions.detach().float(), 1,
-                            indices.unsqueeze(-1).expand(-1, -1, predictions.shape[-1]))
-        mask = self.point_mask(rows) & valid.unsqueeze(-1)
-        xs = rows[..., 4:].cpu().numpy().astype(np.float64)
-        mask = mask.cpu().numpy()
-        ys = self.prior_ys.numpy().astype(np.float64)
-        ys = (ys * (self.ori_h - self.cut_height) + self.cut_height) / self.ori_h
-        out = []
-        for img_xs, img_mask in zip(xs, mask):
-            lanes = []
-            for lane_xs, lane_mask in zip(img_xs, img_mask):
-                if lane_mask.sum() < 2:
-                    continue
-                points = np.stack([lane_xs[lane_mask], ys[lane_mask]], axis=1)[::-1]
-                lanes.append(Lane(np.ascontiguousarray(points)))
-            out.append(lanes)
-        return out
+        preds, scores = self._host(predictions)
+        return [self.lanes(p[self._keep(p, s)]) for p, s in zip(preds, scores)]
 
 
 def culane_lines(lanes: Sequence[Lane], ori_w: int, ori_h: int) -> list[str]:

@@ -1,55 +1,61 @@
-"""Vectorised lane NMS (spec 7.2): no loop over proposals, works on CPU and CUDA tensors."""
+"""Lane NMS (spec 7.2) on one image's candidates, in NumPy.
+
+After the score threshold an image keeps a handful of its 40 proposals, so the pairwise test
+runs on those K only (a K x K x P array) and the greedy pass stops at ``top_k`` kept lanes.
+NumPy keeps this free of thread start-up costs on small arrays.
+"""
 from __future__ import annotations
 
-import torch
+import numpy as np
 
 
-def suppression_matrix(starts: torch.Tensor, lengths: torch.Tensor, xs: torch.Tensor,
-                       thres: float) -> torch.Tensor:
-    """``S[..., a, b]``: lane a would suppress lane b.
+def suppression_matrix(starts: np.ndarray, lengths: np.ndarray, xs: np.ndarray, thres: float) -> np.ndarray:
+    """``S[a, b]``: lane a would suppress lane b.
 
-    ``starts``, ``lengths`` (..., N) in strips (floats), ``xs`` (..., N, P) in pixels. Over the
-    common rows ``max(int(s + 0.5)) .. min(int(e + 0.5), P - 1)`` with ``e = s + length - 1``
-    (int truncates toward zero), a suppresses b when the summed |x_a - x_b| is below
-    ``thres * rows``; rows outside ``0 .. P - 1`` add nothing to the sum. No common row: no
-    suppression.
+    ``starts``, ``lengths`` (K,) float32 in strips, ``xs`` (K, P) in pixels. Over the common
+    rows ``max(int(s + 0.5)) .. min(int(e + 0.5), P - 1)`` with ``e = s + length - 1`` (int
+    truncates toward zero, computed in float32 as the release does), a suppresses b when the
+    summed |x_a - x_b| (float64) is below ``thres * rows``; rows outside ``0 .. P - 1`` add
+    nothing to the sum. No common row: no suppression.
     """
     n_rows = xs.shape[-1]
-    first = torch.trunc(starts + 0.5)
-    last = torch.trunc(starts + lengths - 1 + 0.5)
-    lo = torch.maximum(first.unsqueeze(-1), first.unsqueeze(-2))
-    hi = torch.minimum(torch.minimum(last.unsqueeze(-1), last.unsqueeze(-2)),
-                       torch.full_like(lo, n_rows - 1))
+    half = np.float32(0.5)
+    first = np.trunc(starts + half)
+    last = np.trunc(starts + lengths - np.float32(1) + half)
+    lo = np.maximum(first[:, None], first[None, :])
+    hi = np.minimum(np.minimum(last[:, None], last[None, :]), np.float32(n_rows - 1))
     rows = hi - lo + 1
-    # prefix sums of |x_a - x_b| over rows give the sum over any row range
-    diff = (xs.unsqueeze(-2) - xs.unsqueeze(-3)).abs()  # (..., N, N, P)
-    csum = torch.nn.functional.pad(diff.cumsum(-1), (1, 0))
-    lo_i = lo.clamp(0, n_rows).long()
-    hi_i = (hi + 1).clamp(0, n_rows).long()
-    dist = csum.gather(-1, hi_i.unsqueeze(-1)).squeeze(-1) - csum.gather(-1, lo_i.unsqueeze(-1)).squeeze(-1)
+    row = np.arange(n_rows, dtype=np.float32)
+    common = (row >= lo[..., None]) & (row <= hi[..., None])
+    xs = xs.astype(np.float64)
+    dist = np.where(common, np.abs(xs[:, None, :] - xs[None, :, :]), 0.0).sum(-1)
     return (rows > 0) & (dist < thres * rows)
 
 
-def lane_nms(scores: torch.Tensor, keep: torch.Tensor, suppress: torch.Tensor,
-             top_k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Greedy NMS in score order on a batch.
+def greedy_nms(suppress: np.ndarray, top_k: int) -> list[int]:
+    """Greedy pass over candidates already sorted best first: keep a candidate unless a kept
+    one suppresses it; stop at ``top_k``. Returns positions into the candidate order."""
+    alive = np.ones(len(suppress), dtype=bool)
+    kept: list[int] = []
+    for i in range(len(suppress)):
+        if len(kept) == top_k:
+            break
+        if alive[i]:
+            kept.append(i)
+            alive &= ~suppress[i]
+    return kept
 
-    ``scores`` (B, N), ``keep`` (B, N) bool: candidates, ``suppress`` (B, N, N) from
-    :func:`suppression_matrix`. Ties in score go to the lower index. Returns ``indices``
-    (B, top_k) of the kept lanes in score order and ``valid`` (B, top_k) bool. Loops
-    ``top_k`` times (each step takes the best remaining lane of every image), never over
-    proposals.
+
+def lane_nms(scores: np.ndarray, starts: np.ndarray, lengths: np.ndarray, xs: np.ndarray,
+             conf_threshold: float, thres: float, top_k: int) -> np.ndarray:
+    """Indices of the kept proposals of one image, best score first.
+
+    ``scores`` (N,); ``starts``, ``lengths`` (N,) in strips; ``xs`` (N, P) in pixels.
+    Candidates have ``score >= conf_threshold``; ties in score go to the lower index.
     """
-    batch = scores.shape[0]
-    rank_scores = scores.masked_fill(~keep, float("-inf"))
-    remaining = keep.clone()
-    indices, valid = [], []
-    rows = torch.arange(batch, device=scores.device)
-    for _ in range(top_k):
-        best = rank_scores.masked_fill(~remaining, float("-inf")).argmax(-1)
-        ok = remaining[rows, best]
-        indices.append(best)
-        valid.append(ok)
-        remaining = remaining & ~(suppress[rows, best] & ok.unsqueeze(-1))
-        remaining[rows, best] = False
-    return torch.stack(indices, -1), torch.stack(valid, -1)
+    candidates = np.flatnonzero(scores >= conf_threshold)
+    order = candidates[np.argsort(-scores[candidates], kind="stable")]
+    if len(order) == 0:
+        return order
+    suppress = suppression_matrix(starts[order], lengths[order], xs[order], thres)
+    return order[greedy_nms(suppress, top_k)]
