@@ -1,4 +1,6 @@
-from srlane.engine.recorder import SmoothedValue, flat_metrics, format_metrics
+import torch
+
+from srlane.engine.recorder import Recorder, SmoothedValue, flat_metrics, format_metrics, window_means
 
 
 def counts(tp, fp, fn):
@@ -32,3 +34,14 @@ def test_smoothed_value_window():
     for v in (1.0, 2.0, 4.0):
         meter.update(v)
     assert meter.avg == 3.0
+
+
+def test_tensor_losses_are_averaged_over_the_window_in_the_log_line(tmp_path):
+    recorder = Recorder(str(tmp_path), True, total_iter=10)
+    for a, b in [(1.0, 10.0), (2.0, 20.0), (4.0, 60.0)]:
+        recorder.update({"loss": torch.tensor(a), "cls": torch.tensor(b)}, 0.5, 1.0)
+    assert window_means(recorder.losses) == {"loss": 7 / 3, "cls": 30.0}
+    recorder.log_train(epoch=0, step=3, lr=0.001, skipped=0)
+    recorder.close()
+    line = (tmp_path / "log.txt").read_text()
+    assert "step: 3 lr: 0.001000 loss: 2.3333 cls: 30.0000 data: 0.5000s batch: 1.0000s eta: 0:00:07" in line

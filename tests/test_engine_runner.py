@@ -1,6 +1,8 @@
 """The Runner on a stand-in network and dataset (tiny, CPU, seconds)."""
+import collections
 import os
 import signal
+import sys
 
 import pytest
 import torch
@@ -11,6 +13,7 @@ from srlane.config import Config
 from srlane.engine.checkpoint import load_checkpoint
 from srlane.engine.defaults import DEFAULTS
 from srlane.engine.hooks import Hook
+from srlane.engine import runner as runner_module
 from srlane.engine.runner import EpochSampler, Runner
 
 
@@ -244,3 +247,24 @@ def test_grad_clip_and_ema_options(tmp_path):
 def test_training_split_smaller_than_one_step_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="the training split has 3 images, fewer than one step needs"):
         make_runner(tmp_path, toy_size=3).train()
+
+
+def test_host_reads_one_per_step_and_one_per_log_line(tmp_path, monkeypatch):
+    """Loss terms stay on the device: the engine reads a tensor on the host once per step (the
+    finiteness check) and once per log line (all smoothed losses together)."""
+    engine = os.path.dirname(os.path.abspath(runner_module.__file__))
+    reads = collections.Counter()
+    for method in ("__bool__", "__float__", "__int__", "item", "tolist"):
+        def counting(self, *args, _original=getattr(torch.Tensor, method), **kwargs):
+            caller = sys._getframe(1).f_code
+            if os.path.dirname(os.path.abspath(caller.co_filename)) == engine:
+                reads[caller.co_name] += 1
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, method, counting)
+    runner = make_runner(tmp_path, total_iter=6, log_interval=4, eval_ep=100)
+    runner.train()
+    # 6 steps; log lines at steps 4 and 6; 3 epochs of 2 steps each list their sampler's indices
+    assert dict(reads) == {"_any_rank": 6, "window_means": 2, "__iter__": 3}
+    assert isinstance(runner.step_losses["l2"], torch.Tensor) and runner.step_losses["l2"].dim() == 0
+    assert "step: 4 lr:" in (tmp_path / "run" / "log.txt").read_text()

@@ -11,6 +11,7 @@ import time
 from collections import deque
 from collections.abc import Mapping
 
+import torch
 from lightning.fabric.loggers import TensorBoardLogger
 from tqdm import tqdm
 
@@ -23,17 +24,26 @@ def default_work_dir(work_dirs: str, config_path: str | os.PathLike) -> str:
 
 
 class SmoothedValue:
-    """The mean of the last ``window`` values."""
+    """The mean of the last ``window`` values: numbers, or 0-dim tensors left on their device
+    until the mean is read."""
 
     def __init__(self, window: int = 20) -> None:
-        self.values: deque[float] = deque(maxlen=window)
+        self.values: deque[float | torch.Tensor] = deque(maxlen=window)
 
-    def update(self, value: float) -> None:
-        self.values.append(float(value))
+    def update(self, value: float | torch.Tensor) -> None:
+        self.values.append(value)
 
     @property
     def avg(self) -> float:
-        return sum(self.values) / max(1, len(self.values))
+        return float(sum(self.values)) / max(1, len(self.values))
+
+
+def window_means(meters: Mapping[str, SmoothedValue]) -> dict[str, float]:
+    """``avg`` of every meter, read from the device in one copy (all values on one device)."""
+    if not meters:
+        return {}
+    means = torch.stack([torch.stack([torch.as_tensor(v) for v in m.values]).double().mean() for m in meters.values()])
+    return dict(zip(meters, means.tolist()))
 
 
 class _TqdmHandler(logging.StreamHandler):
@@ -75,8 +85,9 @@ class Recorder:
         if self.is_main:
             self.bar = tqdm(total=self.total_iter, initial=step, desc="Train", dynamic_ncols=True)
 
-    def update(self, losses: Mapping[str, float], data_time: float, batch_time: float) -> None:
-        """Add one step's losses and timings to the smoothed meters."""
+    def update(self, losses: Mapping[str, float | torch.Tensor], data_time: float, batch_time: float) -> None:
+        """Add one step's losses (numbers or device tensors, read only by ``log_train``) and
+        timings to the smoothed meters."""
         for name, value in losses.items():
             self.losses.setdefault(name, SmoothedValue()).update(value)
         self.data_time.update(data_time)
@@ -86,14 +97,17 @@ class Recorder:
 
     def log_train(self, epoch: int, step: int, lr: float, skipped: int) -> None:
         """The release's line (epoch, step, lr, smoothed losses, data/batch time, ETA) + TensorBoard."""
+        if not self.is_main:
+            return
         eta = datetime.timedelta(seconds=int(self.batch_time.avg * (self.total_iter - step)))
-        losses = " ".join(f"{name}: {meter.avg:.4f}" for name, meter in self.losses.items())
+        means = window_means(self.losses)
+        losses = " ".join(f"{name}: {value:.4f}" for name, value in means.items())
         skipped_text = f" skipped (non-finite loss): {skipped}" if skipped else ""
         self.info(
             f"epoch: {epoch} step: {step} lr: {lr:.6f} {losses} data: {self.data_time.avg:.4f}s "
             f"batch: {self.batch_time.avg:.4f}s eta: {eta}{skipped_text}"
         )
-        scalars = {"train/lr": lr, **{f"train/{name}": meter.avg for name, meter in self.losses.items()}}
+        scalars = {"train/lr": lr, **{f"train/{name}": value for name, value in means.items()}}
         self.scalars(scalars, step)
 
     def scalars(self, values: Mapping[str, float], step: int) -> None:

@@ -161,7 +161,7 @@ class Runner:
         self.step = self.epoch = self.batch_in_epoch = 0
         self.best_metric = -math.inf
         self.nonfinite_in_row = self.nonfinite_total = 0
-        self.step_losses: dict[str, float] = {}
+        self.step_losses: dict[str, torch.Tensor] = {}
         self.last_metrics: dict = {}
         self.failed = False
         self.stop_signal: int | None = None
@@ -230,21 +230,25 @@ class Runner:
                 group = []
 
     def run_step(self, batches: list[Any]) -> bool:
-        """One optimizer step over the micro-batches; False when skipped for a non-finite loss."""
+        """One optimizer step over the micro-batches; False when skipped for a non-finite loss.
+
+        The loss terms stay detached tensors on the device (``step_losses``); the only host read
+        of the step is whether the summed loss is finite (agreed by all ranks).
+        """
         self.optimizer.zero_grad(set_to_none=True)
-        losses: dict[str, float] = {}
+        losses: dict[str, torch.Tensor] = {}
         for index, batch in enumerate(batches):
             last = index == len(batches) - 1
             sync = self.fabric.no_backward_sync(self.model, enabled=not last) if self.fabric.world_size > 1 else contextlib.nullcontext()
             with sync:
                 # Extend here: the model sees the batch exactly as the loader collated it.
                 output = self.model(batch)
-                loss = output["loss"].mean() / len(batches)
-                if not self._all_ranks(bool(torch.isfinite(loss)), want_all=True):
-                    return self._skip_step(float(loss.detach()))
-                self.fabric.backward(loss)
+                self.fabric.backward(output["loss"].mean() / len(batches))
             for name, value in {"loss": output["loss"], **output["loss_status"]}.items():
-                losses[name] = losses.get(name, 0.0) + float(value.detach().float().mean()) / len(batches)
+                term = value.detach().float().mean() / len(batches)
+                losses[name] = losses[name] + term if name in losses else term
+        if self._any_rank(~torch.isfinite(losses["loss"])):
+            return self._skip_step(float(losses["loss"]))
         if self.cfg.grad_clip:
             self.fabric.clip_gradients(self.model, self.optimizer, max_norm=self.cfg.grad_clip)
         self.optimizer.step()
@@ -443,15 +447,14 @@ class Runner:
                 signal.signal(sig, old)
 
     def _stop_requested(self) -> bool:
-        stop = self._all_ranks(self.stop_signal is not None, want_all=False)
+        stop = self._any_rank(self.stop_signal is not None)
         if stop and self.stop_signal is None:
             self.stop_signal = signal.SIGTERM
         return stop
 
-    def _all_ranks(self, flag: bool, want_all: bool) -> bool:
-        """``flag`` agreed by every process: all true (``want_all``) or any true."""
+    def _any_rank(self, flag: bool | torch.Tensor) -> bool:
+        """``flag`` (a bool or a 0-dim tensor on the device) true on some process: one host read."""
         if self.fabric.world_size == 1:
-            return flag
-        value = torch.tensor(float(flag), device=self.fabric.device)
-        reduced = self.fabric.all_reduce(value, reduce_op="sum")
-        return bool(reduced == self.fabric.world_size) if want_all else bool(reduced > 0)
+            return bool(flag)
+        value = torch.as_tensor(flag, dtype=torch.float32, device=self.fabric.device)
+        return bool(self.fabric.all_reduce(value, reduce_op="sum") > 0)
