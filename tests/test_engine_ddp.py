@@ -6,7 +6,14 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+from lightning.fabric.plugins.environments import TorchElasticEnvironment
+from lightning.fabric.strategies import DDPStrategy
+
+from srlane.config import ConfigError
+from srlane.engine import runner as runner_module
 from srlane.engine.checkpoint import load_checkpoint
+from srlane.engine.runner import build_fabric
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -46,3 +53,34 @@ def test_two_process_ddp_matches_one_process_validation(tmp_path):
     assert single.returncode == 0, single.stderr[-3000:]
     line = next(l for l in single.stdout.splitlines() if l.startswith("METRICS "))
     assert json.loads(line[len("METRICS "):]) == last["metrics"]
+
+
+TORCHRUN_NODE_1_PROCESS_1 = {"RANK": "3", "LOCAL_RANK": "1", "GROUP_RANK": "1", "WORLD_SIZE": "4",
+                             "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29555",
+                             "TORCHELASTIC_RUN_ID": "test"}
+
+
+def test_build_fabric_passes_num_nodes_on_cpu_and_cuda(monkeypatch):
+    fabric = build_fabric("ddp", "32-true", [0, 1], print, num_nodes=2)
+    assert isinstance(fabric.strategy, DDPStrategy)
+    assert (fabric.strategy.num_nodes, fabric.strategy.num_processes) == (2, 2)
+    calls = []
+    monkeypatch.setattr(runner_module.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(runner_module, "Fabric", lambda **kwargs: calls.append(kwargs))
+    build_fabric("ddp", "16-mixed", [0, 1, 2], print, num_nodes=4)
+    assert calls == [dict(accelerator="cuda", devices=[0, 1, 2], num_nodes=4, strategy="ddp", precision="16-mixed")]
+
+
+def test_build_fabric_under_torchrun_takes_ranks_from_its_environment(monkeypatch):
+    for name, value in TORCHRUN_NODE_1_PROCESS_1.items():
+        monkeypatch.setenv(name, value)
+    fabric = build_fabric("ddp", "32-true", [0, 1], print, num_nodes=2)
+    assert isinstance(fabric.strategy.cluster_environment, TorchElasticEnvironment)
+    assert (fabric.world_size, fabric.global_rank, fabric.node_rank, fabric.local_rank) == (4, 3, 1, 1)
+    with pytest.raises(ConfigError, match=r"torchrun started 4 processes but --gpus lists 2 device\(s\) x num_nodes=1"):
+        build_fabric("ddp", "32-true", [0, 1], print)
+
+
+def test_num_nodes_needs_ddp():
+    with pytest.raises(ConfigError, match="num_nodes=2 needs strategy='ddp', got 'dp'"):
+        build_fabric("dp", "32-true", [0], print, num_nodes=2)

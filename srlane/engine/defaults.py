@@ -23,6 +23,7 @@ DEFAULTS: dict = dict(
     log_interval=500,  # log line every log_interval iterations
     precision="16-mixed",  # falls back to "32-true" on CPU
     strategy="dp",  # "dp" (as the release) or "ddp"; one process per device under "ddp"
+    num_nodes=1,  # machines of a multi-node "ddp" run started with torchrun --nnodes num_nodes
     seed=0,
     grad_clip=None,  # max gradient norm, None: off
     accumulate=1,  # micro-batches per optimizer step

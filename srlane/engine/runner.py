@@ -18,11 +18,12 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from lightning.fabric import Fabric
+from lightning.fabric.plugins.environments import TorchElasticEnvironment
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
-from srlane.config import Config
+from srlane.config import Config, ConfigError
 from srlane.engine import checkpoint as ckpt
 from srlane.engine.hooks import CheckpointHook, EMAHook, Hook, LoggerHook
 from srlane.engine.optim import build_optimizer, build_scheduler
@@ -31,16 +32,31 @@ from srlane.engine.recorder import Recorder
 LoaderBuilder = Callable[[Config, str, bool], DataLoader]
 
 
-def build_fabric(strategy: str, precision: str, gpus: Sequence[int], log: Callable[[str], None]) -> Fabric:
-    """CUDA when present, else CPU (32-bit, one process per ``gpus`` entry); not yet launched."""
+def build_fabric(strategy: str, precision: str, gpus: Sequence[int], log: Callable[[str], None],
+                 num_nodes: int = 1) -> Fabric:
+    """CUDA when present, else CPU (32-bit, one process per ``gpus`` entry); not yet launched.
+
+    ``num_nodes`` machines with ``len(gpus)`` processes each: under ``torchrun --nnodes N
+    --nproc-per-node G`` Fabric takes ranks and addresses from torchrun's environment, and
+    ``G x N`` must equal its world size.
+    """
+    if num_nodes > 1 and strategy != "ddp":
+        raise ConfigError(f"num_nodes={num_nodes} needs strategy='ddp', got {strategy!r}")
+    if TorchElasticEnvironment.detect():
+        world_size = TorchElasticEnvironment().world_size()
+        if len(gpus) * num_nodes != world_size:
+            raise ConfigError(
+                f"torchrun started {world_size} processes but --gpus lists {len(gpus)} device(s) x num_nodes={num_nodes}; "
+                "give --gpus one id per --nproc-per-node process and --set num_nodes=<--nnodes>"
+            )
     if torch.cuda.is_available():
-        return Fabric(accelerator="cuda", devices=list(gpus), strategy=strategy, precision=precision)
+        return Fabric(accelerator="cuda", devices=list(gpus), num_nodes=num_nodes, strategy=strategy, precision=precision)
     if precision != "32-true":
         log(f"no CUDA device: precision {precision} falls back to 32-true on CPU")
-    cpu_strategy = "ddp" if len(gpus) > 1 else "auto"
+    cpu_strategy = "ddp" if len(gpus) > 1 or num_nodes > 1 else "auto"
     if strategy != cpu_strategy and not (strategy == "ddp" and cpu_strategy == "auto"):
         log(f"no CUDA device: strategy {strategy} runs as {cpu_strategy} on {len(gpus)} CPU process(es)")
-    return Fabric(accelerator="cpu", devices=len(gpus), strategy=cpu_strategy, precision="32-true")
+    return Fabric(accelerator="cpu", devices=len(gpus), num_nodes=num_nodes, strategy=cpu_strategy, precision="32-true")
 
 
 class EpochSampler(Sampler[int]):
@@ -139,7 +155,7 @@ class Runner:
         self.cfg = cfg
         self.view = view
         notes: list[str] = []
-        self.fabric = build_fabric(cfg.strategy, cfg.precision, gpus, notes.append)
+        self.fabric = build_fabric(cfg.strategy, cfg.precision, gpus, notes.append, int(cfg.num_nodes))
         self.fabric.launch()
         self.work_dir = self.fabric.broadcast(os.path.abspath(work_dir), src=0)
         self.recorder = Recorder(self.work_dir, self.fabric.is_global_zero, cfg.total_iter)
