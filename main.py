@@ -6,7 +6,7 @@ examples:
   python main.py configs/srlane_r18_culane.py --resume              # continue the latest run
   python main.py configs/srlane_r18_culane.py --validate-only --load-from best.pth --view
   python main.py configs/srlane_r18_culane.py --set total_iter=1000 optimizer.lr=3e-4
-  torchrun --nnodes 2 --node-rank R --nproc-per-node 8 --master-addr HOST main.py configs/srlane_r18_culane.py \
+  torchrun --nnodes 2 --node-rank R --nproc-per-node 8 --master-addr HOST main.py configs/srlane_r18_culane.py \\
       --gpus 0 1 2 3 4 5 6 7 --set strategy=ddp num_nodes=2        # on each of 2 machines, R = 0, 1
 """
 from __future__ import annotations
