@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from srlane.config import Config
+from srlane.config import Config, ConfigError
 from srlane.engine.checkpoint import load_checkpoint
 from srlane.engine.defaults import DEFAULTS
 from srlane.engine.hooks import Hook
@@ -245,7 +245,7 @@ def test_grad_clip_and_ema_options(tmp_path):
 
 
 def test_training_split_smaller_than_one_step_is_an_error(tmp_path):
-    with pytest.raises(ValueError, match="the training split has 3 images, fewer than one step needs"):
+    with pytest.raises(ConfigError, match=r"the training split has 3 images, fewer than one step needs \(batch_size 4 x accumulate 1 x 1 process\(es\)\)"):
         make_runner(tmp_path, toy_size=3).train()
 
 

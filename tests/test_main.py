@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import torch
 
@@ -73,3 +75,20 @@ def test_resume_latest_needs_a_run(tmp_path):
     run.mkdir(parents=True)
     (run / "last.pth").write_bytes(b"")
     assert main.latest_checkpoint(str(tmp_path / "runs"), cfg) == str(run / "last.pth")
+
+
+def test_training_split_too_small_for_one_step_stops_with_one_line(tmp_path):
+    root = tmp_path / "data"
+    (root / "list").mkdir(parents=True)
+    cv2.imwrite(str(root / "a.jpg"), np.full((590, 1640, 3), 80, np.uint8))
+    (root / "a.lines.txt").write_text("")
+    (root / "list" / "small.txt").write_text("a.jpg\n")
+    cfg = experiment(tmp_path, f"dataset = dict(data_root={str(root)!r}, train_split='list/small.txt', generate=None, "
+                               f"cache_dir={str(tmp_path / 'cache')!r})\nbatch_size = 2\nworkers = 0\n")
+    out = subprocess.run([sys.executable, "main.py", cfg, "--work-dir", str(tmp_path / "w")], cwd=ROOT,
+                         capture_output=True, text=True, timeout=240)
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines()[-1] == (
+        "error: the training split has 1 images, fewer than one step needs (batch_size 2 x accumulate 1 x 1 process(es)); "
+        "lower batch_size or accumulate, or use a larger split")

@@ -229,9 +229,10 @@ class Runner:
         """The rest of the current epoch, as groups of ``accumulate`` batches on the device."""
         loader = self.train_loader()
         if len(loader.dataset) < loader.batch_size * self.cfg.accumulate * self.fabric.world_size:
-            raise ValueError(
+            raise ConfigError(
                 f"the training split has {len(loader.dataset)} images, fewer than one step needs "
-                f"(batch_size {loader.batch_size} x accumulate {self.cfg.accumulate} x {self.fabric.world_size} process(es))"
+                f"(batch_size {loader.batch_size} x accumulate {self.cfg.accumulate} x {self.fabric.world_size} process(es)); "
+                "lower batch_size or accumulate, or use a larger split"
             )
         loader.sampler.set_epoch(self.epoch, start=self.batch_in_epoch * loader.batch_size)
         if hasattr(loader.dataset, "set_epoch"):
