@@ -23,9 +23,10 @@ class Lane:
         points = np.asarray(points, dtype=np.float64)
         if points.ndim != 2 or points.shape[1] != 2 or len(points) < 2:
             raise ValueError(f"Lane needs an (N>=2, 2) point array, got shape {points.shape}")
-        order = np.argsort(points[:, 1], kind="stable")
-        ys = points[order, 1]
-        if np.any(np.diff(ys) <= 0):
+        # decoded lanes come top first (y increasing): then no sort is needed
+        order = None if np.all(np.diff(points[:, 1]) > 0) else np.argsort(points[:, 1], kind="stable")
+        ys = points[:, 1] if order is None else points[order, 1]
+        if order is not None and np.any(np.diff(ys) <= 0):
             raise ValueError("Lane points must have distinct y values")
         self.points = points
         self.invalid_value = float(invalid_value)
@@ -43,7 +44,7 @@ class Lane:
     def __call__(self, ys: np.ndarray | Sequence[float]) -> np.ndarray:
         """x at normalised ``ys``; ``invalid_value`` outside the lane's y range (+-0.01)."""
         if self._spline is None:
-            pts = self.points[self._order]
+            pts = self.points if self._order is None else self.points[self._order]
             self._spline = InterpolatedUnivariateSpline(pts[:, 1], pts[:, 0], k=min(3, len(pts) - 1))
         ys = np.asarray(ys, dtype=np.float64)
         xs = np.asarray(self._spline(ys), dtype=np.float64)

@@ -41,12 +41,12 @@ def test_matches_reference_on_random_cases():
         scores = torch.rand(b, n, generator=g)
         scores[:, 1::3] = scores[:, ::3][:, : scores[:, 1::3].shape[1]]  # score ties
         keep = torch.rand(b, n, generator=g) < 0.8
+        masked = torch.where(keep, scores, -1.0).numpy()
+        got = lane_nms(masked, starts.numpy(), lengths.numpy(), xs.numpy(), 0.0, 50.0, 4)
         for i in range(b):
             lanes = [(starts[i, j].item(), lengths[i, j].item(), xs[i, j].tolist()) for j in range(n)]
             want = _reference(lanes, scores[i].tolist(), keep[i].tolist(), 50.0, 4)
-            masked = torch.where(keep[i], scores[i], -1.0).numpy()
-            got = lane_nms(masked, starts[i].numpy(), lengths[i].numpy(), xs[i].numpy(), 0.0, 50.0, 4)
-            assert got.tolist() == want
+            assert got[i].tolist() == want
             cases += 1
     assert cases == 240
 
@@ -57,7 +57,7 @@ def test_no_common_rows_never_suppress():
     lengths = np.array([5.0, 4.0], np.float32)  # rows 0..4 and 6..9
     suppress = suppression_matrix(starts, lengths, xs, 50.0)
     assert not suppress[0, 1] and not suppress[1, 0]
-    assert lane_nms(np.array([0.9, 0.8]), starts, lengths, xs, 0.4, 50.0, 4).tolist() == [0, 1]
+    assert lane_nms(np.array([[0.9, 0.8]]), starts[None], lengths[None], xs[None], 0.4, 50.0, 4)[0].tolist() == [0, 1]
 
 
 def test_close_lanes_suppressed_and_top_k():
@@ -66,8 +66,22 @@ def test_close_lanes_suppressed_and_top_k():
     suppress = suppression_matrix(starts, lengths, xs, 50.0)
     assert suppress[0, 4] and not suppress[0, 5]  # 40 px < 50, 50 px is not below
     scores = np.array([0.9, 0.1, 0.2, 0.3, 0.4, 0.5])
-    assert lane_nms(scores, starts, lengths, xs, 0.0, 50.0, 4).tolist() == [0, 5]
-    assert lane_nms(scores, starts, lengths, xs, 0.35, 50.0, 4).tolist() == [0, 5]
-    assert lane_nms(scores, starts, lengths, xs, 0.95, 50.0, 4).tolist() == []
+
+    def kept(lane_xs, conf):
+        return lane_nms(scores[None], starts[None], lengths[None], lane_xs[None], conf, 50.0, 4)[0].tolist()
+
+    assert kept(xs, 0.0) == [0, 5]
+    assert kept(xs, 0.35) == [0, 5]
+    assert kept(xs, 0.95) == []
     far = xs + np.arange(6, dtype=np.float32)[:, None] * 100  # nothing suppresses: top_k caps
-    assert lane_nms(scores, starts, lengths, far, 0.0, 50.0, 4).tolist() == [0, 5, 4, 3]
+    assert kept(far, 0.0) == [0, 5, 4, 3]
+    assert kept(far, 0.45) == [0, 5]
+
+
+def test_batch_with_unequal_candidate_counts():
+    """Images with 0, 1 and 3 candidates in one batch: each is decided on its own."""
+    xs = np.stack([np.full(10, 100.0 * (k + 1), np.float32) for k in range(3)])
+    starts, lengths = np.zeros((3, 3), np.float32), np.full((3, 3), 10.0, np.float32)
+    scores = np.array([[0.1, 0.2, 0.3], [0.1, 0.9, 0.3], [0.5, 0.7, 0.6]])
+    got = lane_nms(scores, starts, lengths, np.stack([xs] * 3), 0.4, 50.0, 4)
+    assert [g.tolist() for g in got] == [[], [1], [1, 2, 0]]

@@ -37,24 +37,23 @@ class LaneDecoder:
 
     def _host(self, predictions: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         predictions = predictions.detach().float()
-        scores = torch.softmax(predictions[..., :2], dim=-1)[..., 1]
+        scores = _softmax_scores(predictions[..., :2])
         return predictions.cpu().numpy(), scores.cpu().numpy()
 
-    def _keep(self, predictions: np.ndarray, scores: np.ndarray) -> np.ndarray:
-        """Kept proposal indices of one image (N, 4 + P), best first."""
-        return lane_nms(scores, predictions[:, 2] * self.n_strips, predictions[:, 3] * self.n_strips,
-                        predictions[:, 4:] * self.img_w, self.conf_threshold, self.nms_thres, self.top_k)
+    def _keep(self, predictions: np.ndarray, scores: np.ndarray) -> list[np.ndarray]:
+        """Kept proposal indices of each image of (B, N, 4 + P) predictions, best first."""
+        return lane_nms(scores, predictions[..., 2] * self.n_strips, predictions[..., 3] * self.n_strips,
+                        predictions[..., 4:] * self.img_w, self.conf_threshold, self.nms_thres, self.top_k)
 
     def select(self, predictions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Score threshold and NMS: kept proposal ``indices`` (B, top_k) in score order and
         their ``valid`` mask (B, top_k)."""
-        preds, scores = self._host(predictions)
-        indices = torch.zeros(len(preds), self.top_k, dtype=torch.long)
-        valid = torch.zeros(len(preds), self.top_k, dtype=torch.bool)
-        for i, (p, s) in enumerate(zip(preds, scores)):
-            kept = self._keep(p, s)
-            indices[i, :len(kept)] = torch.from_numpy(kept)
-            valid[i, :len(kept)] = True
+        kept = self._keep(*self._host(predictions))
+        indices = torch.zeros(len(kept), self.top_k, dtype=torch.long)
+        valid = torch.zeros(len(kept), self.top_k, dtype=torch.bool)
+        for i, idx in enumerate(kept):
+            indices[i, :len(idx)] = torch.from_numpy(idx)
+            valid[i, :len(idx)] = True
         return indices, valid
 
     def point_mask(self, rows: np.ndarray) -> np.ndarray:
@@ -69,17 +68,36 @@ class LaneDecoder:
         last_gap = np.where(below & ~inside, self.rows, -1.0).max(-1, keepdims=True)
         return ((below & (self.rows > last_gap)) | (~below & inside)) & (self.rows <= end)
 
-    def lanes(self, rows: np.ndarray) -> list[Lane]:
-        """Kept rows (K, 4 + P) of one image -> its lanes (rows with < 2 points dropped)."""
-        lanes = []
-        for lane_xs, keep in zip(rows[:, 4:].astype(np.float64), self.point_mask(rows)):
-            if np.count_nonzero(keep) >= 2:
-                lanes.append(Lane(np.stack([lane_xs[keep][::-1], self.lane_ys[keep][::-1]], axis=1)))
-        return lanes
-
     def __call__(self, predictions: torch.Tensor) -> list[list[Lane]]:
         preds, scores = self._host(predictions)
-        return [self.lanes(p[self._keep(p, s)]) for p, s in zip(preds, scores)]
+        kept = self._keep(preds, scores)
+        rows = np.concatenate([p[idx] for p, idx in zip(preds, kept)])
+        masks = self.point_mask(rows)
+        xs = rows[:, 4:].astype(np.float64)
+        out: list[list[Lane]] = []
+        lane = 0
+        for idx in kept:
+            lanes = []
+            for keep, lane_xs in zip(masks[lane:lane + len(idx)], xs[lane:lane + len(idx)]):
+                if np.count_nonzero(keep) >= 2:  # points top first, as the release emits them
+                    lanes.append(Lane(np.stack((lane_xs[keep][::-1], self.lane_ys[keep][::-1]), axis=1)))
+            out.append(lanes)
+            lane += len(idx)
+        return out
+
+
+def _softmax_scores(logits: torch.Tensor) -> torch.Tensor:
+    """``softmax(logits)[..., 1]`` exactly as torch computes it. On CPU it runs on one thread:
+    torch's softmax always opens a parallel region, and waking a second OpenMP thread on a
+    busy machine costs milliseconds for these few hundred numbers."""
+    threads = torch.get_num_threads()
+    if logits.device.type != "cpu" or threads == 1:
+        return torch.softmax(logits, dim=-1)[..., 1]
+    torch.set_num_threads(1)
+    try:
+        return torch.softmax(logits, dim=-1)[..., 1]
+    finally:
+        torch.set_num_threads(threads)
 
 
 def culane_lines(lanes: Sequence[Lane], ori_w: int, ori_h: int) -> list[str]:
