@@ -18,18 +18,24 @@ def lane_pixels(lane: Lane, width: int, height: int) -> np.ndarray:
     return lane.points * np.array([width, height], dtype=np.float64)
 
 
-def draw_lanes(img: np.ndarray, predictions: Sequence[np.ndarray], ground_truth: Sequence[np.ndarray]) -> np.ndarray:
-    """A copy of the BGR ``img`` with ground-truth and predicted ``(N, 2)`` pixel polylines and a legend."""
+def draw_lanes(img: np.ndarray, predictions: Sequence[np.ndarray],
+               ground_truth: Sequence[np.ndarray] | None = None) -> np.ndarray:
+    """A copy of the BGR ``img`` with ground-truth and predicted ``(N, 2)`` pixel polylines and a
+    legend (without a ground-truth entry when ``ground_truth`` is None: images without labels)."""
     out = img.copy()
     thickness = max(2, round(img.shape[1] / 300))
-    for lanes, colour, width in ((ground_truth, GT_COLOUR, 2 * thickness), (predictions, PRED_COLOUR, thickness)):
+    drawn = ((ground_truth if ground_truth is not None else [], GT_COLOUR, 2 * thickness),
+             (predictions, PRED_COLOUR, thickness))
+    for lanes, colour, width in drawn:
         for points in lanes:
             if len(points) >= 2:
                 polyline = np.round(np.asarray(points)).astype(np.int32).reshape(-1, 1, 2)
                 cv2.polylines(out, [polyline], False, colour, width, cv2.LINE_AA)
     scale = max(0.4, img.shape[1] / 1600)
-    for row, (text, colour) in enumerate(((f"ground truth ({len(ground_truth)})", GT_COLOUR),
-                                          (f"prediction ({len(predictions)})", PRED_COLOUR))):
+    legend = [(f"prediction ({len(predictions)})", PRED_COLOUR)]
+    if ground_truth is not None:
+        legend.insert(0, (f"ground truth ({len(ground_truth)})", GT_COLOUR))
+    for row, (text, colour) in enumerate(legend):
         origin = (10, int((row + 1) * 30 * scale))
         cv2.putText(out, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, max(1, round(2 * scale)), cv2.LINE_AA)
     return out

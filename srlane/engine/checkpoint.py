@@ -60,6 +60,12 @@ def strip_module_prefix(state_dict: Mapping[str, torch.Tensor]) -> dict[str, tor
     return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state_dict.items()}
 
 
+def inference_weights(state: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """The weights to evaluate or predict with: the moving average (``hooks.ema.ema``) when the
+    checkpoint has one, else ``net``; without any ``module.`` prefix."""
+    return strip_module_prefix(state.get("hooks", {}).get("ema", {}).get("ema", state["net"]))
+
+
 def load_net_weights(net: nn.Module, state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike) -> None:
     """Load weights strictly; a mismatch raises one ``CheckpointError`` listing what differs."""
     own = net.state_dict()

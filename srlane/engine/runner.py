@@ -416,9 +416,7 @@ class Runner:
 
     def load_weights(self, path: str) -> None:
         """Network weights only (``--load-from``): the averaged weights when the file has them."""
-        state = ckpt.load_checkpoint(path)
-        weights = state.get("hooks", {}).get("ema", {}).get("ema", state["net"])
-        ckpt.load_net_weights(self.eval_net(), ckpt.strip_module_prefix(weights), path)
+        ckpt.load_net_weights(self.eval_net(), ckpt.inference_weights(ckpt.load_checkpoint(path)), path)
         self.recorder.info(f"loaded weights from {path}")
 
     def resume(self, path: str) -> None:

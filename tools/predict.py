@@ -1,0 +1,218 @@
+"""Detect lanes in images with a trained SRLane and write them as benchmark prediction files.
+
+    python tools/predict.py CONFIG --load-from CKPT INPUT [INPUT ...] --out DIR
+                            [--format culane|tusimple] [--view] [--conf-threshold T]
+                            [--batch B] [--device cpu|cuda] [--root DIR] [--workers N]
+
+INPUT: image files, folders (searched recursively for *.jpg and *.png) or list files (.txt, one
+image per line, its first field a path relative to --root, as CULane's lists). Output names:
+the file name of an image input, the path relative to a folder input, the entry of a list.
+
+Each image is read as validation reads it (rows below cut_height, resized to img_w x img_h,
+divided by 255), the network runs in eval mode in batches and the lanes are written in the
+pixels of that image:
+  culane    <out>/<name without extension>.lines.txt, one "x y x y ..." line per lane at the
+            rows the CULane writer samples (y = 270, 278, ...: meant for CULane-sized images)
+  tusimple  <out>/predictions.json, one json line per image (raw_file, lanes, run_time in ms),
+            x at the rows cut_height, cut_height + 10, ... below the image height (for a
+            1280x720 image and cut_height 160: TuSimple's h_samples 160..710)
+  --view    <out>/visualization/<name>, the image with its lanes drawn
+An image whose size differs from the config's ori_img_w x ori_img_h gets a warning: the same
+cut_height rows are cropped, so a very different size or framing may detect poorly.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import glob
+import os
+import sys
+import time
+from collections.abc import Iterable, Sequence
+
+import torch
+from tqdm import tqdm
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from srlane.config import Config, ConfigError, atomic_write_text  # noqa: E402
+from srlane.data.dataset import build_dataloader, read_image  # noqa: E402
+from srlane.data.records import DataFormatError, LaneRecord, relative_name, require_image  # noqa: E402
+from srlane.engine.checkpoint import CheckpointError, inference_weights, load_checkpoint, load_net_weights  # noqa: E402
+from srlane.engine.defaults import load_experiment  # noqa: E402
+from srlane.lanes import Lane  # noqa: E402
+from srlane.models import build_net  # noqa: E402
+from srlane.models.decode import LaneDecoder, tusimple_json_line, write_culane_lines  # noqa: E402
+from srlane.visualize import draw_lanes, lane_pixels, write_image  # noqa: E402
+
+IMAGE_PATTERNS = ("*.jpg", "*.png")
+TUSIMPLE_ROW_STEP = 10
+
+
+class InputError(ValueError):
+    """An INPUT that names no image, or two inputs that would write the same output file."""
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config", help="experiment config file (see configs/)")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or .txt list files")
+    parser.add_argument("--load-from", "--load_from", dest="load_from", required=True, metavar="CKPT",
+                        help="network weights (a run's .pth: its moving average when it has one)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    parser.add_argument("--format", choices=("culane", "tusimple"), default="culane", help="output files (default: culane)")
+    parser.add_argument("--view", action="store_true", help="also write pictures to <out>/visualization")
+    parser.add_argument("--conf-threshold", type=float, metavar="T",
+                        help="lane score threshold (default: the config's test_parameters.conf_threshold)")
+    parser.add_argument("--batch", type=int, default=8, metavar="B", help="images per forward pass (default: 8)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when present, else cpu")
+    parser.add_argument("--root", metavar="DIR", help="folder the paths of list files are relative to "
+                                                      "(default: the config's dataset.data_root)")
+    parser.add_argument("--workers", type=int, default=2, metavar="N", help="image reading processes (default: 2)")
+    args = parser.parse_args(argv)
+    if args.batch < 1:
+        parser.error(f"--batch must be at least 1, got {args.batch}")
+    return args
+
+
+def collect_images(inputs: Iterable[str], root: str | None) -> list[LaneRecord]:
+    """One record (no lanes) per image of ``inputs``, named as its output files will be."""
+    records: list[LaneRecord] = []
+    for item in inputs:
+        if os.path.isdir(item):
+            found = sorted({path for pattern in IMAGE_PATTERNS
+                            for path in glob.glob(os.path.join(glob.escape(item), "**", pattern), recursive=True)})
+            if not found:
+                raise InputError(f"{item}: no {' or '.join(IMAGE_PATTERNS)} files in this folder or below")
+            records += [LaneRecord(os.path.abspath(p), os.path.relpath(p, item).replace(os.sep, "/")) for p in found]
+        elif item.endswith(".txt"):
+            records += read_list(item, root)
+        elif os.path.isfile(item):
+            records.append(LaneRecord(os.path.abspath(item), os.path.basename(item)))
+        else:
+            raise InputError(f"{item}: no such image, folder or list file")
+    names: dict[str, str] = {}
+    for record in records:
+        key = os.path.splitext(record.img_name)[0]
+        if key in names:
+            raise InputError(f"{names[key]} and {record.img_path} would both be written as {key}; "
+                             "give their folders, not the files, or predict them into different --out folders")
+        names[key] = record.img_path
+    return records
+
+
+def read_list(path: str, root: str | None) -> list[LaneRecord]:
+    """The images of a list file: the first field of each non-blank line, relative to ``root``."""
+    if not os.path.isfile(path):
+        raise InputError(f"{path}: list file not found")
+    if root is None:
+        raise InputError(f"{path}: list paths are relative to a root; give --root (the config has no dataset.data_root)")
+    records = []
+    with open(path, encoding="utf-8") as f:
+        for line_no, text in enumerate(f, 1):
+            fields = text.split()
+            if fields:
+                name = relative_name(fields[0])
+                img_path = os.path.abspath(os.path.join(root, name))
+                require_image(img_path, path, line_no)
+                records.append(LaneRecord(img_path, name))
+    if not records:
+        raise DataFormatError(path, None, "the list names no image")
+    return records
+
+
+def load_net(cfg: Config, checkpoint: str, device: torch.device) -> torch.nn.Module:
+    """The network of ``cfg`` with the checkpoint's weights, in eval mode on ``device``."""
+    net = build_net(cfg)
+    load_net_weights(net, inference_weights(load_checkpoint(checkpoint)), checkpoint)
+    return net.to(device).eval()
+
+
+def size_warning(cfg: Config, meta: dict) -> str:
+    ori_h, ori_w = meta["img_size"]
+    return (f"warning: {meta['img_path']} is {ori_w}x{ori_h}, the config expects {cfg.ori_img_w}x{cfg.ori_img_h}; "
+            f"cut_height {cfg.cut_height} crops the same rows and the lanes are written in this image's pixels")
+
+
+class Writer:
+    """Writes each image's lanes (and picture) as soon as they are decoded."""
+
+    def __init__(self, out: str, fmt: str, view: bool, cut_height: int) -> None:
+        self.out, self.fmt, self.view, self.cut_height = out, fmt, view, cut_height
+        self.json_lines: list[str] = []
+
+    def add(self, meta: dict, lanes: list[Lane], ms_per_image: float) -> None:
+        ori_h, ori_w = meta["img_size"]
+        name = meta["img_name"]
+        if self.fmt == "culane":
+            write_culane_lines(os.path.join(self.out, os.path.splitext(name)[0] + ".lines.txt"), lanes, ori_w, ori_h)
+        else:
+            rows = range(self.cut_height, ori_h, TUSIMPLE_ROW_STEP)
+            self.json_lines.append(tusimple_json_line(name, lanes, rows, round(ms_per_image, 3), ori_w, ori_h))
+        if self.view:
+            img = read_image(meta["img_path"])
+            picture = draw_lanes(img, [lane_pixels(lane, ori_w, ori_h) for lane in lanes])
+            write_image(os.path.join(self.out, "visualization", name), picture)
+
+    def close(self) -> None:
+        if self.fmt == "tusimple":
+            atomic_write_text(os.path.join(self.out, "predictions.json"), "".join(line + "\n" for line in self.json_lines))
+
+
+def predict(args: argparse.Namespace) -> dict:
+    """Run the command line; returns the summary numbers (images, lanes, ms per image)."""
+    cfg = load_experiment(args.config)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA device is available")
+    root = args.root if args.root is not None else cfg.get("dataset", {}).get("data_root")
+    records = collect_images(args.inputs, root)
+    net = load_net(cfg, args.load_from, device)
+    loader_cfg = copy.deepcopy(cfg)
+    loader_cfg.update(batch_size=args.batch, workers=args.workers)
+    loader = build_dataloader(loader_cfg, "predict", False, records=records)
+    decoders: dict[int, LaneDecoder] = {}  # by image height: cut_height and y scale depend on it
+    writer = Writer(args.out, args.format, args.view, int(cfg.cut_height))
+    warned: set[tuple[int, int]] = set()
+    expected = (int(cfg.ori_img_h), int(cfg.ori_img_w))
+    images = lanes_found = 0
+    busy = 0.0
+    with torch.inference_mode():
+        for batch in tqdm(loader, desc="Predict", unit="batch", dynamic_ncols=True):
+            start = time.perf_counter()
+            output = net(batch["img"].to(device)).float()
+            heights = [meta["img_size"][0] for meta in batch["meta"]]
+            lanes = [[] for _ in heights]
+            for height in set(heights):
+                rows = [i for i, h in enumerate(heights) if h == height]
+                decoder = decoders.setdefault(height, LaneDecoder({**cfg, "ori_img_h": height}, args.conf_threshold))
+                for i, found in zip(rows, decoder(output[rows])):
+                    lanes[i] = found
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            elapsed = time.perf_counter() - start
+            busy += elapsed
+            for meta, found in zip(batch["meta"], lanes):
+                if meta["img_size"] != expected and meta["img_size"] not in warned:
+                    warned.add(meta["img_size"])
+                    tqdm.write(size_warning(cfg, meta), file=sys.stderr)
+                writer.add(meta, found, 1000 * elapsed / len(lanes))
+                lanes_found += len(found)
+            images += len(lanes)
+    writer.close()
+    summary = {"images": images, "lanes": lanes_found, "ms_per_image": 1000 * busy / max(1, images)}
+    print(f"{images} images, {lanes_found} lanes, {summary['ms_per_image']:.1f} ms per image "
+          f"(network + decoding, batch {args.batch}, {device.type}); wrote {os.path.abspath(args.out)}")
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    return predict(parse_args(argv))
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (InputError, ConfigError, CheckpointError, DataFormatError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
