@@ -19,4 +19,8 @@ model = dict(
     ),
 )
 loss_weights = dict(iou=2.0, cls=2.0, l1=0.2, angle=5.0, attn=0.0, seg=0.0)
+# Line-IoU loss band of a predicted row: "prediction" widens it by the prediction's own slope
+# (the release); "target" uses the target's width, which keeps a gradient on noisy rows and
+# trains much faster from scratch (see srlane.models.losses.line_iou).
+iou_pred_width = "prediction"
 test_parameters = dict(conf_threshold=0.4, nms_thres=50.0, nms_topk=4)
