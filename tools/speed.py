@@ -1,13 +1,16 @@
 """Time SRLane's forward pass and its decoding on one device.
 
     python tools/speed.py CONFIG [--device cpu|cuda] [--batch B] [--warmup N] [--iters N]
-                          [--load-from CKPT] [--json OUT] [--threads T]
+                          [--load-from CKPT] [--json OUT] [--threads T] [--fold-bn] [--channels-last]
 
 Forward: ``net(img)`` in eval mode under ``torch.no_grad`` on a random input of the config's
 size. Decode: :class:`LaneDecoder` on outputs that yield ``max_lanes`` lanes per image: the
 network's own outputs when a checkpoint is given and they do, else crafted proposals
 (``max_lanes`` confident, well separated lanes plus low-score rest; the table says which).
-CUDA timings are synchronised.
+CUDA timings are synchronised. Times are medians over ``--iters`` calls (robust on a shared
+machine); ``decode_ms_batch8`` always times a batch of 8 crafted images as well. ``--fold-bn``
+folds BatchNorm into the convolutions and ``--channels-last`` uses NHWC memory (inference-only
+rewrites; outputs agree to float rounding).
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -26,6 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from srlane.config import Config  # noqa: E402
 from srlane.models import build_net, load_state_dict_compat  # noqa: E402
 from srlane.models.decode import LaneDecoder  # noqa: E402
+from srlane.models.inference import fold_batch_norms  # noqa: E402
 
 
 def crafted_predictions(batch: int, num_priors: int, num_points: int, max_lanes: int) -> torch.Tensor:
@@ -41,16 +46,19 @@ def crafted_predictions(batch: int, num_priors: int, num_points: int, max_lanes:
 
 
 def _timed(fn, device: torch.device, warmup: int, iters: int) -> float:
+    """Median milliseconds of ``fn()`` over ``iters`` calls after ``warmup`` calls."""
     for _ in range(warmup):
         fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    begin = time.perf_counter()
+    times = []
     for _ in range(iters):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        begin = time.perf_counter()
         fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return (time.perf_counter() - begin) / iters * 1000.0
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append((time.perf_counter() - begin) * 1000.0)
+    return statistics.median(times)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -63,6 +71,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--load-from", default=None)
     parser.add_argument("--json", default=None)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--fold-bn", action="store_true", help="fold BatchNorm into the convolutions")
+    parser.add_argument("--channels-last", action="store_true", help="NHWC memory format")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -77,8 +87,13 @@ def main(argv: list[str] | None = None) -> dict:
     if args.load_from:
         load_state_dict_compat(net, torch.load(args.load_from, map_location="cpu", weights_only=True))
     net = net.to(device).eval()
-    decoder = LaneDecoder(cfg)
+    if args.fold_bn:
+        net = fold_batch_norms(net)
     img = torch.rand(args.batch, 3, int(cfg.img_h), int(cfg.img_w), device=device)
+    if args.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+        img = img.contiguous(memory_format=torch.channels_last)
+    decoder = LaneDecoder(cfg)
 
     with torch.no_grad():
         forward_ms = _timed(lambda: net(img), device, args.warmup, args.iters)
@@ -89,15 +104,22 @@ def main(argv: list[str] | None = None) -> dict:
                                           decoder.top_k).to(device)
             source = "crafted proposals"
         decode_ms = _timed(lambda: decoder(outputs), device, args.warmup, args.iters)
+        crafted8 = crafted_predictions(8, outputs.shape[1], int(cfg.num_points), decoder.top_k).to(device)
+        decode8_ms = _timed(lambda: decoder(crafted8), device, args.warmup, args.iters)
         end_to_end_ms = _timed(lambda: decoder(net(img)), device, args.warmup, args.iters)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
-    result = {"forward_ms": forward_ms, "decode_ms": decode_ms, "end_to_end_ms": end_to_end_ms,
-              "fps": 1000.0 * args.batch / end_to_end_ms}
+    result = {"forward_ms": forward_ms, "decode_ms": decode_ms, "decode_ms_batch8": decode8_ms,
+              "end_to_end_ms": end_to_end_ms, "fps": 1000.0 * args.batch / end_to_end_ms,
+              "threads": torch.get_num_threads(), "fold_bn": args.fold_bn, "channels_last": args.channels_last,
+              "load_average_1min": os.getloadavg()[0]}
     rows = [("device", f"{name} ({device.type}, {torch.get_num_threads()} threads)"),
             ("protocol", f"batch {args.batch}, {int(cfg.img_w)}x{int(cfg.img_h)}, warmup {args.warmup}, "
-                         f"iters {args.iters}, no_grad fp32"),
+                         f"median of {args.iters}, no_grad fp32, fold_bn {args.fold_bn}, "
+                         f"channels_last {args.channels_last}"),
+            ("load average (1 min)", f"{result['load_average_1min']:.2f}"),
             ("decode input", f"{source}, {decoder.top_k} lanes per image"),
             ("forward ms/batch", f"{forward_ms:.2f}"), ("decode ms/batch", f"{decode_ms:.3f}"),
+            ("decode ms/batch of 8", f"{decode8_ms:.3f}"),
             ("forward+decode ms/batch", f"{end_to_end_ms:.2f}"), ("FPS (images/s)", f"{result['fps']:.1f}")]
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
