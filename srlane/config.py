@@ -13,10 +13,11 @@ import difflib
 import os
 import pprint
 import runpy
-import tempfile
 import types
 from collections.abc import Iterable, Sequence
 from typing import Any
+
+from srlane.fileio import atomic_write_text
 
 
 class ConfigError(ValueError):
@@ -244,18 +245,3 @@ def load_config(
     except ConfigError as err:
         raise ConfigError(f"--set: {err}") from None
     return cfg
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` through a temp file in the same folder and ``os.replace``."""
-    folder = os.path.dirname(os.path.abspath(os.fspath(path)))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".part")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

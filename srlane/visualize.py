@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from srlane.fileio import atomic_path
 from srlane.lanes import Lane
 
 GT_COLOUR = (0, 200, 0)  # BGR green, drawn thick underneath
@@ -42,13 +43,11 @@ def draw_lanes(img: np.ndarray, predictions: Sequence[np.ndarray],
 
 
 def write_image(path: str, img: np.ndarray) -> None:
-    """``cv2.imwrite`` through a temp file and ``os.replace``; a failed write raises."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    root, ext = os.path.splitext(path)
-    tmp = f"{root}.tmp{ext or '.jpg'}"
-    if not cv2.imwrite(tmp, img):
-        raise OSError(f"could not write image {path}")
-    os.replace(tmp, path)
+    """``cv2.imwrite`` through a temp file and ``os.replace``; a failed write raises.
+    The format follows the extension (JPEG without one)."""
+    with atomic_path(path, suffix=os.path.splitext(path)[1] or ".jpg") as tmp:
+        if not cv2.imwrite(tmp, img):
+            raise OSError(f"could not write image {path}")
 
 
 def write_visualizations(dataset, predictions: Sequence[Sequence[Lane]], folder: str) -> int:

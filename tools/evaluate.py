@@ -16,7 +16,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from srlane.config import atomic_write_text  # noqa: E402
+from srlane.fileio import atomic_write_text  # noqa: E402
 from srlane.evaluation.culane import MF1_THRESHOLDS, evaluate_culane_files, threshold_key  # noqa: E402
 from srlane.evaluation.tusimple import evaluate_tusimple_files  # noqa: E402
 

@@ -35,11 +35,12 @@ from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from srlane.config import Config, ConfigError, atomic_write_text  # noqa: E402
+from srlane.config import Config, ConfigError  # noqa: E402
 from srlane.data.dataset import build_dataloader, read_image  # noqa: E402
 from srlane.data.records import DataFormatError, LaneRecord, relative_name, require_image  # noqa: E402
 from srlane.engine.checkpoint import CheckpointError, inference_weights, load_checkpoint, load_net_weights  # noqa: E402
 from srlane.engine.defaults import load_experiment  # noqa: E402
+from srlane.fileio import atomic_write_text  # noqa: E402
 from srlane.lanes import Lane  # noqa: E402
 from srlane.models import build_net  # noqa: E402
 from srlane.models.decode import LaneDecoder, tusimple_json_line, write_culane_lines  # noqa: E402

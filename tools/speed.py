@@ -20,7 +20,6 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 
 import torch
@@ -28,6 +27,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from srlane.config import Config  # noqa: E402
+from srlane.fileio import atomic_write_text  # noqa: E402
 from srlane.models import build_net, load_state_dict_compat  # noqa: E402
 from srlane.models.decode import LaneDecoder  # noqa: E402
 from srlane.models.inference import fold_batch_norms  # noqa: E402
@@ -125,11 +125,7 @@ def main(argv: list[str] | None = None) -> dict:
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
     if args.json:
-        directory = os.path.dirname(os.path.abspath(args.json))
-        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".json")
-        with os.fdopen(fd, "w") as fh:
-            json.dump(result, fh, indent=1)
-        os.replace(tmp, args.json)
+        atomic_write_text(args.json, json.dumps(result, indent=1))
     return result
 
 

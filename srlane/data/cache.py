@@ -10,12 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from typing import Callable, Sequence
 
 import numpy as np
 
 from srlane.data.records import LaneRecord
+from srlane.fileio import atomic_path
 
 FORMAT_VERSION = 1
 PROJECT_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, os.pardir))
@@ -59,17 +59,8 @@ def save_records(path: str, records: Sequence[LaneRecord], key: str) -> None:
     }
     points = np.concatenate(lanes).astype(np.float32) if lanes else np.zeros((0, 2), np.float32)
     lengths = np.array([len(lane) for lane in lanes], dtype=np.int64)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".npz.tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, points=points, lengths=lengths,
-                     meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, points=points, lengths=lengths, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
 
 
 def load_records(path: str, key: str) -> list[LaneRecord] | None:

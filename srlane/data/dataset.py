@@ -16,12 +16,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from srlane.config import atomic_write_text
 from srlane.data.culane import load_culane
 from srlane.data.records import LaneRecord
 from srlane.data.targets import build_target_encoder
 from srlane.data.transforms import build_augmenter, resize_lanes
 from srlane.data.tusimple import load_tusimple
+from srlane.fileio import atomic_write_text
 from srlane.lanes import Lane
 
 MAX_AUGMENT_TRIES = 10
@@ -160,7 +160,6 @@ class LaneDataset(Dataset):
         if self.cfg.dataset.type == "tusimple":
             lines = [tusimple_json_line(r.img_name, lanes, r.h_samples, 0, ori_w, ori_h)
                      for r, lanes in zip(self.records, predictions)]
-            os.makedirs(output_dir, exist_ok=True)
             atomic_write_text(os.path.join(output_dir, "predictions.json"), "".join(line + "\n" for line in lines))
             return
         for record, lanes in zip(self.records, predictions):

@@ -26,6 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from srlane.data.culane import CATEGORIES
+from srlane.fileio import atomic_write_bytes
 
 GENERATOR_VERSION = 1
 MARKER = ".complete"
@@ -775,14 +776,6 @@ def render(fmt: str, seed: int, split: str, index: int) -> tuple[np.ndarray, Sce
 
 # ----------------------------------------------------------------------------- files
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def culane_name(split: str, index: int) -> str:
     """Image path (relative to the root) of a CULane-layout scene."""
     return f"driver_synth_{split}/clip_{index // 100:04d}.MP4/{index % 100 * 30:05d}.jpg"
@@ -816,13 +809,13 @@ def _write_scene(root: str, fmt: str, seed: int, task: tuple[str, int]) -> dict:
     record = {"split": split, "category": label.category, "lanes": len(label.lanes)}
     if fmt == "culane":
         name = culane_name(split, index)
-        _atomic_write(Path(root, name), jpeg.tobytes())
+        atomic_write_bytes(Path(root, name), jpeg.tobytes())
         text = "".join(" ".join(f"{x:.3f} {int(y)}" for x, y in lane) + "\n" for lane in label.lanes)
-        _atomic_write(Path(root, name[:-len(".jpg")] + ".lines.txt"), text.encode())
+        atomic_write_bytes(Path(root, name[:-len(".jpg")] + ".lines.txt"), text.encode())
         record.update(name=name, flags=[int(slot in label.slots) for slot in range(4)])
     else:
         label_file, name = tusimple_name(split, index)
-        _atomic_write(Path(root, name), jpeg.tobytes())
+        atomic_write_bytes(Path(root, name), jpeg.tobytes())
         record.update(name=name, label_file=label_file, json=json.dumps(
             {"lanes": _tusimple_lanes(label), "h_samples": list(TUSIMPLE_H_SAMPLES), "raw_file": name}))
     return record
@@ -846,7 +839,7 @@ def _write_culane_lists(root: Path, records: list[dict]) -> None:
     for i, category in enumerate(CATEGORIES):
         lists[f"list/test_split/test{i}_{category}.txt"] = [f"/{r['name']}\n" for r in test if r["category"] == category]
     for rel, lines in lists.items():
-        _atomic_write(root / rel, "".join(lines).encode())
+        atomic_write_bytes(root / rel, "".join(lines).encode())
 
 
 def _write_tusimple_labels(root: Path, records: list[dict]) -> None:
@@ -854,7 +847,7 @@ def _write_tusimple_labels(root: Path, records: list[dict]) -> None:
     for r in records:
         files[r["label_file"]] += r["json"] + "\n"
     for name, text in files.items():
-        _atomic_write(root / name, text.encode())
+        atomic_write_bytes(root / name, text.encode())
 
 
 def _parameters(fmt: str, n_train: int, n_test: int, seed: int) -> dict:
@@ -911,7 +904,7 @@ def generate(out_dir: str | os.PathLike, fmt: str = "culane", n_train: int = 100
     else:
         _write_tusimple_labels(root, records)
     parameters = _parameters(fmt, int(n_train), int(n_test), int(seed))
-    _atomic_write(root / MARKER, json.dumps(parameters).encode())
+    atomic_write_bytes(root / MARKER, json.dumps(parameters).encode())
     return {
         "root": str(root), "format": fmt, "seed": int(seed), "train": int(n_train), "test": int(n_test),
         "lanes": sum(r["lanes"] for r in records),

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import pickle
 import random
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from typing import Any
@@ -19,6 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from srlane.fileio import atomic_path
+
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be read or does not fit the network."""
@@ -26,17 +27,8 @@ class CheckpointError(RuntimeError):
 
 def save_checkpoint(state: Mapping[str, Any], path: str | os.PathLike) -> None:
     """``torch.save`` into a temp file next to ``path``, then ``os.replace`` it into place."""
-    folder = os.path.dirname(os.path.abspath(os.fspath(path)))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".pth")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(dict(state), tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:

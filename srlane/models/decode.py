@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 
+from srlane.fileio import atomic_write_text
 from srlane.lanes import Lane
 from srlane.models.nms import lane_nms
 
@@ -112,18 +112,7 @@ def culane_lines(lanes: Sequence[Lane], ori_w: int, ori_h: int) -> list[str]:
 
 def write_culane_lines(path: str | os.PathLike, lanes: Sequence[Lane], ori_w: int, ori_h: int) -> None:
     """Write a CULane ``.lines.txt`` prediction file atomically (empty when no lane)."""
-    path = os.fspath(path)
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, exist_ok=True)
-    lines = culane_lines(lanes, ori_w, ori_h)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp_", suffix=".lines.txt")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write("".join(line + "\n" for line in lines))
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    atomic_write_text(path, "".join(line + "\n" for line in culane_lines(lanes, ori_w, ori_h)))
 
 
 def tusimple_json_line(raw_file: str, lanes: Sequence[Lane], h_samples: Sequence[float],

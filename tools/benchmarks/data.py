@@ -17,8 +17,9 @@ import cv2
 import numpy as np
 import torch
 
-from srlane.config import Config, atomic_write_text
+from srlane.config import Config
 from srlane.data.dataset import LaneDataset
+from srlane.fileio import atomic_write_text
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ORI_W, ORI_H = 1640, 590

@@ -17,8 +17,8 @@ import time
 
 import numpy as np
 
-from srlane.config import atomic_write_text
 from srlane.evaluation.culane import CULaneEvaluator
+from srlane.fileio import atomic_write_text
 
 CATEGORY_SIZES = {"normal": 9621, "crowd": 8113, "hlight": 486, "shadow": 930, "noline": 4067, "arrow": 890,
                   "curve": 422, "cross": 3122, "night": 7029}

@@ -1,0 +1,49 @@
+"""Atomic file writes: a temp file in the target's folder, moved into place with ``os.replace``.
+
+Readers of the target see either its old content or the complete new one, never a partial write;
+a writer that fails (any exception, Ctrl-C included) leaves the old file untouched and no temp
+file behind.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+_MAX_NAME_IN_TEMP = 100  # keeps the temp name within the usual 255-byte file-name limit
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[str]:
+    """Yield a temp path next to ``path`` (its folder is created) for the block to write.
+
+    When the block exits normally the temp file replaces ``path``; on any exception it is removed
+    and the exception propagates. The temp file is not created beforehand, so the writer creates
+    it with the usual permissions. ``suffix`` ends the temp name, for writers that pick the format
+    from it (``cv2.imwrite``: pass the target's extension).
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    name = os.path.basename(path)[:_MAX_NAME_IN_TEMP]
+    tmp = os.path.join(folder, f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp{suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        handle.write(data)
