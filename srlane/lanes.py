@@ -1,10 +1,14 @@
-"""A decoded lane: normalised points and the spline x(y) the benchmark writers sample."""
+"""A decoded lane (normalised points, spline x(y)) and the benchmark writers that sample it."""
 from __future__ import annotations
 
+import json
+import os
 from typing import Sequence
 
 import numpy as np
 from scipy.interpolate import InterpolatedUnivariateSpline
+
+from srlane.fileio import atomic_write_text
 
 INVALID_X = -2.0
 
@@ -72,3 +76,27 @@ class Lane:
         pixels = np.trunc(xs * ori_w)
         pixels[xs < 0] = -2.0
         return [float(v) for v in pixels]
+
+
+def culane_lines(lanes: Sequence[Lane], ori_w: int, ori_h: int, y_start: int = 270) -> list[str]:
+    """One ``x y`` line per lane (5 decimals, bottom first), sampled every 8 rows from
+    ``y_start`` (the config's ``cut_height``; CULane's 270) down; lanes with < 2 points dropped."""
+    lines = []
+    for lane in lanes:
+        pts = lane.to_culane(ori_w, ori_h, y_start=y_start)
+        if len(pts) >= 2:
+            lines.append(" ".join(f"{x:.5f} {y:.5f}" for x, y in pts))
+    return lines
+
+
+def write_culane_lines(path: str | os.PathLike, lanes: Sequence[Lane], ori_w: int, ori_h: int,
+                       y_start: int = 270) -> None:
+    """Write a CULane ``.lines.txt`` prediction file atomically (empty when no lane)."""
+    atomic_write_text(path, "".join(line + "\n" for line in culane_lines(lanes, ori_w, ori_h, y_start)))
+
+
+def tusimple_json_line(raw_file: str, lanes: Sequence[Lane], h_samples: Sequence[float],
+                       run_time: float, ori_w: int, ori_h: int) -> str:
+    """One line of a TuSimple prediction file (``raw_file``, ``lanes``, ``run_time`` in ms)."""
+    xs = [[int(v) for v in lane.to_tusimple(h_samples, ori_w, ori_h)] for lane in lanes]
+    return json.dumps({"raw_file": raw_file, "lanes": xs, "run_time": run_time})

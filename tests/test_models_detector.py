@@ -55,8 +55,7 @@ def test_writers(tmp_path):
 
     import numpy as np
 
-    from srlane.lanes import Lane
-    from srlane.models.decode import tusimple_json_line, write_culane_lines
+    from srlane.lanes import Lane, tusimple_json_line, write_culane_lines
 
     ys = np.linspace(0.5, 1.0, 10)
     lane = Lane(np.stack([np.full_like(ys, 0.5), ys], axis=1))
@@ -65,6 +64,10 @@ def test_writers(tmp_path):
     write_culane_lines(path, [lane, short], 1640, 590)
     lines = path.read_text().splitlines()
     assert len(lines) == 1 and lines[0].startswith("820.00000 582.00000 820.00000 574.00000")
+    assert lines[0].endswith("820.00000 302.00000 820.00000 294.00000")  # rows 270 + 8k inside y >= 0.49
+    write_culane_lines(path, [lane], 1640, 590, y_start=300)  # rows 300, 308, ..., 588 (e.g. cut_height 300)
+    values = [float(v) for v in path.read_text().split()]
+    assert values[1::2] == list(range(588, 299, -8)) and set(values[0::2]) == {820.0}
     write_culane_lines(tmp_path / "empty.lines.txt", [], 1640, 590)
     assert (tmp_path / "empty.lines.txt").read_text() == ""
     record = json.loads(tusimple_json_line("clips/x/20.jpg", [lane], [160, 400, 710], 5.0, 1280, 720))

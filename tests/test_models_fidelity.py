@@ -9,7 +9,8 @@ import torch
 
 from srlane.config import Config
 from srlane.models import build_net, load_state_dict_compat
-from srlane.models.decode import LaneDecoder, culane_lines
+from srlane.lanes import culane_lines
+from srlane.models.decode import LaneDecoder
 
 ROOT = Path(__file__).resolve().parents[1]
 FIDELITY = Path(__file__).parent / "fixtures" / "fidelity"

@@ -15,8 +15,9 @@ sys.path.insert(0, str(ROOT))
 from srlane.data.records import DataFormatError  # noqa: E402
 from srlane.engine.defaults import load_experiment  # noqa: E402
 from srlane.evaluation.culane import read_lines_file  # noqa: E402
+from srlane.lanes import culane_lines  # noqa: E402
 from srlane.models import build_net  # noqa: E402
-from srlane.models.decode import LaneDecoder, culane_lines  # noqa: E402
+from srlane.models.decode import LaneDecoder  # noqa: E402
 from tools import predict  # noqa: E402
 
 SYNTHETIC = ROOT / "configs" / "srlane_r18_synthetic.py"
@@ -58,7 +59,7 @@ def expected_lines(cfg, net, paths):
     out = []
     for i, (h, w) in enumerate(sizes):
         lanes = LaneDecoder({**cfg, "ori_img_h": h}, conf_threshold=0.0)(output[i:i + 1])[0]
-        out.append(culane_lines(lanes, w, h))
+        out.append(culane_lines(lanes, w, h, cfg.cut_height))
     return out
 
 

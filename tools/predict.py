@@ -41,9 +41,9 @@ from srlane.data.records import DataFormatError, LaneRecord, relative_name, requ
 from srlane.engine.checkpoint import CheckpointError, inference_weights, load_checkpoint, load_net_weights  # noqa: E402
 from srlane.engine.defaults import load_experiment  # noqa: E402
 from srlane.fileio import atomic_write_text  # noqa: E402
-from srlane.lanes import Lane  # noqa: E402
+from srlane.lanes import Lane, tusimple_json_line, write_culane_lines  # noqa: E402
 from srlane.models import build_net  # noqa: E402
-from srlane.models.decode import LaneDecoder, tusimple_json_line, write_culane_lines  # noqa: E402
+from srlane.models.decode import LaneDecoder  # noqa: E402
 from srlane.visualize import draw_lanes, lane_pixels, write_image  # noqa: E402
 
 IMAGE_PATTERNS = ("*.jpg", "*.png")
@@ -146,7 +146,8 @@ class Writer:
         ori_h, ori_w = meta["img_size"]
         name = meta["img_name"]
         if self.fmt == "culane":
-            write_culane_lines(os.path.join(self.out, os.path.splitext(name)[0] + ".lines.txt"), lanes, ori_w, ori_h)
+            write_culane_lines(os.path.join(self.out, os.path.splitext(name)[0] + ".lines.txt"), lanes, ori_w, ori_h,
+                               self.cut_height)
         else:
             rows = range(self.cut_height, ori_h, TUSIMPLE_ROW_STEP)
             self.json_lines.append(tusimple_json_line(name, lanes, rows, round(ms_per_image, 3), ori_w, ori_h))

@@ -22,7 +22,7 @@ from srlane.data.targets import build_target_encoder
 from srlane.data.transforms import build_augmenter, resize_lanes
 from srlane.data.tusimple import load_tusimple
 from srlane.fileio import atomic_write_text
-from srlane.lanes import Lane
+from srlane.lanes import Lane, tusimple_json_line, write_culane_lines
 
 MAX_AUGMENT_TRIES = 10
 
@@ -145,7 +145,8 @@ class LaneDataset(Dataset):
             results = tusimple_metric(preds, self.tusimple_ground_truth())
             return {"metric": float(results["accuracy"]), **results}
         # the points the CULane writer writes (lanes with < 2 points are not written)
-        points = [[pts for pts in (lane.to_culane(ori_w, ori_h) for lane in lanes) if len(pts) >= 2]
+        y_start = int(self.cfg.cut_height)
+        points = [[pts for pts in (lane.to_culane(ori_w, ori_h, y_start=y_start) for lane in lanes) if len(pts) >= 2]
                   for lanes in predictions]
         results = self.culane_evaluator().evaluate(points)
         f1 = results["0.5"]["f1"]
@@ -154,8 +155,6 @@ class LaneDataset(Dataset):
     def write_predictions(self, predictions: Sequence[Sequence[Lane]], output_dir: str) -> None:
         """CULane: ``<output_dir>/<image name>.lines.txt`` per image; TuSimple: one
         ``<output_dir>/predictions.json`` (``run_time`` 0: not measured here)."""
-        from srlane.models.decode import tusimple_json_line, write_culane_lines
-
         ori_w, ori_h = int(self.cfg.ori_img_w), int(self.cfg.ori_img_h)
         if self.cfg.dataset.type == "tusimple":
             lines = [tusimple_json_line(r.img_name, lanes, r.h_samples, 0, ori_w, ori_h)
@@ -164,7 +163,7 @@ class LaneDataset(Dataset):
             return
         for record, lanes in zip(self.records, predictions):
             name = os.path.splitext(record.img_name)[0] + ".lines.txt"
-            write_culane_lines(os.path.join(output_dir, name), lanes, ori_w, ori_h)
+            write_culane_lines(os.path.join(output_dir, name), lanes, ori_w, ori_h, int(self.cfg.cut_height))
 
     def culane_evaluator(self):
         """The CULane metric over this split's annotations, built once: its annotation rasters

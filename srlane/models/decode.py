@@ -1,14 +1,11 @@
-"""Inference decoding (spec 7): scores, lane NMS, lanes as points, and the benchmark writers."""
+"""Inference decoding (spec 7): scores, lane NMS, lanes as points (writers: ``srlane.lanes``)."""
 from __future__ import annotations
 
-import json
-import os
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 import torch
 
-from srlane.fileio import atomic_write_text
 from srlane.lanes import Lane
 from srlane.models.nms import lane_nms
 
@@ -98,25 +95,3 @@ def _softmax_scores(logits: torch.Tensor) -> torch.Tensor:
         return torch.softmax(logits, dim=-1)[..., 1]
     finally:
         torch.set_num_threads(threads)
-
-
-def culane_lines(lanes: Sequence[Lane], ori_w: int, ori_h: int) -> list[str]:
-    """One ``x y`` line per lane (5 decimals, bottom first), lanes with < 2 points dropped."""
-    lines = []
-    for lane in lanes:
-        pts = lane.to_culane(ori_w, ori_h)
-        if len(pts) >= 2:
-            lines.append(" ".join(f"{x:.5f} {y:.5f}" for x, y in pts))
-    return lines
-
-
-def write_culane_lines(path: str | os.PathLike, lanes: Sequence[Lane], ori_w: int, ori_h: int) -> None:
-    """Write a CULane ``.lines.txt`` prediction file atomically (empty when no lane)."""
-    atomic_write_text(path, "".join(line + "\n" for line in culane_lines(lanes, ori_w, ori_h)))
-
-
-def tusimple_json_line(raw_file: str, lanes: Sequence[Lane], h_samples: Sequence[float],
-                       run_time: float, ori_w: int, ori_h: int) -> str:
-    """One line of a TuSimple prediction file (``raw_file``, ``lanes``, ``run_time`` in ms)."""
-    xs = [[int(v) for v in lane.to_tusimple(h_samples, ori_w, ori_h)] for lane in lanes]
-    return json.dumps({"raw_file": raw_file, "lanes": xs, "run_time": run_time})
