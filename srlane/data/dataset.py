@@ -228,7 +228,6 @@ class EpochShuffleSampler(Sampler[int]):
 
 
 def _init_worker(_: int) -> None:
-    cv2.setNumThreads(1)
     torch.set_num_threads(1)
 
 
@@ -238,6 +237,11 @@ def build_dataloader(cfg, split: str, training: bool, records: Sequence[LaneReco
     batch, validation keeps the dataset order."""
     dataset = LaneDataset(cfg, split, training, records=records)
     workers = int(cfg.workers)
+    if workers > 0:
+        # One OpenCV thread per worker, set here in the parent before the workers fork: a
+        # forked child that calls cv2.setNumThreads after the parent's OpenCV thread pool ran
+        # can deadlock inside it.
+        cv2.setNumThreads(1)
     return DataLoader(
         dataset,
         batch_size=int(cfg.batch_size),
