@@ -100,3 +100,12 @@ def test_tusimple_accuracy_and_prediction_file(tmp_path):
     first = json.loads(lines[0])
     assert first["raw_file"] == "clips/0530/0/20.jpg" and len(first["lanes"]) == 2
     assert len(first["lanes"][0]) == len(h) and first["lanes"][0][0] == -2
+
+
+def test_category_indices_follow_culane_order():
+    from srlane.data.dataset import category_indices
+    from srlane.data.records import LaneRecord
+
+    names = ["night", "cross", "normal", "night", "curve"]
+    records = [LaneRecord(img_path=f"/r/{i}.jpg", img_name=f"{i}.jpg", lanes=[], category=c) for i, c in enumerate(names)]
+    assert list(category_indices(records).items()) == [("normal", [2]), ("curve", [4]), ("cross", [1]), ("night", [0, 3])]

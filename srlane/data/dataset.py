@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from srlane.data.culane import load_culane
+from srlane.data.culane import CATEGORIES, load_culane
 from srlane.data.records import LaneRecord
 from srlane.data.targets import build_target_encoder
 from srlane.data.transforms import build_augmenter, resize_lanes
@@ -183,12 +183,14 @@ class LaneDataset(Dataset):
 
 
 def category_indices(records: Sequence[LaneRecord]) -> dict[str, list[int]] | None:
-    """Image indices per CULane test category, or None when no record has one."""
+    """Image indices per CULane test category, in CULane's order (normal ... night), or None
+    when no record has one."""
     out: dict[str, list[int]] = {}
     for i, record in enumerate(records):
         if record.category is not None:
             out.setdefault(record.category, []).append(i)
-    return out or None
+    rank = {name: i for i, name in enumerate(CATEGORIES)}
+    return {name: out[name] for name in sorted(out, key=lambda n: rank.get(n, len(rank)))} or None
 
 
 def tusimple_rows(record: LaneRecord) -> list[list[float]]:
