@@ -34,7 +34,7 @@ class LaneDecoder:
 
     def _host(self, predictions: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         predictions = predictions.detach().float()
-        scores = _softmax_scores(predictions[..., :2])
+        scores = torch.softmax(predictions[..., :2], dim=-1)[..., 1]
         return predictions.cpu().numpy(), scores.cpu().numpy()
 
     def _keep(self, predictions: np.ndarray, scores: np.ndarray) -> list[np.ndarray]:
@@ -82,16 +82,3 @@ class LaneDecoder:
             lane += len(idx)
         return out
 
-
-def _softmax_scores(logits: torch.Tensor) -> torch.Tensor:
-    """``softmax(logits)[..., 1]`` exactly as torch computes it. On CPU it runs on one thread:
-    torch's softmax always opens a parallel region, and waking a second OpenMP thread on a
-    busy machine costs milliseconds for these few hundred numbers."""
-    threads = torch.get_num_threads()
-    if logits.device.type != "cpu" or threads == 1:
-        return torch.softmax(logits, dim=-1)[..., 1]
-    torch.set_num_threads(1)
-    try:
-        return torch.softmax(logits, dim=-1)[..., 1]
-    finally:
-        torch.set_num_threads(threads)
