@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 _CLAMP = float(2**30)
+_DRAW_BATCH = 512  # interior stamps drawn on one canvas
 
 
 @dataclass
@@ -177,7 +178,81 @@ class StampCache:
 
     def _extend(self, new_keys: np.ndarray) -> None:
         """Draw the stamps of new (sorted, unique) keys and append them to the tables."""
-        self._append(new_keys, [self._draw(k) for k in new_keys.tolist()])
+        border = new_keys[new_keys < 0]
+        interior = new_keys[new_keys >= 0]
+        stamps = [self._draw_border(k) for k in border.tolist()] + self._draw_interior(interior)
+        self._append(np.concatenate([border, interior]), stamps)
+
+    def _interior_points(self, key: int) -> np.ndarray:
+        """The points (first at the origin) of the chunk of steps an interior key encodes."""
+        points, code = [(0, 0)], key
+        while code % self.base != self.base - 1:
+            dx, dy = self._decode_step(code % self.base)
+            points.append((points[-1][0] + dx, points[-1][1] + dy))
+            code //= self.base
+        return np.array(points, dtype=np.int64)
+
+    def _draw_interior(self, keys: np.ndarray) -> list[tuple[np.ndarray, bool, bool, int, int]]:
+        """The stamps of many interior keys at once: one ``cv2.polylines`` call on a grid of cells.
+
+        Each stamp is drawn in its own cell, ``reach`` pixels from its path (out of the drawing's
+        reach), cells apart and at least ``margin`` from the canvas border, so no drawing is
+        clipped or touches another.
+        """
+        if len(keys) > _DRAW_BATCH:
+            return self._draw_interior(keys[:_DRAW_BATCH]) + self._draw_interior(keys[_DRAW_BATCH:])
+        if len(keys) == 0:
+            return []
+        reach = self.reach
+        paths = [self._interior_points(k) for k in keys.tolist()]
+        lo = np.array([p.min(axis=0) for p in paths]) - reach
+        hi = np.array([p.max(axis=0) for p in paths]) + reach
+        cell = (hi - lo).max(axis=0) + 3
+        cols = min(len(keys), 64)
+        grid = np.arange(len(keys))
+        origin = np.stack([grid % cols, grid // cols], axis=1) * cell + self.margin
+        canvas = np.zeros(((len(keys) + cols - 1) // cols * cell[1] + 2 * self.margin,
+                           cols * cell[0] + 2 * self.margin), dtype=np.uint8)
+        cv2.polylines(canvas, [(p - lo[i] + origin[i]).astype(np.int32) for i, p in enumerate(paths)], False, 1,
+                      self.width, cv2.LINE_8)
+        ys, xs0, xs1 = row_runs(canvas.view(bool))
+        stamp = (ys - self.margin) // cell[1] * cols + (xs0 - self.margin) // cell[0]
+        order = np.argsort(stamp, kind="stable")
+        stamp, ys, xs0, xs1 = stamp[order], ys[order], xs0[order], xs1[order]
+        ys, xs0, xs1 = ys - origin[stamp, 1], xs0 - origin[stamp, 0], xs1 - origin[stamp, 0]
+        bounds = np.searchsorted(stamp, np.arange(len(keys) + 1))
+        count = np.diff(bounds)
+        first, last = ys[np.minimum(bounds[:-1], len(ys) - 1)], ys[np.maximum(bounds[1:] - 1, 0)]
+        repeated = np.zeros(len(keys), dtype=bool)
+        repeated[stamp[1:][(stamp[1:] == stamp[:-1]) & (ys[1:] == ys[:-1])]] = True
+        usable = (count > 0) & ~repeated
+        safe = usable & (last - first + 1 == count)
+        pts_lo = np.array([p[:, 1].min() for p in paths]) - lo[:, 1]
+        pts_hi = np.array([p[:, 1].max() for p in paths]) - lo[:, 1]
+        safe &= (first >= pts_lo - self._dot_radius) & (last <= pts_hi + self._dot_radius)
+        safe &= self._covers_dots(np.flatnonzero(safe), paths, lo, stamp, ys, xs0, xs1, int(cell[1]))
+        packed = pack_runs(ys + lo[stamp, 1], xs0 + lo[stamp, 0], xs1 + lo[stamp, 0])
+        row_lo, row_hi = first + lo[:, 1], last + lo[:, 1]
+        return [(packed[bounds[i]:bounds[i + 1]], bool(usable[i]), bool(safe[i]),
+                 int(row_lo[i]) if count[i] else 0, int(row_hi[i]) if count[i] else -1)
+                for i in range(len(keys))]
+
+    def _covers_dots(self, candidates: np.ndarray, paths: list[np.ndarray], lo: np.ndarray, stamp: np.ndarray,
+                     ys: np.ndarray, xs0: np.ndarray, xs1: np.ndarray, cell: int) -> np.ndarray:
+        """Whether each stamp (one run per row) contains the dots of both end points of its path."""
+        ok = np.zeros(len(paths), dtype=bool)
+        if len(candidates) == 0:
+            return ok
+        left = np.full((len(paths), cell), cell, dtype=np.int64)
+        right = np.full((len(paths), cell), -1, dtype=np.int64)
+        left[stamp, ys], right[stamp, ys] = xs0, xs1
+        dot_rows, dot_left, dot_right = row_runs(self._dot)
+        ends = np.array([[p[0], p[-1]] for p in (paths[i] for i in candidates.tolist())]) - lo[candidates, None]
+        rows = ends[:, :, 1, None] + dot_rows - self.reach
+        inside = ((left[candidates[:, None, None], rows] <= ends[:, :, 0, None] + dot_left - self.reach)
+                  & (right[candidates[:, None, None], rows] >= ends[:, :, 0, None] + dot_right - self.reach))
+        ok[candidates] = inside.all(axis=(1, 2))
+        return ok
 
     def _append(self, new_keys: np.ndarray, stamps: list[tuple]) -> None:
         order = np.argsort(new_keys)
@@ -201,27 +276,16 @@ class StampCache:
     def _decode_step(self, step_id: int) -> tuple[int, int]:
         return step_id % self.side - self.max_step, step_id // self.side - self.max_step
 
-    def _draw(self, key: int) -> tuple[np.ndarray, bool, bool, int, int]:
-        """Packed runs, usable and safe flags, first and last row of the stamp of a key."""
-        reach = self.reach
-        if key >= 0:
-            points, code = [(0, 0)], key
-            while code % self.base != self.base - 1:
-                dx, dy = self._decode_step(code % self.base)
-                points.append((points[-1][0] + dx, points[-1][1] + dy))
-                code //= self.base
-            pts = np.array(points, dtype=np.int64)
-            lo = pts.min(axis=0) - reach
-            box = (0, 0, int(pts[:, 0].max() - lo[0] + reach), int(pts[:, 1].max() - lo[1] + reach))
-        else:
-            code = -1 - key
-            dx, dy = self._decode_step(code % self.base)
-            code //= self.base
-            size = self.span + self.margin + 1
-            left, right, top, bottom = ((code // size**k) % size - self.span for k in range(4))
-            pts = np.array([(0, 0), (dx, dy)], dtype=np.int64)
-            lo = np.array([min(0, dx) - left, min(0, dy) - top])
-            box = (0, 0, int(max(0, dx) + right - lo[0]), int(max(0, dy) + bottom - lo[1]))
+    def _draw_border(self, key: int) -> tuple[np.ndarray, bool, bool, int, int]:
+        """Packed runs, usable and safe flags, first and last row of the stamp of a border key."""
+        code = -1 - key
+        dx, dy = self._decode_step(code % self.base)
+        code //= self.base
+        size = self.span + self.margin + 1
+        left, right, top, bottom = ((code // size**k) % size - self.span for k in range(4))
+        pts = np.array([(0, 0), (dx, dy)], dtype=np.int64)
+        lo = np.array([min(0, dx) - left, min(0, dy) - top])
+        box = (0, 0, int(max(0, dx) + right - lo[0]), int(max(0, dy) + bottom - lo[1]))
         canvas = draw_on_crop([pts - lo], box, self.width)
         ys, xs0, xs1 = row_runs(canvas)
         usable = len(ys) > 0 and not np.any(ys[1:] == ys[:-1])
@@ -404,13 +468,19 @@ class Rasterizer:
         base = unit_lane[lanes] * self.height
         begin, end = base + row0, base + row1 + 1
         area = cumulative[end] - cumulative[begin]
-        for i, b, e, y0, y1, a in zip(unit_lane[lanes].tolist(), begin.tolist(), end.tolist(), row0.tolist(),
-                                      row1.tolist(), area.tolist()):
-            lo, hi = left[b:e].astype(np.int16), right[b:e].astype(np.int16)
-            empty = hi < 0
-            if empty.any():
-                lo[empty], hi[empty] = 1, 0
-            masks[i] = LaneMask(area=a, bbox=(int(lo[~empty].min()), y0, int(hi.max()), y1), left=lo, right=hi)
+        edges = np.stack([begin, end], axis=1).ravel()[:-1]
+        x0 = np.minimum.reduceat(left, edges)[::2]
+        x1 = np.maximum.reduceat(right, edges)[::2]
+        empty = right < 0
+        left[empty], right[empty] = 1, 0
+        # The lanes' rows, packed together (the masks are views of these arrays).
+        length = end - begin
+        stop = np.cumsum(length)
+        rows = np.repeat(begin - (stop - length), length) + np.arange(int(stop[-1]))
+        left, right = left[rows].astype(np.int16), right[rows].astype(np.int16)
+        for i, b, e, y0, y1, a, lo, hi in zip(unit_lane[lanes].tolist(), (stop - length).tolist(), stop.tolist(),
+                                              row0.tolist(), row1.tolist(), area.tolist(), x0.tolist(), x1.tolist()):
+            masks[i] = LaneMask(area=a, bbox=(lo, y0, hi, y1), left=left[b:e], right=right[b:e])
 
     def _unit_keys(self, dx, dy, interior, border, lox, hix, loy, hiy) -> tuple[np.ndarray, np.ndarray]:
         """First segments and stamp keys of the stamp units, in path order.
