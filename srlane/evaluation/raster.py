@@ -73,7 +73,12 @@ def pack_runs(rows, starts, ends) -> np.ndarray:
 
 def round_points(polyline: np.ndarray) -> np.ndarray:
     """float32 points -> int64 as OpenCV converts them (nearest, ties to even; clamped to +-2**30)."""
-    return np.clip(np.rint(np.asarray(polyline, dtype=np.float32)), -_CLAMP, _CLAMP).astype(np.int64)
+    return _rint_clamped(polyline).astype(np.int64)
+
+
+def _rint_clamped(polyline: np.ndarray) -> np.ndarray:
+    """``round_points`` still in float32 (exact: the values are integers of at most 2**30)."""
+    return np.clip(np.rint(np.asarray(polyline, dtype=np.float32)), -_CLAMP, _CLAMP)
 
 
 def draw_on_crop(polylines: list[np.ndarray], box: tuple[int, int, int, int], width: int) -> np.ndarray:
@@ -375,15 +380,16 @@ class Rasterizer:
     def _rasterize_batch(self, points: np.ndarray, counts: np.ndarray) -> list[LaneMask]:
         num_lanes = len(counts)
         first = np.r_[0, np.cumsum(counts)[:-1]]
-        rounded = round_points(points)
-        x, y = rounded[:, 0], rounded[:, 1]
+        rounded = _rint_clamped(points).T.copy()
+        x, y = rounded
         keep = np.empty(len(x), dtype=bool)
         keep[0] = True
         np.not_equal(x[1:], x[:-1], out=keep[1:])
         keep[1:] |= y[1:] != y[:-1]
         keep[first] = True
-        lane = np.repeat(np.arange(num_lanes), counts)[keep]
-        x, y = x[keep], y[keep]
+        kept = np.flatnonzero(keep)
+        lane = np.searchsorted(first, kept, side="right") - 1
+        x, y = x[kept].astype(np.int64), y[kept].astype(np.int64)
         # Segments join consecutive points of a lane (pairs across lanes are masked out below);
         # a lane reduced to one point is drawn as the dot (p, p).
         unique = np.bincount(lane, minlength=num_lanes)
