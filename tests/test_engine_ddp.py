@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from lightning.fabric.plugins.environments import TorchElasticEnvironment
 from lightning.fabric.strategies import DDPStrategy
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 
 from srlane.config import ConfigError
 from srlane.engine import runner as runner_module
@@ -72,6 +73,9 @@ def test_build_fabric_passes_num_nodes_on_cpu_and_cuda(monkeypatch):
 
 
 def test_build_fabric_under_torchrun_takes_ranks_from_its_environment(monkeypatch):
+    # Fabric records the rank it finds in the process-global rank_zero_only.rank; put it back
+    # afterwards, or every later rank-zero-only call in this pytest process (TensorBoard) is a no-op.
+    monkeypatch.setattr(rank_zero_only, "rank", rank_zero_only.rank)
     for name, value in TORCHRUN_NODE_1_PROCESS_1.items():
         monkeypatch.setenv(name, value)
     fabric = build_fabric("ddp", "32-true", [0, 1], print, num_nodes=2)
