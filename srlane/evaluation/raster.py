@@ -9,6 +9,7 @@ assembled from stamps drawn once by OpenCV itself and cached:
 - away from the border, runs of up to ``chunk`` consecutive short steps are stamped together
   (a smooth lane repeats few step patterns); near the border each segment is stamped with its
   distances to the four sides, because OpenCV's clipping changes pixels inside the canvas too;
+  new stamps are drawn many at a time, in the cells of one canvas;
 - segments with long steps are drawn by ``cv2.polylines`` on a crop of the canvas whose sides
   are either the canvas border itself or out of the drawing's reach;
 - where the pieces of a row do not provably form one run, the lane is drawn whole on a crop
@@ -23,7 +24,7 @@ import cv2
 import numpy as np
 
 _CLAMP = float(2**30)
-_DRAW_BATCH = 512  # interior stamps drawn on one canvas
+_DRAW_BATCH = 512  # stamps drawn on one canvas
 
 
 @dataclass
@@ -183,81 +184,10 @@ class StampCache:
 
     def _extend(self, new_keys: np.ndarray) -> None:
         """Draw the stamps of new (sorted, unique) keys and append them to the tables."""
-        border = new_keys[new_keys < 0]
-        interior = new_keys[new_keys >= 0]
-        stamps = [self._draw_border(k) for k in border.tolist()] + self._draw_interior(interior)
-        self._append(np.concatenate([border, interior]), stamps)
-
-    def _interior_points(self, key: int) -> np.ndarray:
-        """The points (first at the origin) of the chunk of steps an interior key encodes."""
-        points, code = [(0, 0)], key
-        while code % self.base != self.base - 1:
-            dx, dy = self._decode_step(code % self.base)
-            points.append((points[-1][0] + dx, points[-1][1] + dy))
-            code //= self.base
-        return np.array(points, dtype=np.int64)
-
-    def _draw_interior(self, keys: np.ndarray) -> list[tuple[np.ndarray, bool, bool, int, int]]:
-        """The stamps of many interior keys at once: one ``cv2.polylines`` call on a grid of cells.
-
-        Each stamp is drawn in its own cell, ``reach`` pixels from its path (out of the drawing's
-        reach), cells apart and at least ``margin`` from the canvas border, so no drawing is
-        clipped or touches another.
-        """
-        if len(keys) > _DRAW_BATCH:
-            return self._draw_interior(keys[:_DRAW_BATCH]) + self._draw_interior(keys[_DRAW_BATCH:])
-        if len(keys) == 0:
-            return []
-        reach = self.reach
-        paths = [self._interior_points(k) for k in keys.tolist()]
-        lo = np.array([p.min(axis=0) for p in paths]) - reach
-        hi = np.array([p.max(axis=0) for p in paths]) + reach
-        cell = (hi - lo).max(axis=0) + 3
-        cols = min(len(keys), 64)
-        grid = np.arange(len(keys))
-        origin = np.stack([grid % cols, grid // cols], axis=1) * cell + self.margin
-        canvas = np.zeros(((len(keys) + cols - 1) // cols * cell[1] + 2 * self.margin,
-                           cols * cell[0] + 2 * self.margin), dtype=np.uint8)
-        cv2.polylines(canvas, [(p - lo[i] + origin[i]).astype(np.int32) for i, p in enumerate(paths)], False, 1,
-                      self.width, cv2.LINE_8)
-        ys, xs0, xs1 = row_runs(canvas.view(bool))
-        stamp = (ys - self.margin) // cell[1] * cols + (xs0 - self.margin) // cell[0]
-        order = np.argsort(stamp, kind="stable")
-        stamp, ys, xs0, xs1 = stamp[order], ys[order], xs0[order], xs1[order]
-        ys, xs0, xs1 = ys - origin[stamp, 1], xs0 - origin[stamp, 0], xs1 - origin[stamp, 0]
-        bounds = np.searchsorted(stamp, np.arange(len(keys) + 1))
-        count = np.diff(bounds)
-        first, last = ys[np.minimum(bounds[:-1], len(ys) - 1)], ys[np.maximum(bounds[1:] - 1, 0)]
-        repeated = np.zeros(len(keys), dtype=bool)
-        repeated[stamp[1:][(stamp[1:] == stamp[:-1]) & (ys[1:] == ys[:-1])]] = True
-        usable = (count > 0) & ~repeated
-        safe = usable & (last - first + 1 == count)
-        pts_lo = np.array([p[:, 1].min() for p in paths]) - lo[:, 1]
-        pts_hi = np.array([p[:, 1].max() for p in paths]) - lo[:, 1]
-        safe &= (first >= pts_lo - self._dot_radius) & (last <= pts_hi + self._dot_radius)
-        safe &= self._covers_dots(np.flatnonzero(safe), paths, lo, stamp, ys, xs0, xs1, int(cell[1]))
-        packed = pack_runs(ys + lo[stamp, 1], xs0 + lo[stamp, 0], xs1 + lo[stamp, 0])
-        row_lo, row_hi = first + lo[:, 1], last + lo[:, 1]
-        return [(packed[bounds[i]:bounds[i + 1]], bool(usable[i]), bool(safe[i]),
-                 int(row_lo[i]) if count[i] else 0, int(row_hi[i]) if count[i] else -1)
-                for i in range(len(keys))]
-
-    def _covers_dots(self, candidates: np.ndarray, paths: list[np.ndarray], lo: np.ndarray, stamp: np.ndarray,
-                     ys: np.ndarray, xs0: np.ndarray, xs1: np.ndarray, cell: int) -> np.ndarray:
-        """Whether each stamp (one run per row) contains the dots of both end points of its path."""
-        ok = np.zeros(len(paths), dtype=bool)
-        if len(candidates) == 0:
-            return ok
-        left = np.full((len(paths), cell), cell, dtype=np.int64)
-        right = np.full((len(paths), cell), -1, dtype=np.int64)
-        left[stamp, ys], right[stamp, ys] = xs0, xs1
-        dot_rows, dot_left, dot_right = row_runs(self._dot)
-        ends = np.array([[p[0], p[-1]] for p in (paths[i] for i in candidates.tolist())]) - lo[candidates, None]
-        rows = ends[:, :, 1, None] + dot_rows - self.reach
-        inside = ((left[candidates[:, None, None], rows] <= ends[:, :, 0, None] + dot_left - self.reach)
-                  & (right[candidates[:, None, None], rows] >= ends[:, :, 0, None] + dot_right - self.reach))
-        ok[candidates] = inside.all(axis=(1, 2))
-        return ok
+        stamps = []
+        for begin in range(0, len(new_keys), _DRAW_BATCH):
+            stamps += self._draw(new_keys[begin:begin + _DRAW_BATCH])
+        self._append(new_keys, stamps)
 
     def _append(self, new_keys: np.ndarray, stamps: list[tuple]) -> None:
         order = np.argsort(new_keys)
@@ -281,40 +211,99 @@ class StampCache:
     def _decode_step(self, step_id: int) -> tuple[int, int]:
         return step_id % self.side - self.max_step, step_id // self.side - self.max_step
 
-    def _draw_border(self, key: int) -> tuple[np.ndarray, bool, bool, int, int]:
-        """Packed runs, usable and safe flags, first and last row of the stamp of a border key."""
+    def _stamp_geometry(self, key: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The path of a key's stamp, its offset ``lo`` and the size of its canvas (x, y).
+
+        An interior stamp's canvas reaches ``reach`` beyond its path (out of the drawing's reach);
+        a border stamp's canvas has the segment's distances to the four sides (clamped).
+        """
+        if key >= 0:
+            points, code = [(0, 0)], key
+            while code % self.base != self.base - 1:
+                dx, dy = self._decode_step(code % self.base)
+                points.append((points[-1][0] + dx, points[-1][1] + dy))
+                code //= self.base
+            pts = np.array(points, dtype=np.int64)
+            lo = pts.min(axis=0) - self.reach
+            return pts, lo, pts.max(axis=0) + self.reach - lo + 1
         code = -1 - key
         dx, dy = self._decode_step(code % self.base)
         code //= self.base
         size = self.span + self.margin + 1
         left, right, top, bottom = ((code // size**k) % size - self.span for k in range(4))
-        pts = np.array([(0, 0), (dx, dy)], dtype=np.int64)
         lo = np.array([min(0, dx) - left, min(0, dy) - top])
-        box = (0, 0, int(max(0, dx) + right - lo[0]), int(max(0, dy) + bottom - lo[1]))
-        canvas = draw_on_crop([pts - lo], box, self.width)
-        ys, xs0, xs1 = row_runs(canvas)
-        usable = len(ys) > 0 and not np.any(ys[1:] == ys[:-1])
-        first, last = (int(ys[0] + lo[1]), int(ys[-1] + lo[1])) if len(ys) else (0, -1)
-        safe = usable and self._is_safe(canvas, pts - lo, ys)
-        return pack_runs(ys + lo[1], xs0 + lo[0], xs1 + lo[0]), usable, safe, first, last
+        return np.array([(0, 0), (dx, dy)], dtype=np.int64), lo, np.array([max(0, dx) + right + 1,
+                                                                            max(0, dy) + bottom + 1]) - lo
 
-    def _is_safe(self, canvas: np.ndarray, pts: np.ndarray, ys: np.ndarray) -> bool:
-        """One run on every row between the first and last, no row farther than the dot radius from
-        the points, and the (ideally clipped) dots of both end points inside the stamp."""
-        if ys[-1] - ys[0] + 1 != len(ys):
-            return False
-        if ys[0] < pts[:, 1].min() - self._dot_radius or ys[-1] > pts[:, 1].max() + self._dot_radius:
-            return False
-        r = self.reach
-        for x, y in (pts[0], pts[-1]):
-            c0, c1 = max(x - r, 0), min(x + r + 1, canvas.shape[1])
-            r0, r1 = max(y - r, 0), min(y + r + 1, canvas.shape[0])
-            if c0 >= c1 or r0 >= r1:
-                continue
-            dot = self._dot[r0 - (y - r):r1 - (y - r), c0 - (x - r):c1 - (x - r)]
-            if np.any(dot & ~canvas[r0:r1, c0:c1]):
-                return False
-        return True
+    def _draw(self, keys: np.ndarray) -> list[tuple[np.ndarray, bool, bool, int, int]]:
+        """Packed runs, usable and safe flags, first and last row of the stamps of keys.
+
+        The stamps are laid out in cells of one canvas, cells apart and ``margin`` from its
+        border: interior stamps drawn there by one ``cv2.polylines`` call (their drawing is not
+        clipped), border stamps drawn on their own canvas and copied in. A stamp with two runs in
+        one row is unusable; a usable one is safe (see ``Rasterizer._rasterize_batch``) when it has
+        one run on every row between its first and last, no row farther than the dot radius from
+        its path, and contains the dots of both end points (clipped to its canvas).
+        """
+        geometry = [self._stamp_geometry(k) for k in keys.tolist()]
+        paths = [g[0] - g[1] for g in geometry]
+        lo = np.array([g[1] for g in geometry])
+        size = np.array([g[2] for g in geometry])
+        cell = size.max(axis=0) + 2
+        cols = min(len(keys), 64)
+        grid = np.arange(len(keys))
+        origin = np.stack([grid % cols, grid // cols], axis=1) * cell + self.margin
+        canvas = np.zeros(((len(keys) + cols - 1) // cols * cell[1] + 2 * self.margin,
+                           cols * cell[0] + 2 * self.margin), dtype=np.uint8)
+        interior = (keys >= 0).tolist()
+        cv2.polylines(canvas, [(paths[i] + origin[i]).astype(np.int32) for i in grid[interior]], False, 1,
+                      self.width, cv2.LINE_8)
+        for i in grid[~np.array(interior, dtype=bool)].tolist():
+            (x, y), (w, h) = origin[i], size[i]
+            canvas[y:y + h, x:x + w] = draw_on_crop([paths[i]], (0, 0, int(w) - 1, int(h) - 1), self.width)
+        ys, xs0, xs1 = row_runs(canvas.view(bool))
+        stamp = (ys - self.margin) // cell[1] * cols + (xs0 - self.margin) // cell[0]
+        order = np.argsort(stamp, kind="stable")
+        stamp, ys, xs0, xs1 = stamp[order], ys[order], xs0[order], xs1[order]
+        ys, xs0, xs1 = ys - origin[stamp, 1], xs0 - origin[stamp, 0], xs1 - origin[stamp, 0]
+        bounds = np.searchsorted(stamp, np.arange(len(keys) + 1))
+        count = np.diff(bounds)
+        first, last = ys[np.minimum(bounds[:-1], len(ys) - 1)], ys[np.maximum(bounds[1:] - 1, 0)]
+        repeated = np.zeros(len(keys), dtype=bool)
+        repeated[stamp[1:][(stamp[1:] == stamp[:-1]) & (ys[1:] == ys[:-1])]] = True
+        usable = (count > 0) & ~repeated
+        safe = usable & (last - first + 1 == count)
+        path_y0 = np.array([p[:, 1].min() for p in paths])
+        path_y1 = np.array([p[:, 1].max() for p in paths])
+        safe &= (first >= path_y0 - self._dot_radius) & (last <= path_y1 + self._dot_radius)
+        safe &= self._covers_dots(np.flatnonzero(safe), paths, size, stamp, ys, xs0, xs1, int(cell[1]))
+        packed = pack_runs(ys + lo[stamp, 1], xs0 + lo[stamp, 0], xs1 + lo[stamp, 0])
+        row_lo, row_hi = first + lo[:, 1], last + lo[:, 1]
+        return [(packed[bounds[i]:bounds[i + 1]], bool(usable[i]), bool(safe[i]),
+                 int(row_lo[i]) if count[i] else 0, int(row_hi[i]) if count[i] else -1)
+                for i in range(len(keys))]
+
+    def _covers_dots(self, candidates: np.ndarray, paths: list[np.ndarray], size: np.ndarray, stamp: np.ndarray,
+                     ys: np.ndarray, xs0: np.ndarray, xs1: np.ndarray, rows: int) -> np.ndarray:
+        """Whether each stamp (one run per row, ``rows`` rows at most) contains the dots of both end
+        points of its path, as far as they lie on its canvas of ``size``."""
+        ok = np.zeros(len(paths), dtype=bool)
+        if len(candidates) == 0:
+            return ok
+        left = np.full((len(paths), rows), np.iinfo(np.int64).max, dtype=np.int64)
+        right = np.full((len(paths), rows), -1, dtype=np.int64)
+        left[stamp, ys], right[stamp, ys] = xs0, xs1
+        dot_rows, dot_left, dot_right = row_runs(self._dot)
+        ends = np.array([[paths[i][0], paths[i][-1]] for i in candidates.tolist()])
+        w, h = (size[candidates, k, None, None] for k in range(2))
+        row = ends[:, :, 1, None] + dot_rows - self.reach
+        c0 = np.maximum(ends[:, :, 0, None] + dot_left - self.reach, 0)
+        c1 = np.minimum(ends[:, :, 0, None] + dot_right - self.reach, w - 1)
+        on_canvas = (row >= 0) & (row < h) & (c0 <= c1)
+        row = np.clip(row, 0, rows - 1)
+        covered = (left[candidates[:, None, None], row] <= c0) & (right[candidates[:, None, None], row] >= c1)
+        ok[candidates] = (covered | ~on_canvas).all(axis=(1, 2))
+        return ok
 
 
 class Rasterizer:
@@ -421,7 +410,7 @@ class Rasterizer:
         unit_lane = lane[unit_seg]
         fallback[unit_lane[~cache.usable[ids]]] = True
         # The fast path needs: no gap between stamped segments, y monotone along the lane, junction
-        # points inside the canvas columns and "safe" stamps (see StampCache._is_safe). Then the runs
+        # points inside the canvas columns and "safe" stamps (see StampCache._draw). Then the runs
         # of the units covering a row are a chain (consecutive units share the junction's dot in
         # every row they both cover), so a row's union is [min start, max end].
         general = np.zeros(num_lanes, dtype=bool)
