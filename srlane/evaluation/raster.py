@@ -376,9 +376,8 @@ class Rasterizer:
         np.not_equal(x[1:], x[:-1], out=keep[1:])
         keep[1:] |= y[1:] != y[:-1]
         keep[first] = True
-        kept = np.flatnonzero(keep)
-        lane = np.searchsorted(first, kept, side="right") - 1
-        x, y = x[kept].astype(np.int64), y[kept].astype(np.int64)
+        lane = np.repeat(np.arange(num_lanes), np.add.reduceat(keep, first, dtype=np.int64))
+        x, y = x[keep].astype(np.int64), y[keep].astype(np.int64)
         # Segments join consecutive points of a lane (pairs across lanes are masked out below);
         # a lane reduced to one point is drawn as the dot (p, p).
         unique = np.bincount(lane, minlength=num_lanes)
