@@ -268,7 +268,8 @@ class StampCache:
         ys, xs0, xs1 = ys - origin[stamp, 1], xs0 - origin[stamp, 0], xs1 - origin[stamp, 0]
         bounds = np.searchsorted(stamp, np.arange(len(keys) + 1))
         count = np.diff(bounds)
-        first, last = ys[np.minimum(bounds[:-1], len(ys) - 1)], ys[np.maximum(bounds[1:] - 1, 0)]
+        padded = np.append(ys, 0)  # the rows read for stamps without runs are not used
+        first, last = padded[bounds[:-1]], padded[bounds[1:] - 1]
         repeated = np.zeros(len(keys), dtype=bool)
         repeated[stamp[1:][(stamp[1:] == stamp[:-1]) & (ys[1:] == ys[:-1])]] = True
         usable = (count > 0) & ~repeated
