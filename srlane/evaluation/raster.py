@@ -211,8 +211,8 @@ class StampCache:
     def _decode_step(self, step_id: int) -> tuple[int, int]:
         return step_id % self.side - self.max_step, step_id // self.side - self.max_step
 
-    def _stamp_geometry(self, key: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The path of a key's stamp, its offset ``lo`` and the size of its canvas (x, y).
+    def _stamp_geometry(self, key: int) -> tuple[list[tuple[int, int]], tuple[int, int], tuple[int, int]]:
+        """The path of a key's stamp relative to its canvas, the canvas offset and size (x, y).
 
         An interior stamp's canvas reaches ``reach`` beyond its path (out of the drawing's reach);
         a border stamp's canvas has the segment's distances to the four sides (clamped).
@@ -223,17 +223,19 @@ class StampCache:
                 dx, dy = self._decode_step(code % self.base)
                 points.append((points[-1][0] + dx, points[-1][1] + dy))
                 code //= self.base
-            pts = np.array(points, dtype=np.int64)
-            lo = pts.min(axis=0) - self.reach
-            return pts, lo, pts.max(axis=0) + self.reach - lo + 1
-        code = -1 - key
-        dx, dy = self._decode_step(code % self.base)
-        code //= self.base
-        size = self.span + self.margin + 1
-        left, right, top, bottom = ((code // size**k) % size - self.span for k in range(4))
-        lo = np.array([min(0, dx) - left, min(0, dy) - top])
-        return np.array([(0, 0), (dx, dy)], dtype=np.int64), lo, np.array([max(0, dx) + right + 1,
-                                                                            max(0, dy) + bottom + 1]) - lo
+            xs, ys = [p[0] for p in points], [p[1] for p in points]
+            lo = (min(xs) - self.reach, min(ys) - self.reach)
+            size = (max(xs) + self.reach - lo[0] + 1, max(ys) + self.reach - lo[1] + 1)
+        else:
+            code = -1 - key
+            dx, dy = self._decode_step(code % self.base)
+            code //= self.base
+            side = self.span + self.margin + 1
+            left, right, top, bottom = ((code // side**k) % side - self.span for k in range(4))
+            points = [(0, 0), (dx, dy)]
+            lo = (min(0, dx) - left, min(0, dy) - top)
+            size = (max(0, dx) + right + 1 - lo[0], max(0, dy) + bottom + 1 - lo[1])
+        return [(x - lo[0], y - lo[1]) for x, y in points], lo, size
 
     def _draw(self, keys: np.ndarray) -> list[tuple[np.ndarray, bool, bool, int, int]]:
         """Packed runs, usable and safe flags, first and last row of the stamps of keys.
@@ -246,9 +248,9 @@ class StampCache:
         its path, and contains the dots of both end points (clipped to its canvas).
         """
         geometry = [self._stamp_geometry(k) for k in keys.tolist()]
-        paths = [g[0] - g[1] for g in geometry]
-        lo = np.array([g[1] for g in geometry])
-        size = np.array([g[2] for g in geometry])
+        paths = [np.array(g[0], dtype=np.int64) for g in geometry]
+        lo = np.array([g[1] for g in geometry], dtype=np.int64)
+        size = np.array([g[2] for g in geometry], dtype=np.int64)
         cell = size.max(axis=0) + 2
         cols = min(len(keys), 64)
         grid = np.arange(len(keys))
@@ -274,8 +276,8 @@ class StampCache:
         repeated[stamp[1:][(stamp[1:] == stamp[:-1]) & (ys[1:] == ys[:-1])]] = True
         usable = (count > 0) & ~repeated
         safe = usable & (last - first + 1 == count)
-        path_y0 = np.array([p[:, 1].min() for p in paths])
-        path_y1 = np.array([p[:, 1].max() for p in paths])
+        path_y0 = np.array([min(y for _, y in g[0]) for g in geometry])
+        path_y1 = np.array([max(y for _, y in g[0]) for g in geometry])
         safe &= (first >= path_y0 - self._dot_radius) & (last <= path_y1 + self._dot_radius)
         safe &= self._covers_dots(np.flatnonzero(safe), paths, size, stamp, ys, xs0, xs1, int(cell[1]))
         packed = pack_runs(ys + lo[stamp, 1], xs0 + lo[stamp, 0], xs1 + lo[stamp, 0])
