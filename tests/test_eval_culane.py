@@ -214,3 +214,12 @@ def test_points_round_half_to_even():
     assert ious([vertical(800)], [vertical(800.5)]).tolist() == [1.0]
     assert ious([vertical(802)], [vertical(801.5)]).tolist() == [1.0]
     assert ious([vertical(801)], [vertical(800.5)])[0] < 1.0
+
+
+def test_lanes_entirely_off_the_canvas_match_nothing_and_do_not_fail():
+    # every stamp of these lanes is empty: they must rasterise to nothing, not break the batch
+    off = [np.array([[1657.0 + 2 * i, 580.0 - 40 * i] for i in range(8)]),  # just past the right edge
+           np.array([[-18.0 - 2 * i, 580.0 - 40 * i] for i in range(8)]),  # just past the left edge
+           np.array([[2000.0 + 5 * i, 580.0 - 40 * i] for i in range(8)])]
+    result = CULaneEvaluator([off], workers=0).evaluate([off])
+    assert (result["0.5"]["tp"], result["0.5"]["fp"], result["0.5"]["fn"]) == (0, 3, 3)
