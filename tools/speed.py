@@ -28,7 +28,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from srlane.config import Config  # noqa: E402
 from srlane.fileio import atomic_write_text  # noqa: E402
-from srlane.models import build_net, load_state_dict_compat  # noqa: E402
+from srlane.engine.checkpoint import (CheckpointError, inference_weights, load_checkpoint,  # noqa: E402
+                                      load_net_weights)
+from srlane.models import build_net  # noqa: E402
 from srlane.models.decode import LaneDecoder  # noqa: E402
 from srlane.models.inference import fold_batch_norms  # noqa: E402
 
@@ -85,7 +87,7 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error("--device cuda: no CUDA device available")
     net = build_net(cfg)
     if args.load_from:
-        load_state_dict_compat(net, torch.load(args.load_from, map_location="cpu", weights_only=True))
+        load_net_weights(net, inference_weights(load_checkpoint(args.load_from)), args.load_from)
     net = net.to(device).eval()
     if args.fold_bn:
         net = fold_batch_norms(net)
@@ -130,4 +132,8 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except CheckpointError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
