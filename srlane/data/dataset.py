@@ -8,6 +8,7 @@ epoch ``e`` (workers are re-created per epoch, so they see it).
 """
 from __future__ import annotations
 
+import math
 import os
 from typing import Iterator, Sequence
 
@@ -215,18 +216,32 @@ def collate(batch: Sequence[dict]) -> dict:
     return out
 
 
-class EpochShuffleSampler(Sampler[int]):
-    """A permutation of the dataset seeded by ``(seed, dataset.epoch)``."""
+class EpochSampler(Sampler[int]):
+    """Indices of one epoch: shuffled with ``seed + epoch``, sharded by rank, from ``start`` on.
 
-    def __init__(self, dataset: LaneDataset, seed: int) -> None:
-        self.dataset, self.seed = dataset, int(seed)
+    The order is a function of (seed, epoch) alone, so a resumed run replays the same epoch and
+    skips the samples it already trained on.
+    """
+
+    def __init__(self, size: int, shuffle: bool, seed: int, rank: int = 0, world_size: int = 1) -> None:
+        self.size, self.shuffle, self.seed = size, shuffle, seed
+        self.rank, self.world_size = rank, world_size
+        self.per_rank = math.ceil(size / world_size)
+        self.epoch, self.start = 0, 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = epoch, start
 
     def __len__(self) -> int:
-        return len(self.dataset)
+        return max(0, self.per_rank - self.start)
 
     def __iter__(self) -> Iterator[int]:
-        rng = np.random.default_rng([self.seed, self.dataset.epoch, 0x5EED])
-        return iter(rng.permutation(len(self.dataset)).tolist())
+        if self.shuffle:
+            order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+        else:
+            order = torch.arange(self.size)
+        padded = torch.cat([order, order[: self.per_rank * self.world_size - self.size]])
+        yield from padded[self.rank :: self.world_size][self.start :].tolist()
 
 
 def _init_worker(_: int) -> None:
@@ -235,7 +250,7 @@ def _init_worker(_: int) -> None:
 
 def build_dataloader(cfg, split: str, training: bool, records: Sequence[LaneRecord] | None = None) -> DataLoader:
     """DataLoader over ``LaneDataset(cfg, split, training)``: ``cfg.batch_size``, ``cfg.workers``;
-    training shuffles with EpochShuffleSampler (seed ``cfg.seed``) and drops the last partial
+    training shuffles with EpochSampler (seed ``cfg.seed``; set its epoch with ``loader.sampler.set_epoch``) and drops the last partial
     batch, validation keeps the dataset order."""
     dataset = LaneDataset(cfg, split, training, records=records)
     workers = int(cfg.workers)
@@ -247,7 +262,7 @@ def build_dataloader(cfg, split: str, training: bool, records: Sequence[LaneReco
     return DataLoader(
         dataset,
         batch_size=int(cfg.batch_size),
-        sampler=EpochShuffleSampler(dataset, cfg.seed) if training else None,
+        sampler=EpochSampler(len(dataset), True, int(cfg.seed)) if training else None,
         shuffle=False,
         num_workers=workers,
         collate_fn=collate,

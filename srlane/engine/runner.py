@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
 from srlane.config import Config, ConfigError
+from srlane.data.dataset import EpochSampler
 from srlane.engine import checkpoint as ckpt
 from srlane.engine.hooks import CheckpointHook, EMAHook, Hook, LoggerHook
 from srlane.engine.optim import build_optimizer, build_scheduler
@@ -57,34 +58,6 @@ def build_fabric(strategy: str, precision: str, gpus: Sequence[int], log: Callab
     if strategy != cpu_strategy and not (strategy == "ddp" and cpu_strategy == "auto"):
         log(f"no CUDA device: strategy {strategy} runs as {cpu_strategy} on {len(gpus)} CPU process(es)")
     return Fabric(accelerator="cpu", devices=len(gpus), num_nodes=num_nodes, strategy=cpu_strategy, precision="32-true")
-
-
-class EpochSampler(Sampler[int]):
-    """Indices of one epoch: shuffled with ``seed + epoch``, sharded by rank, from ``start`` on.
-
-    The order is a function of (seed, epoch) alone, so a resumed run replays the same epoch and
-    skips the samples it already trained on.
-    """
-
-    def __init__(self, size: int, shuffle: bool, seed: int, rank: int = 0, world_size: int = 1) -> None:
-        self.size, self.shuffle, self.seed = size, shuffle, seed
-        self.rank, self.world_size = rank, world_size
-        self.per_rank = math.ceil(size / world_size)
-        self.epoch, self.start = 0, 0
-
-    def set_epoch(self, epoch: int, start: int = 0) -> None:
-        self.epoch, self.start = epoch, start
-
-    def __len__(self) -> int:
-        return max(0, self.per_rank - self.start)
-
-    def __iter__(self) -> Iterator[int]:
-        if self.shuffle:
-            order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + self.epoch))
-        else:
-            order = torch.arange(self.size)
-        padded = torch.cat([order, order[: self.per_rank * self.world_size - self.size]])
-        yield from padded[self.rank :: self.world_size][self.start :].tolist()
 
 
 def _quiet_worker(init: Callable[[int], None] | None, worker_id: int) -> None:
