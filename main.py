@@ -6,6 +6,7 @@ examples:
   python main.py configs/srlane_r18_culane.py --resume              # continue the latest run
   python main.py configs/srlane_r18_culane.py --validate-only --load-from best.pth --view
   python main.py configs/srlane_r18_culane.py --set total_iter=1000 optimizer.lr=3e-4
+  python main.py configs/srlane_r18_synthetic.py --accelerator cpu   # CPU on a GPU machine
   torchrun --nnodes 2 --node-rank R --nproc-per-node 8 --master-addr HOST main.py configs/srlane_r18_culane.py \\
       --gpus 0 1 2 3 4 5 6 7 --set strategy=ddp num_nodes=2        # on each of 2 machines, R = 0, 1
 """
@@ -20,6 +21,7 @@ from srlane.config import ConfigError
 from srlane.data.records import DataFormatError
 from srlane.engine.checkpoint import CheckpointError
 from srlane.engine.defaults import load_experiment
+from srlane.engine.fabric import ACCELERATORS
 from srlane.engine.recorder import default_work_dir, format_metrics
 from srlane.engine.runner import Runner
 
@@ -29,6 +31,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("config", help="experiment config file (see configs/)")
     parser.add_argument("--gpus", nargs="+", type=int, default=[0],
                         help="GPU ids; on a machine without CUDA, one CPU process per id (default: 0)")
+    parser.add_argument("--accelerator", choices=ACCELERATORS,
+                        help="auto: CUDA when present, else CPU (default: the config's accelerator, 'auto')")
     parser.add_argument("--validate-only", "--validate", dest="validate_only", action="store_true",
                         help="evaluate the validation split and print the metric table, no training")
     parser.add_argument("--view", action="store_true",
@@ -54,14 +58,25 @@ def latest_checkpoint(work_dirs: str, config_path: str) -> str:
     return max(found, key=os.path.getmtime)
 
 
+def check_work_dir(path: str) -> None:
+    """ConfigError when a folder on the way to ``path`` is a file."""
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ConfigError(f"--work-dir {path}: {existing} is a file, not a folder")
+
+
 def main(argv: list[str] | None = None) -> dict | None:
     """Run the command line ``argv``; returns the metrics of ``--validate-only``."""
     args = parse_args(argv)
     overrides = args.set + ([f"seed={args.seed}"] if args.seed is not None else [])
+    overrides += [f"accelerator={args.accelerator!r}"] if args.accelerator else []
     cfg = load_experiment(args.config, overrides)
     resume = latest_checkpoint(cfg.work_dirs, args.config) if args.resume == "latest" else args.resume
     work_dir = args.work_dir or (os.path.dirname(os.path.abspath(resume)) if resume
                                  else default_work_dir(cfg.work_dirs, args.config))
+    check_work_dir(work_dir)
 
     runner = Runner(cfg, work_dir, gpus=args.gpus, view=args.view)
     if args.load_from:
@@ -80,6 +95,6 @@ def main(argv: list[str] | None = None) -> dict | None:
 if __name__ == "__main__":
     try:
         main()
-    except (ConfigError, CheckpointError, DataFormatError, FileNotFoundError, FloatingPointError) as err:
+    except (ConfigError, CheckpointError, DataFormatError, OSError, FloatingPointError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)

@@ -13,6 +13,7 @@ import difflib
 import os
 import pprint
 import runpy
+import traceback
 import types
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -99,18 +100,34 @@ def merge(base: dict, override: dict) -> dict:
     return out
 
 
-def _load_file(path: str, chain: tuple[str, ...]) -> dict:
+def _run_file(path: str) -> dict:
+    """The top-level names of a config file; ConfigError naming the file and line when it does
+    not parse or fails to run."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"config file not found: {path}")
-    if path in chain:
-        raise ValueError(f"config _base_ cycle: {' -> '.join(chain + (path,))}")
-    namespace = runpy.run_path(path)
+    try:
+        return runpy.run_path(path)
+    except SyntaxError as err:
+        raise ConfigError(f"{path}:{err.lineno}: not valid Python: {err.msg}") from None
+    except Exception as err:  # the file's own code failed (a NameError, a bad import, ...)
+        line = next((frame.lineno for frame in reversed(traceback.extract_tb(err.__traceback__))
+                     if os.path.abspath(frame.filename) == path), None)
+        raise ConfigError(f"{path}:{line}: {type(err).__name__}: {err}") from None
+
+
+def _base_paths(path: str, namespace: dict) -> list[str]:
     bases = namespace.get("_base_", [])
     if isinstance(bases, str):
         bases = [bases]
+    return [os.path.normpath(os.path.join(os.path.dirname(path), base)) for base in bases]
+
+
+def _load_file(path: str, chain: tuple[str, ...]) -> dict:
+    if path in chain:
+        raise ValueError(f"config _base_ cycle: {' -> '.join(chain + (path,))}")
+    namespace = _run_file(path)
     merged: dict = {}
-    for base in bases:
-        base_path = os.path.normpath(os.path.join(os.path.dirname(path), base))
+    for base_path in _base_paths(path, namespace):
         merged = merge(merged, _load_file(base_path, chain + (path,)))
     own = {
         key: value
@@ -124,14 +141,8 @@ def _load_file(path: str, chain: tuple[str, ...]) -> dict:
 def load_bases(path: str | os.PathLike) -> dict:
     """The merged ``_base_`` files of a config file, without the file's own values."""
     path = os.path.abspath(os.fspath(path))
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"config file not found: {path}")
-    bases = runpy.run_path(path).get("_base_", [])
-    if isinstance(bases, str):
-        bases = [bases]
     merged: dict = {}
-    for base in bases:
-        base_path = os.path.normpath(os.path.join(os.path.dirname(path), base))
+    for base_path in _base_paths(path, _run_file(path)):
         merged = merge(merged, _load_file(base_path, chain=(path,)))
     return merged
 

@@ -1,20 +1,24 @@
-"""Two CPU processes (DDP over gloo) train the stand-in and score validation like one process."""
+"""Several processes on CPU (DDP over gloo): two processes on one node and two single-process
+"nodes" started by torchrun train the stand-in alike and score validation like one process; the
+device, strategy and launcher checks of ``srlane.engine.fabric``."""
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
-from lightning.fabric.plugins.environments import TorchElasticEnvironment
-from lightning.fabric.strategies import DDPStrategy
+import torch
+from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
+from lightning.fabric.strategies import SingleDeviceStrategy
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 
 from srlane.config import ConfigError
-from srlane.engine import runner as runner_module
+from srlane.engine import fabric as fabric_module
 from srlane.engine.checkpoint import load_checkpoint
-from srlane.engine.runner import build_fabric
+from srlane.engine.fabric import DefaultStreamDDPStrategy, build_fabric, resolve_accelerator
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -26,65 +30,151 @@ SCRIPT = textwrap.dedent("""
     from test_engine_runner import ToyNet, make_cfg, toy_decoder, toy_loader
     from srlane.engine.runner import Runner
 
-    mode, work = sys.argv[1], sys.argv[2]
-    torch.manual_seed(123)
-    cfg = make_cfg(total_iter=3, eval_ep=100, toy_size=10, batch_size=2)
-    gpus = (0, 1) if mode == "ddp" else (0,)
-    runner = Runner(cfg, work, gpus=gpus, net=ToyNet(), build_loader=toy_loader, decoder=toy_decoder)
-    if mode == "ddp":
-        runner.train()
-    else:
-        runner.load_weights(work + "/last.pth")
-        print("METRICS " + json.dumps(runner.evaluate()))
+    if __name__ == "__main__":
+        mode, work = sys.argv[1], sys.argv[2]
+        torch.manual_seed(123)
+        nodes = 2 if mode == "two-nodes" else 1
+        cfg = make_cfg(total_iter=3, eval_ep=100, toy_size=10, batch_size=2, num_nodes=nodes)
+        gpus = {{"ddp": (0, 1), "two-nodes": (0,), "single": (0,)}}[mode]
+        runner = Runner(cfg, work, gpus=gpus, net=ToyNet(), build_loader=toy_loader, decoder=toy_decoder)
+        if mode == "single":
+            runner.load_weights(work + "/last.pth")
+            print("METRICS " + json.dumps(runner.evaluate()))
+        else:
+            runner.train()
 """)
 
 
-def test_two_process_ddp_matches_one_process_validation(tmp_path):
-    script = tmp_path / "run_toy.py"
-    script.write_text(SCRIPT.format(tests=str(TESTS)))
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    work = str(tmp_path / "work")
-    ddp = subprocess.run([sys.executable, str(script), "ddp", work], env=env, capture_output=True, text=True, timeout=240)
-    assert ddp.returncode == 0, ddp.stderr[-3000:]
-    last = load_checkpoint(tmp_path / "work" / "last.pth")
-    assert last["step"] == 3 and last["metrics"]["count"] == 10  # each of the 10 images scored once
-    log = (tmp_path / "work" / "log.txt").read_text()
-    assert "2 process(es) on cpu, strategy DDPStrategy" in log and "validation at step 3" in log
-    single = subprocess.run([sys.executable, str(script), "single", work], env=env, capture_output=True, text=True, timeout=240)
+def _env() -> dict:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _single_process_metrics(script: Path, work: Path) -> dict:
+    single = subprocess.run([sys.executable, str(script), "single", str(work)], env=_env(), capture_output=True,
+                            text=True, timeout=240)
     assert single.returncode == 0, single.stderr[-3000:]
     line = next(l for l in single.stdout.splitlines() if l.startswith("METRICS "))
-    assert json.loads(line[len("METRICS "):]) == last["metrics"]
+    return json.loads(line[len("METRICS "):])
+
+
+@pytest.fixture(scope="module")
+def script(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("ddp") / "run_toy.py"
+    path.write_text(SCRIPT.format(tests=str(TESTS)))
+    return path
+
+
+@pytest.fixture(scope="module")
+def one_node_two_processes(script) -> Path:
+    """``--gpus 0 1`` on CPU: Fabric starts the second process itself."""
+    work = script.parent / "ddp"
+    ddp = subprocess.run([sys.executable, str(script), "ddp", str(work)], env=_env(), capture_output=True, text=True,
+                         timeout=240)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    return work
+
+
+def test_two_process_ddp_matches_one_process_validation(script, one_node_two_processes):
+    work = one_node_two_processes
+    last = load_checkpoint(work / "last.pth")
+    assert last["step"] == 3 and last["metrics"]["count"] == 10  # each of the 10 images scored once
+    log = (work / "log.txt").read_text()
+    assert "2 process(es) on cpu, strategy DefaultStreamDDPStrategy" in log and "validation at step 3" in log
+    assert _single_process_metrics(script, work) == last["metrics"]
+
+
+def test_two_nodes_under_torchrun_train_like_two_processes_on_one_node(script, one_node_two_processes, tmp_path):
+    """``torchrun --nnodes 2 --node-rank 0|1 --nproc-per-node 1`` on one machine (gloo): the same
+    weights, bit for bit, as two processes of one node, and the same metric as one process."""
+    work, port = tmp_path / "nodes", _free_port()
+    nodes = [
+        subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node-rank", str(rank),
+                          "--nproc-per-node", "1", "--master-addr", "127.0.0.1", "--master-port", str(port),
+                          str(script), "two-nodes", str(work)],
+                         env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for rank in (0, 1)
+    ]
+    outputs = [node.communicate(timeout=300)[0] for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+    last = load_checkpoint(work / "last.pth")
+    reference = load_checkpoint(one_node_two_processes / "last.pth")
+    assert last["step"] == 3 and last["metrics"]["count"] == 10
+    assert all(torch.equal(last["net"][k], reference["net"][k]) for k in reference["net"])
+    assert "2 process(es) on cpu" in (work / "log.txt").read_text()
+    assert _single_process_metrics(script, work) == last["metrics"] == reference["metrics"]
+
+
+def test_accelerator_choice(monkeypatch):
+    assert resolve_accelerator("auto") == "cpu" == resolve_accelerator("cpu")  # CUDA hidden by conftest
+    with pytest.raises(ConfigError, match="accelerator 'cuda' asked for, but torch .* sees no CUDA device"):
+        resolve_accelerator("cuda")
+    with pytest.raises(ConfigError, match="accelerator must be one of auto, cpu, cuda, got 'gpu'"):
+        resolve_accelerator("gpu")
+    monkeypatch.setattr(fabric_module.torch.cuda, "is_available", lambda: True)
+    assert resolve_accelerator("auto") == "cuda" == resolve_accelerator("cuda")
+    assert resolve_accelerator("cpu") == "cpu"
+    fabric = build_fabric("cpu", "dp", "16-mixed", [0], print)  # a GPU machine, CPU on purpose
+    assert fabric.device.type == "cpu" and isinstance(fabric.strategy, SingleDeviceStrategy)
+
+
+def test_build_fabric_strategies_and_nodes(monkeypatch):
+    notes = []
+    fabric = build_fabric("cpu", "ddp", "32-true", [0, 1], notes.append, num_nodes=2)
+    assert isinstance(fabric.strategy, DefaultStreamDDPStrategy)
+    assert (fabric.strategy.num_nodes, fabric.strategy.num_processes) == (2, 2)
+    build_fabric("cpu", "dp", "16-mixed", [0, 1], notes.append)
+    assert notes == ["on CPU: strategy dp runs as ddp over 2 process(es) per node",
+                     "on CPU: precision 16-mixed runs as 32-true"]
+    calls, precision = [], []
+    monkeypatch.setattr(fabric_module.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(fabric_module.torch, "set_float32_matmul_precision", precision.append)
+    monkeypatch.setattr(fabric_module, "Fabric", lambda **kwargs: calls.append(kwargs))
+    build_fabric("cuda", "ddp", "16-mixed", [0, 1, 2], print, num_nodes=4, matmul_precision="medium")
+    strategy = calls[0].pop("strategy")
+    assert isinstance(strategy, DefaultStreamDDPStrategy) and precision == ["medium"]
+    assert calls[0] == dict(accelerator="cuda", devices=[0, 1, 2], num_nodes=4, precision="16-mixed")
+    notes.clear()
+    build_fabric("cuda", "dp", "bf16-mixed", [1], notes.append)
+    assert calls[1] == dict(accelerator="cuda", devices=[1], num_nodes=1, strategy="auto", precision="bf16-mixed")
+    assert notes == ["one device: strategy dp runs without a wrapper", "float32 matmul precision 'high' (TF32 on)"]
+    with pytest.raises(ConfigError, match="matmul_precision must be one of highest, high, medium, got 'tf32'"):
+        build_fabric("cuda", "dp", "32-true", [0], print, matmul_precision="tf32")
 
 
 TORCHRUN_NODE_1_PROCESS_1 = {"RANK": "3", "LOCAL_RANK": "1", "GROUP_RANK": "1", "WORLD_SIZE": "4",
                              "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29555",
                              "TORCHELASTIC_RUN_ID": "test"}
+SRUN_NODE_1_TASK_1 = {"SLURM_NTASKS": "4", "SLURM_NTASKS_PER_NODE": "2", "SLURM_PROCID": "3", "SLURM_LOCALID": "1",
+                      "SLURM_NODEID": "1", "SLURM_JOB_NAME": "train", "SLURM_JOB_ID": "77",
+                      "SLURM_NODELIST": "127.0.0.1", "MASTER_PORT": "29556"}
 
 
-def test_build_fabric_passes_num_nodes_on_cpu_and_cuda(monkeypatch):
-    fabric = build_fabric("ddp", "32-true", [0, 1], print, num_nodes=2)
-    assert isinstance(fabric.strategy, DDPStrategy)
-    assert (fabric.strategy.num_nodes, fabric.strategy.num_processes) == (2, 2)
-    calls = []
-    monkeypatch.setattr(runner_module.torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(runner_module, "Fabric", lambda **kwargs: calls.append(kwargs))
-    build_fabric("ddp", "16-mixed", [0, 1, 2], print, num_nodes=4)
-    assert calls == [dict(accelerator="cuda", devices=[0, 1, 2], num_nodes=4, strategy="ddp", precision="16-mixed")]
-
-
-def test_build_fabric_under_torchrun_takes_ranks_from_its_environment(monkeypatch):
+@pytest.mark.parametrize("launcher, variables, environment", [
+    ("torchrun", TORCHRUN_NODE_1_PROCESS_1, TorchElasticEnvironment),
+    ("srun", SRUN_NODE_1_TASK_1, SLURMEnvironment),
+])
+def test_build_fabric_under_a_launcher_takes_ranks_from_its_environment(monkeypatch, launcher, variables, environment):
     # Fabric records the rank it finds in the process-global rank_zero_only.rank; put it back
     # afterwards, or every later rank-zero-only call in this pytest process (TensorBoard) is a no-op.
     monkeypatch.setattr(rank_zero_only, "rank", rank_zero_only.rank)
-    for name, value in TORCHRUN_NODE_1_PROCESS_1.items():
+    for name, value in variables.items():
         monkeypatch.setenv(name, value)
-    fabric = build_fabric("ddp", "32-true", [0, 1], print, num_nodes=2)
-    assert isinstance(fabric.strategy.cluster_environment, TorchElasticEnvironment)
+    fabric = build_fabric("cpu", "ddp", "32-true", [0, 1], print, num_nodes=2)
+    assert isinstance(fabric.strategy.cluster_environment, environment)
     assert (fabric.world_size, fabric.global_rank, fabric.node_rank, fabric.local_rank) == (4, 3, 1, 1)
-    with pytest.raises(ConfigError, match=r"torchrun started 4 processes but --gpus lists 2 device\(s\) x num_nodes=1"):
-        build_fabric("ddp", "32-true", [0, 1], print)
+    message = rf"{launcher} started 4 processes but --gpus lists 2 device\(s\) x num_nodes=1"
+    with pytest.raises(ConfigError, match=message):
+        build_fabric("cpu", "ddp", "32-true", [0, 1], print)
 
 
-def test_num_nodes_needs_ddp():
+def test_num_nodes_needs_ddp_and_strategy_names_are_checked():
     with pytest.raises(ConfigError, match="num_nodes=2 needs strategy='ddp', got 'dp'"):
-        build_fabric("dp", "32-true", [0], print, num_nodes=2)
+        build_fabric("cpu", "dp", "32-true", [0], print, num_nodes=2)
+    with pytest.raises(ConfigError, match="strategy must be one of dp, ddp, auto, got 'fsdp'"):
+        build_fabric("cpu", "fsdp", "32-true", [0], print)

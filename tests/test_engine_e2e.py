@@ -1,16 +1,20 @@
 """End to end with the real network, data pipeline and metric on a tiny synthetic CULane set."""
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import torch
 
 import main
 from srlane.data import synthetic
+from srlane.data.records import DataFormatError
 from srlane.engine.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,7 +29,7 @@ def experiment(tmp_path_factory):
     cfg = folder / "exp.py"
     cfg.write_text(
         f"_base_ = [{str(ROOT / 'configs' / 'srlane_r18_synthetic.py')!r}]\n"
-        "img_w = 256\nimg_h = 96\n"
+        "accelerator = 'cpu'\nimg_w = 256\nimg_h = 96\n"
         f"dataset = dict(data_root={str(folder / 'data')!r}, generate=dict(train={N_TRAIN}, test={N_TEST}, seed=0))\n"
         "batch_size = 2\nworkers = 0\ntotal_iter = 4\neval_ep = 100\nsave_interval = 2\nlog_interval = 1\n"
         "scheduler = dict(type='warmup_cosine', warmup_iter=2)\n"
@@ -50,14 +54,37 @@ def test_validate_only_reproduces_the_logged_metric_and_views_every_image(experi
     assert f"wrote {N_TEST} pictures to" in (experiment / "eval" / "log.txt").read_text()
 
 
-def test_kill9_between_checkpoints_then_resume_is_bitwise_exact(experiment):
-    work = experiment / "killed"
-    proc = subprocess.Popen([sys.executable, "main.py", str(experiment / "exp.py"), "--work-dir", str(work)],
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+HANG_AFTER_STEP_3 = """
+import pathlib, sys, time
+import main
+from srlane.engine.hooks import Hook
+from srlane.engine.runner import Runner
+
+class HangAfterStep3(Hook):
+    def after_step(self, runner):
+        if runner.step == 3:
+            pathlib.Path(sys.argv[1]).write_text("step 3 done")
+            time.sleep(600)
+
+if __name__ == "__main__":
+    main.Runner = lambda *args, **kwargs: Runner(*args, hooks=[HangAfterStep3()], **kwargs)
+    main.main(sys.argv[2:])
+"""
+
+
+def test_kill9_between_checkpoints_then_resume_is_bitwise_exact(experiment, tmp_path):
+    """main.py killed with SIGKILL after step 3 (last.pth holds step 2): --resume ends with the
+    weights and metric of the uninterrupted run. The run waits at step 3 to be killed, so the
+    kill lands there on any machine, however fast."""
+    work, marker, script = experiment / "killed", tmp_path / "at_step_3", tmp_path / "hang.py"
+    script.write_text(HANG_AFTER_STEP_3)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, str(script), str(marker), str(experiment / "exp.py"), "--work-dir", str(work)],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
-    while "step: 3 " not in (work / "log.txt").read_text() if (work / "log.txt").exists() else True:
+    while not marker.exists():
         assert proc.poll() is None and time.time() < deadline, "training ended before step 3"
-        time.sleep(0.2)
+        time.sleep(0.1)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert load_checkpoint(work / "last.pth")["step"] == 2
@@ -66,3 +93,46 @@ def test_kill9_between_checkpoints_then_resume_is_bitwise_exact(experiment):
     assert resumed["step"] == 4
     assert all(torch.equal(full["net"][k], resumed["net"][k]) for k in full["net"])
     assert resumed["metrics"] == full["metrics"]
+
+
+@pytest.fixture
+def damaged(experiment, tmp_path):
+    """A copy of the set whose first training image is not a JPEG and whose second is 640x360
+    (its lanes file empty); returns (config, data root)."""
+    root = tmp_path / "data"
+    shutil.copytree(experiment / "data", root)
+    train = root / "driver_synth_train" / "clip_0000.MP4"
+    (train / "00000.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    cv2.imwrite(str(train / "00030.jpg"), np.full((360, 640, 3), 90, np.uint8))
+    (train / "00030.lines.txt").write_text("")
+    cfg = tmp_path / "damaged.py"
+    cfg.write_text(f"_base_ = [{str(experiment / 'exp.py')!r}]\n"
+                   f"dataset = dict(data_root={str(root)!r}, generate=None, cache_dir={str(tmp_path / 'cache')!r})\n")
+    return cfg, root
+
+
+def test_unreadable_training_image_is_replaced_counted_and_limited(damaged, tmp_path):
+    cfg, root = damaged
+    bad = root / "driver_synth_train" / "clip_0000.MP4" / "00000.jpg"
+    main.main([str(cfg), "--work-dir", str(tmp_path / "run")])  # 4 steps of 2: each training image once
+    assert load_checkpoint(tmp_path / "run" / "last.pth")["step"] == 4
+    log = (tmp_path / "run" / "log.txt").read_text()
+    assert log.count(f"cannot read training image {bad}: replaced by the next image in the list (1 so far, at most 10)") == 1
+    assert "step: 4 " in log and log.rstrip().count("unreadable images replaced: 1") >= 1
+    assert log.count("warning: ") == 1 and "00030.jpg is 640x360, the config expects 1640x590" in log
+    out = subprocess.run([sys.executable, "main.py", str(cfg), "--work-dir", str(tmp_path / "strict"),
+                          "--set", "max_unreadable_images=0"], cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines()[-1] == (
+        f"error: {bad}: cannot read this training image, unreadable image number 1 of the run "
+        "(max_unreadable_images=0); repair or remove such images, or raise max_unreadable_images")
+
+
+def test_unreadable_validation_image_stops_with_one_line(damaged, tmp_path):
+    cfg, root = damaged
+    bad = root / "driver_synth_test" / "clip_0000.MP4" / "00060.jpg"
+    bad.write_bytes(b"")
+    with pytest.raises(DataFormatError) as info:
+        main.main([str(cfg), "--validate-only", "--work-dir", str(tmp_path / "eval")])
+    assert str(info.value) == (f"{bad}: cannot read this validation image (validation scores every image of the "
+                               "split); repair it or remove it from the list")

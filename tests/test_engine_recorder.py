@@ -41,7 +41,7 @@ def test_tensor_losses_are_averaged_over_the_window_in_the_log_line(tmp_path):
     for a, b in [(1.0, 10.0), (2.0, 20.0), (4.0, 60.0)]:
         recorder.update({"loss": torch.tensor(a), "cls": torch.tensor(b)}, 0.5, 1.0)
     assert window_means(recorder.losses) == {"loss": 7 / 3, "cls": 30.0}
-    recorder.log_train(epoch=0, step=3, lr=0.001, skipped=0)
+    recorder.log_train(epoch=0, step=3, lr=0.001, counts={"skipped (non-finite loss)": 0})
     recorder.close()
     line = (tmp_path / "log.txt").read_text()
     assert "step: 3 lr: 0.001000 loss: 2.3333 cls: 30.0000 data: 0.5000s batch: 1.0000s eta: 0:00:07" in line

@@ -6,6 +6,8 @@ import sys
 
 import pytest
 import torch
+from lightning.fabric import Fabric
+from lightning.fabric.plugins.precision import MixedPrecision
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -78,7 +80,7 @@ def make_cfg(**overrides):
     cfg = Config(DEFAULTS)
     cfg.update(dict(dataset=dict(train_split="train", val_split="test"), toy_size=8, batch_size=4,
                     total_iter=6, eval_ep=2, save_interval=2, log_interval=1, workers=0,
-                    precision="32-true", strategy="ddp", max_nonfinite=2,
+                    accelerator="cpu", precision="32-true", strategy="ddp", max_nonfinite=2,
                     optimizer=dict(type="AdamW", lr=1e-2), scheduler=dict(type="warmup_cosine", warmup_iter=2)))
     cfg.update(overrides)
     return cfg
@@ -271,3 +273,48 @@ def test_host_reads_one_per_step_and_one_per_log_line(tmp_path, monkeypatch):
     assert dict(reads) == {"_any_rank": 6, "window_means": 2, "__iter__": 3}
     assert isinstance(runner.step_losses["l2"], torch.Tensor) and runner.step_losses["l2"].dim() == 0
     assert "step: 4 lr:" in (tmp_path / "run" / "log.txt").read_text()
+
+
+class Scales(Hook):
+    """The grad scaler's scale after each step."""
+
+    def __init__(self):
+        self.scales = []
+
+    def after_step(self, runner):
+        self.scales.append(runner.scaler.get_scale())
+
+
+def test_grad_scaler_skips_are_counted_and_resume_restores_the_scaler(tmp_path, monkeypatch, recwarn):
+    """16-mixed on CPU: float16 autocast and a grad scaler whose first scale is so large that the
+    first steps overflow and are skipped. The schedule still follows iterations (no torch warning
+    about the scheduler stepping first), the log line counts the skips, and a run stopped at
+    step 5 resumes with the scaler's scale and growth tracker and ends bit for bit as one that was
+    not stopped."""
+    reference = Record()
+    make_runner(tmp_path, name="fp32", hooks=[reference], total_iter=7).train()
+    init_scale = 2.0 ** 18
+    monkeypatch.setattr(runner_module, "build_fabric", lambda *args, **kwargs: Fabric(
+        accelerator="cpu", devices=1,
+        plugins=[MixedPrecision("16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu", init_scale=init_scale))]))
+    scales, record = Scales(), Record()
+    full = make_runner(tmp_path, name="full", hooks=[scales, record], total_iter=7, save_interval=2)
+    full.train()
+    skipped = sum(after < before for before, after in zip([init_scale] + scales.scales, scales.scales))
+    assert skipped >= 2 and int(full.scaler_skips) == skipped
+    assert record.lrs == reference.lrs
+    assert not [w for w in recwarn if "lr_scheduler.step()" in str(w.message)]
+    last_line = [line for line in (tmp_path / "full" / "log.txt").read_text().splitlines() if "step: 7 " in line][0]
+    assert last_line.endswith(f"skipped by the grad scaler: {skipped}")
+    cut = make_runner(tmp_path, name="cut", hooks=[Interrupt(5, signal.SIGTERM)], total_iter=7, save_interval=2)
+    with pytest.raises(SystemExit):
+        cut.train()
+    saved = load_checkpoint(tmp_path / "cut" / "last.pth")
+    assert saved["step"] == 5 and saved["scaler"]["scale"] == scales.scales[4]
+    resumed = make_runner(tmp_path, name="cut", total_iter=7, save_interval=2)
+    resumed.resume(str(tmp_path / "cut" / "last.pth"))
+    assert resumed.scaler.state_dict() == saved["scaler"] and int(resumed.scaler_skips) == int(saved["scaler_skips"])
+    resumed.train()
+    full_weights, cut_weights = weights(tmp_path / "full" / "last.pth"), weights(tmp_path / "cut" / "last.pth")
+    assert all(torch.equal(full_weights[k], cut_weights[k]) for k in full_weights)
+    assert int(resumed.scaler_skips) == skipped

@@ -19,7 +19,7 @@ SYNTHETIC = ROOT / "configs" / "srlane_r18_synthetic.py"
 
 def experiment(tmp_path, text):
     path = tmp_path / "exp.py"
-    path.write_text(f"_base_ = [{str(SYNTHETIC)!r}]\nimg_w = 256\nimg_h = 96\n" + text)
+    path.write_text(f"_base_ = [{str(SYNTHETIC)!r}]\naccelerator = 'cpu'\nimg_w = 256\nimg_h = 96\n" + text)
     return str(path)
 
 
@@ -92,3 +92,30 @@ def test_training_split_too_small_for_one_step_stops_with_one_line(tmp_path):
     assert out.stderr.strip().splitlines()[-1] == (
         "error: the training split has 1 images, fewer than one step needs (batch_size 2 x accumulate 1 x 1 process(es)); "
         "lower batch_size or accumulate, or use a larger split")
+
+
+def test_config_that_is_not_python_stops_with_one_line(tmp_path):
+    cfg = experiment(tmp_path, "total_iter = (5\n")
+    out = subprocess.run([sys.executable, "main.py", cfg, "--work-dir", str(tmp_path / "w")], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1
+    assert out.stderr.strip() == f"error: {cfg}:5: not valid Python: '(' was never closed"
+    broken = experiment(tmp_path, "batch_size = workers * 2\n")
+    with pytest.raises(ConfigError, match=rf"^{broken}:5: NameError: name 'workers' is not defined$"):
+        main.main([broken])
+
+
+def test_input_size_not_a_multiple_of_32_and_work_dir_below_a_file(tmp_path):
+    cfg = experiment(tmp_path, "")
+    with pytest.raises(ConfigError, match=r"^config img_h=80 must be a multiple of 32 \(strides 8, 16, 32\)$"):
+        main.main([cfg, "--set", "img_h=80", "--work-dir", str(tmp_path / "w")])
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ConfigError, match=rf"^--work-dir {tmp_path}/file/run: {tmp_path}/file is a file, not a folder$"):
+        main.main([cfg, "--work-dir", str(tmp_path / "file" / "run")])
+
+
+def test_accelerator_flag_overrides_the_config(tmp_path):
+    cfg = experiment(tmp_path, "")
+    with pytest.raises(ConfigError, match="accelerator 'cuda' asked for, but torch .* sees no CUDA device"):
+        main.main([cfg, "--accelerator", "cuda", "--work-dir", str(tmp_path / "w")])
+    assert main.parse_args([cfg, "--accelerator", "cpu"]).accelerator == "cpu"

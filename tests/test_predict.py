@@ -1,6 +1,8 @@
 """tools/predict.py on a random-init network and small generated images (CPU, seconds)."""
 import json
 import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -118,3 +120,18 @@ def test_bad_inputs_name_the_file(setup):
     os.makedirs(tmp / "empty", exist_ok=True)
     with pytest.raises(predict.InputError, match=r"empty: no \*.jpg or \*.png files"):
         predict.collect_images([str(tmp / "empty")], None)
+
+
+def test_unreadable_image_is_reported_and_the_others_are_predicted(setup, tmp_path):
+    tmp, _, _ = setup
+    folder = tmp_path / "images"
+    shutil.copytree(tmp / "images", folder)
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
+    out = subprocess.run([sys.executable, "tools/predict.py", str(tmp / "tiny.py"), str(folder), "--load-from",
+                          str(tmp / "net.pth"), "--out", str(tmp_path / "out"), "--workers", "0", "--accelerator", "cpu"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert f"error: cannot read image {folder / 'broken.jpg'}; nothing written for it" in out.stderr.splitlines()
+    written = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.lines.txt"))
+    assert written == ["a.lines.txt", "b.lines.txt", "sub/c.lines.txt"]
+    assert "3 images, " in out.stdout and "1 unreadable image(s) skipped" in out.stdout

@@ -2,7 +2,7 @@
 
     python tools/predict.py CONFIG --load-from CKPT INPUT [INPUT ...] --out DIR
                             [--format culane|tusimple] [--view] [--conf-threshold T]
-                            [--batch B] [--device cpu|cuda] [--root DIR] [--workers N]
+                            [--batch B] [--accelerator auto|cpu|cuda] [--root DIR] [--workers N]
 
 INPUT: image files, folders (searched recursively for *.jpg and *.png) or list files (.txt, one
 image per line, its first field a path relative to --root, as CULane's lists). Output names:
@@ -17,8 +17,10 @@ pixels of that image:
             x at the rows cut_height, cut_height + 10, ... below the image height (for a
             1280x720 image and cut_height 160: TuSimple's h_samples 160..710)
   --view    <out>/visualization/<name>, the image with its lanes drawn
-An image whose size differs from the config's ori_img_w x ori_img_h gets a warning: the same
-cut_height rows are cropped, so a very different size or framing may detect poorly.
+An image whose size differs from the config's ori_img_w x ori_img_h gets a warning (once per
+size): the same cut_height rows are cropped, so a very different size or framing may detect
+poorly. An image that cannot be read is reported by name and nothing is written for it; the
+others are predicted, and the command then exits with status 1.
 """
 from __future__ import annotations
 
@@ -37,9 +39,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from srlane.config import Config, ConfigError  # noqa: E402
 from srlane.data.dataset import build_dataloader, read_image  # noqa: E402
+from srlane.data.input_checks import InputChecks  # noqa: E402
 from srlane.data.records import DataFormatError, LaneRecord, relative_name, require_image  # noqa: E402
 from srlane.engine.checkpoint import CheckpointError, inference_weights, load_checkpoint, load_net_weights  # noqa: E402
 from srlane.engine.defaults import load_experiment  # noqa: E402
+from srlane.engine.fabric import ACCELERATORS, resolve_accelerator  # noqa: E402
 from srlane.fileio import atomic_write_text  # noqa: E402
 from srlane.lanes import Lane, tusimple_json_line, write_culane_lines  # noqa: E402
 from srlane.models import build_net  # noqa: E402
@@ -66,7 +70,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--conf-threshold", type=float, metavar="T",
                         help="lane score threshold (default: the config's test_parameters.conf_threshold)")
     parser.add_argument("--batch", type=int, default=8, metavar="B", help="images per forward pass (default: 8)")
-    parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when present, else cpu")
+    parser.add_argument("--accelerator", "--device", dest="accelerator", choices=ACCELERATORS,
+                        help="auto: CUDA when present, else CPU (default: the config's accelerator, 'auto')")
     parser.add_argument("--root", metavar="DIR", help="folder the paths of list files are relative to "
                                                       "(default: the config's dataset.data_root)")
     parser.add_argument("--workers", type=int, default=2, metavar="N", help="image reading processes (default: 2)")
@@ -129,12 +134,6 @@ def load_net(cfg: Config, checkpoint: str, device: torch.device) -> torch.nn.Mod
     return net.to(device).eval()
 
 
-def size_warning(cfg: Config, meta: dict) -> str:
-    ori_h, ori_w = meta["img_size"]
-    return (f"warning: {meta['img_path']} is {ori_w}x{ori_h}, the config expects {cfg.ori_img_w}x{cfg.ori_img_h}; "
-            f"cut_height {cfg.cut_height} crops the same rows and the lanes are written in this image's pixels")
-
-
 class Writer:
     """Writes each image's lanes (and picture) as soon as they are decoded."""
 
@@ -162,11 +161,10 @@ class Writer:
 
 
 def predict(args: argparse.Namespace) -> dict:
-    """Run the command line; returns the summary numbers (images, lanes, ms per image)."""
+    """Run the command line; returns the summary numbers (images, lanes, ms per image, unreadable
+    images)."""
     cfg = load_experiment(args.config)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: no CUDA device is available")
+    device = torch.device(resolve_accelerator(args.accelerator or cfg.accelerator))
     root = args.root if args.root is not None else cfg.get("dataset", {}).get("data_root")
     records = collect_images(args.inputs, root)
     net = load_net(cfg, args.load_from, device)
@@ -175,15 +173,22 @@ def predict(args: argparse.Namespace) -> dict:
     loader = build_dataloader(loader_cfg, "predict", False, records=records)
     decoders: dict[int, LaneDecoder] = {}  # by image height: cut_height and y scale depend on it
     writer = Writer(args.out, args.format, args.view, int(cfg.cut_height))
-    warned: set[tuple[int, int]] = set()
-    expected = (int(cfg.ori_img_h), int(cfg.ori_img_w))
-    images = lanes_found = 0
+    checks = InputChecks((int(cfg.ori_img_h), int(cfg.ori_img_w)), int(cfg.cut_height),
+                         lambda line: tqdm.write(line, file=sys.stderr))
+    images = lanes_found = unreadable = 0
     busy = 0.0
     with torch.inference_mode():
         for batch in tqdm(loader, desc="Predict", unit="batch", dynamic_ncols=True):
+            for meta in checks.unreadable_items(batch["meta"]):
+                tqdm.write(f"error: cannot read image {meta['img_path']}; nothing written for it", file=sys.stderr)
+                unreadable += 1
+            keep = [i for i, meta in enumerate(batch["meta"]) if not meta["unreadable"]]
+            if not keep:
+                continue
+            metas = [batch["meta"][i] for i in keep]
             start = time.perf_counter()
-            output = net(batch["img"].to(device)).float()
-            heights = [meta["img_size"][0] for meta in batch["meta"]]
+            output = net(batch["img"][keep].to(device)).float()
+            heights = [meta["img_size"][0] for meta in metas]
             lanes = [[] for _ in heights]
             for height in set(heights):
                 rows = [i for i, h in enumerate(heights) if h == height]
@@ -194,17 +199,16 @@ def predict(args: argparse.Namespace) -> dict:
                 torch.cuda.synchronize(device)
             elapsed = time.perf_counter() - start
             busy += elapsed
-            for meta, found in zip(batch["meta"], lanes):
-                if meta["img_size"] != expected and meta["img_size"] not in warned:
-                    warned.add(meta["img_size"])
-                    tqdm.write(size_warning(cfg, meta), file=sys.stderr)
+            for meta, found in zip(metas, lanes):
                 writer.add(meta, found, 1000 * elapsed / len(lanes))
                 lanes_found += len(found)
             images += len(lanes)
     writer.close()
-    summary = {"images": images, "lanes": lanes_found, "ms_per_image": 1000 * busy / max(1, images)}
+    summary = {"images": images, "lanes": lanes_found, "ms_per_image": 1000 * busy / max(1, images),
+               "unreadable": unreadable}
     print(f"{images} images, {lanes_found} lanes, {summary['ms_per_image']:.1f} ms per image "
-          f"(network + decoding, batch {args.batch}, {device.type}); wrote {os.path.abspath(args.out)}")
+          f"(network + decoding, batch {args.batch}, {device.type}); wrote {os.path.abspath(args.out)}"
+          + (f"; {unreadable} unreadable image(s) skipped" if unreadable else ""))
     return summary
 
 
@@ -214,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
 if __name__ == "__main__":
     try:
-        main()
+        sys.exit(1 if main()["unreadable"] else 0)
     except (InputError, ConfigError, CheckpointError, DataFormatError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)

@@ -1,6 +1,6 @@
 """Time SRLane's forward pass and its decoding on one device.
 
-    python tools/speed.py CONFIG [--device cpu|cuda] [--batch B] [--warmup N] [--iters N]
+    python tools/speed.py CONFIG [--accelerator cpu|cuda|auto] [--batch B] [--warmup N] [--iters N]
                           [--load-from CKPT] [--json OUT] [--threads T] [--fold-bn] [--channels-last]
 
 Forward: ``net(img)`` in eval mode under ``torch.no_grad`` on a random input of the config's
@@ -26,7 +26,8 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from srlane.config import Config  # noqa: E402
+from srlane.config import Config, ConfigError  # noqa: E402
+from srlane.engine.fabric import ACCELERATORS, resolve_accelerator  # noqa: E402
 from srlane.fileio import atomic_write_text  # noqa: E402
 from srlane.engine.checkpoint import (CheckpointError, inference_weights, load_checkpoint,  # noqa: E402
                                       load_net_weights)
@@ -66,7 +67,8 @@ def _timed(fn, device: torch.device, warmup: int, iters: int) -> float:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("config")
-    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--accelerator", "--device", dest="accelerator", default="cpu", choices=ACCELERATORS,
+                        help="cpu (default), cuda, or auto: CUDA when present")
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--iters", type=int, default=20)
@@ -82,9 +84,10 @@ def main(argv: list[str] | None = None) -> dict:
     cfg.model.backbone.pretrained = False
     for key, default in (("ori_img_w", 1640), ("ori_img_h", 590), ("cut_height", 270)):
         cfg.setdefault(key, default)
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda: no CUDA device available")
+    try:
+        device = torch.device(resolve_accelerator(args.accelerator))
+    except ConfigError as err:
+        parser.error(str(err))
     net = build_net(cfg)
     if args.load_from:
         load_net_weights(net, inference_weights(load_checkpoint(args.load_from)), args.load_from)

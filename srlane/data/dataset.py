@@ -26,6 +26,7 @@ from srlane.fileio import atomic_write_text
 from srlane.lanes import Lane, tusimple_json_line, write_culane_lines
 
 MAX_AUGMENT_TRIES = 10
+MAX_REPLACEMENTS = 10  # unreadable training images in a row replaced before an item gives up
 
 
 def load_split(dataset_cfg, split: str, training: bool) -> list[LaneRecord]:
@@ -86,18 +87,26 @@ class LaneDataset(Dataset):
         return np.random.default_rng([self.seed, self.epoch, int(index)])
 
     def __getitem__(self, index: int) -> dict:
-        record = self.records[index]
-        img = read_image(record.img_path)
+        """The item of ``index``. An image that cannot be read never raises here (a worker's
+        exception would reach the main process as a traceback): a training item takes the next
+        readable image instead and lists the unreadable paths in ``meta["replaced"]``; when none
+        is found, or outside training, the item is a black image without lanes marked
+        ``meta["unreadable"]``, for the caller to report."""
+        record, img, replaced = self._read(index)
+        unreadable = img is None
+        if unreadable:
+            img = np.zeros((self.cut_height + self.img_h, self.img_w, 3), np.uint8)
         ori_h, ori_w = img.shape[:2]
         if not 0 <= self.cut_height < ori_h:
             raise ValueError(f"cut_height {self.cut_height} does not fit image {record.img_path} ({ori_w}x{ori_h})")
         img = cv2.resize(img[self.cut_height:], (self.img_w, self.img_h), interpolation=cv2.INTER_CUBIC)
         img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
         meta = {"index": int(index), "img_path": record.img_path, "img_name": record.img_name,
-                "img_size": (ori_h, ori_w), "cut_height": self.cut_height}
+                "img_size": None if unreadable else (ori_h, ori_w), "cut_height": self.cut_height,
+                "replaced": replaced, "unreadable": unreadable}
         if not self.training:
             return {"img": to_tensor(img), "meta": meta}
-        lanes = [lane - np.array([0.0, self.cut_height]) for lane in record.lanes]
+        lanes = [] if unreadable else [lane - np.array([0.0, self.cut_height]) for lane in record.lanes]
         lanes = resize_lanes(lanes, self.img_w / ori_w, self.img_h / (ori_h - self.cut_height))
         img, targets = self._augment_and_encode(img, lanes, self.item_rng(index), record.img_path)
         return {
@@ -107,6 +116,18 @@ class LaneDataset(Dataset):
             "gt_seg": [torch.from_numpy(m) for m in targets["gt_seg"]],
             "meta": meta,
         }
+
+    def _read(self, index: int) -> tuple[LaneRecord, np.ndarray | None, list[str]]:
+        """The record and image of ``index`` or, in training, of the next readable index (the
+        unreadable paths listed); in training an image stays None only after MAX_REPLACEMENTS."""
+        replaced: list[str] = []
+        for step in range(MAX_REPLACEMENTS + 1 if self.training else 1):
+            record = self.records[(index + step) % len(self.records)]
+            img = cv2.imread(record.img_path, cv2.IMREAD_COLOR)
+            if img is not None:
+                return record, img, replaced
+            replaced.append(record.img_path)
+        return self.records[index], None, replaced if self.training else []
 
     def _augment_and_encode(self, img: np.ndarray, lanes: list[np.ndarray], rng: np.random.Generator,
                             name: str) -> tuple[np.ndarray, dict]:

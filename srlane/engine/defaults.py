@@ -21,14 +21,17 @@ DEFAULTS: dict = dict(
     eval_ep=3,  # validate every eval_ep epochs and always at the end
     save_interval=1000,  # write last.pth every save_interval iterations and at the end
     log_interval=500,  # log line every log_interval iterations
-    precision="16-mixed",  # falls back to "32-true" on CPU
-    strategy="dp",  # "dp" (as the release) or "ddp"; one process per device under "ddp"
+    accelerator="auto",  # "auto" (CUDA when present), "cpu" or "cuda"
+    precision="16-mixed",  # "16-mixed", "bf16-mixed" or "32-true"; always "32-true" on CPU
+    matmul_precision="high",  # on CUDA: "high" or "medium" let float32 matmuls use TF32, "highest" not
+    strategy="dp",  # "dp" (as the release) or "ddp" (one process per device); one device needs neither
     num_nodes=1,  # machines of a multi-node "ddp" run started with torchrun --nnodes num_nodes
     seed=0,
     grad_clip=None,  # max gradient norm, None: off
     accumulate=1,  # micro-batches per optimizer step
     ema_decay=None,  # e.g. 0.9998: validate and save an exponential moving average of the weights
     max_nonfinite=10,  # stop when more than this many steps in a row have a non-finite loss
+    max_unreadable_images=10,  # training images that cannot be read are replaced; one more stops the run
     work_dirs="work_dirs",  # runs go to <work_dirs>/<config name>/<timestamp>/
 )
 

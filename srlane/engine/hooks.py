@@ -68,7 +68,7 @@ class LoggerHook(Hook):
         runner.recorder.update(runner.step_losses, self.data_time, batch_time)
         if runner.step % self.interval == 0 or runner.step == runner.total_iter:
             lr = runner.optimizer.param_groups[0]["lr"]
-            runner.recorder.log_train(runner.epoch, runner.step, lr, runner.nonfinite_total)
+            runner.recorder.log_train(runner.epoch, runner.step, lr, runner.counters())
 
     def after_validation(self, runner: "Runner", metrics: Mapping[str, Any], is_best: bool) -> None:
         runner.recorder.log_validation(metrics, runner.step)

@@ -95,17 +95,18 @@ class Recorder:
         if self.bar is not None:
             self.bar.update(1)
 
-    def log_train(self, epoch: int, step: int, lr: float, skipped: int) -> None:
-        """The release's line (epoch, step, lr, smoothed losses, data/batch time, ETA) + TensorBoard."""
+    def log_train(self, epoch: int, step: int, lr: float, counts: Mapping[str, int]) -> None:
+        """The release's line (epoch, step, lr, smoothed losses, data/batch time, ETA), then the
+        ``counts`` that are not zero (``name: value``); TensorBoard scalars."""
         if not self.is_main:
             return
         eta = datetime.timedelta(seconds=int(self.batch_time.avg * (self.total_iter - step)))
         means = window_means(self.losses)
         losses = " ".join(f"{name}: {value:.4f}" for name, value in means.items())
-        skipped_text = f" skipped (non-finite loss): {skipped}" if skipped else ""
+        counted = "".join(f" {name}: {value}" for name, value in counts.items() if value)
         self.info(
             f"epoch: {epoch} step: {step} lr: {lr:.6f} {losses} data: {self.data_time.avg:.4f}s "
-            f"batch: {self.batch_time.avg:.4f}s eta: {eta}{skipped_text}"
+            f"batch: {self.batch_time.avg:.4f}s eta: {eta}{counted}"
         )
         scalars = {"train/lr": lr, **{f"train/{name}": value for name, value in means.items()}}
         self.scalars(scalars, step)

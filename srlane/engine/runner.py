@@ -12,52 +12,32 @@ import math
 import os
 import signal
 import threading
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
 import torch.distributed as dist
-from lightning.fabric import Fabric
-from lightning.fabric.plugins.environments import TorchElasticEnvironment
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
 from srlane.config import Config, ConfigError
 from srlane.data.dataset import EpochSampler
+from srlane.data.input_checks import InputChecks
+from srlane.data.records import DataFormatError
 from srlane.engine import checkpoint as ckpt
+from srlane.engine.fabric import build_fabric
 from srlane.engine.hooks import CheckpointHook, EMAHook, Hook, LoggerHook
 from srlane.engine.optim import build_optimizer, build_scheduler
 from srlane.engine.recorder import Recorder
 
 LoaderBuilder = Callable[[Config, str, bool], DataLoader]
 
-
-def build_fabric(strategy: str, precision: str, gpus: Sequence[int], log: Callable[[str], None],
-                 num_nodes: int = 1) -> Fabric:
-    """CUDA when present, else CPU (32-bit, one process per ``gpus`` entry); not yet launched.
-
-    ``num_nodes`` machines with ``len(gpus)`` processes each: under ``torchrun --nnodes N
-    --nproc-per-node G`` Fabric takes ranks and addresses from torchrun's environment, and
-    ``G x N`` must equal its world size.
-    """
-    if num_nodes > 1 and strategy != "ddp":
-        raise ConfigError(f"num_nodes={num_nodes} needs strategy='ddp', got {strategy!r}")
-    if TorchElasticEnvironment.detect():
-        world_size = TorchElasticEnvironment().world_size()
-        if len(gpus) * num_nodes != world_size:
-            raise ConfigError(
-                f"torchrun started {world_size} processes but --gpus lists {len(gpus)} device(s) x num_nodes={num_nodes}; "
-                "give --gpus one id per --nproc-per-node process and --set num_nodes=<--nnodes>"
-            )
-    if torch.cuda.is_available():
-        return Fabric(accelerator="cuda", devices=list(gpus), num_nodes=num_nodes, strategy=strategy, precision=precision)
-    if precision != "32-true":
-        log(f"no CUDA device: precision {precision} falls back to 32-true on CPU")
-    cpu_strategy = "ddp" if len(gpus) > 1 or num_nodes > 1 else "auto"
-    if strategy != cpu_strategy and not (strategy == "ddp" and cpu_strategy == "auto"):
-        log(f"no CUDA device: strategy {strategy} runs as {cpu_strategy} on {len(gpus)} CPU process(es)")
-    return Fabric(accelerator="cpu", devices=len(gpus), num_nodes=num_nodes, strategy=cpu_strategy, precision="32-true")
+# torch warns when the first scheduler step comes before any optimizer step; under 16-mixed the
+# grad scaler skips the updates of the first steps (their float16 gradients overflow while it
+# finds its scale). The schedule follows iterations, skipped or not, so that order is intended.
+_SCHEDULER_BEFORE_OPTIMIZER = r"Detected call of `lr_scheduler.step\(\)` before `optimizer.step\(\)`"
 
 
 def _quiet_worker(init: Callable[[int], None] | None, worker_id: int) -> None:
@@ -128,7 +108,8 @@ class Runner:
         self.cfg = cfg
         self.view = view
         notes: list[str] = []
-        self.fabric = build_fabric(cfg.strategy, cfg.precision, gpus, notes.append, int(cfg.num_nodes))
+        self.fabric = build_fabric(cfg.accelerator, cfg.strategy, cfg.precision, gpus, notes.append,
+                                   int(cfg.num_nodes), cfg.matmul_precision)
         self.fabric.launch()
         self.work_dir = self.fabric.broadcast(os.path.abspath(work_dir), src=0)
         self.recorder = Recorder(self.work_dir, self.fabric.is_global_zero, cfg.total_iter)
@@ -139,8 +120,13 @@ class Runner:
         optimizer = build_optimizer(cfg.optimizer, self.net)
         self.scheduler = build_scheduler(cfg.scheduler, optimizer, cfg.total_iter)
         self.model, self.optimizer = self.fabric.setup(self.net, optimizer)
+        # updates the grad scaler skipped, counted on the device (read per log line)
+        self.scaler_skips = torch.zeros((), dtype=torch.int64, device=self.fabric.device) if self.scaler is not None else None
         self.build_loader = build_loader or _default_loader
         self.decoder = decoder or _default_decoder(cfg)
+        expected_size = (int(cfg.ori_img_h), int(cfg.ori_img_w)) if "ori_img_h" in cfg else None
+        self.input_checks = InputChecks(expected_size, int(cfg.get("cut_height", 0)), self.recorder.info,
+                                        int(cfg.max_unreadable_images))
         self.hooks: list[Hook] = [LoggerHook(cfg.log_interval), CheckpointHook(cfg.save_interval)]
         self.ema = EMAHook(self.net, cfg.ema_decay) if cfg.ema_decay else None
         if self.ema is not None:
@@ -213,6 +199,7 @@ class Runner:
         loader.generator.manual_seed(self.cfg.seed + self.epoch)
         group: list[Any] = []
         for batch in loader:
+            self.input_checks.training(batch["meta"])
             group.append(self.fabric.to_device(batch))
             if len(group) == self.cfg.accumulate:
                 self.batch_in_epoch += len(group)
@@ -241,8 +228,13 @@ class Runner:
             return self._skip_step(float(losses["loss"]))
         if self.cfg.grad_clip:
             self.fabric.clip_gradients(self.model, self.optimizer, max_norm=self.cfg.grad_clip)
+        scale = self.scaler._scale.clone() if self.scaler_skips is not None else None
         self.optimizer.step()
-        self.scheduler.step()
+        if scale is not None:  # the scaler lowers its scale exactly when it skips the update
+            self.scaler_skips += (self.scaler._scale < scale).squeeze().long()
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_SCHEDULER_BEFORE_OPTIMIZER)
+            self.scheduler.step()
         self.step += 1
         self.nonfinite_in_row = 0
         self.step_losses = losses
@@ -330,6 +322,10 @@ class Runner:
         predictions: dict[int, list] = {}
         bar = tqdm(loader, desc="Validate", disable=not self.fabric.is_global_zero, leave=False, dynamic_ncols=True)
         for batch in bar:
+            unreadable = self.input_checks.unreadable_items(batch["meta"])
+            if unreadable:
+                raise DataFormatError(unreadable[0]["img_path"], None, "cannot read this validation image (validation "
+                                      "scores every image of the split); repair it or remove it from the list")
             images = self.fabric.to_device(batch["img"])
             with self.fabric.autocast():
                 output = net(images)
@@ -361,10 +357,24 @@ class Runner:
             self.recorder.info(f"wrote {count} pictures to {folder}")
         return dict(dataset.evaluate(ordered))
 
+    @property
+    def scaler(self) -> torch.amp.GradScaler | None:
+        """The grad scaler of ``16-mixed`` training, else None."""
+        return getattr(self.fabric.strategy.precision, "scaler", None)
+
+    def counters(self) -> dict[str, int]:
+        """Events the log line reports: steps skipped for a non-finite loss or by the grad scaler,
+        training images replaced because they could not be read."""
+        counts = {"skipped (non-finite loss)": self.nonfinite_total,
+                  "unreadable images replaced": self.input_checks.unreadable}
+        if self.scaler_skips is not None:
+            counts["skipped by the grad scaler"] = int(self.scaler_skips)
+        return counts
+
     # --------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict:
         """Everything a resumed run needs to continue bit for bit."""
-        scaler = getattr(self.fabric.strategy.precision, "scaler", None)
+        scaler = self.scaler
         return {
             "net": self.net.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -376,6 +386,8 @@ class Runner:
             "best_metric": self.best_metric,
             "metrics": dict(self.last_metrics),
             "nonfinite": [self.nonfinite_in_row, self.nonfinite_total],
+            "unreadable_images": self.input_checks.unreadable,
+            "scaler_skips": None if self.scaler_skips is None else self.scaler_skips.cpu(),
             "hooks": {hook.name: hook.state_dict() for hook in self.hooks},
             "rng": ckpt.rng_state(),
             "config": self.cfg.to_dict(),
@@ -400,13 +412,15 @@ class Runner:
             raise ckpt.CheckpointError(f"checkpoint {path}: holds only weights; use --load-from, not --resume")
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        scaler = getattr(self.fabric.strategy.precision, "scaler", None)
-        if scaler is not None and state["scaler"] is not None:
-            scaler.load_state_dict(state["scaler"])
+        if self.scaler is not None and state["scaler"] is not None:
+            self.scaler.load_state_dict(state["scaler"])
+            if state.get("scaler_skips") is not None:
+                self.scaler_skips.copy_(state["scaler_skips"])
         self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
         self.best_metric = state["best_metric"]
         self.last_metrics = state["metrics"]
         self.nonfinite_in_row, self.nonfinite_total = state["nonfinite"]
+        self.input_checks.unreadable = state.get("unreadable_images", 0)
         for hook in self.hooks:
             hook.load_state_dict(state["hooks"].get(hook.name, {}))
         ckpt.set_rng_state(state["rng"])

@@ -6,6 +6,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from srlane.config import ConfigError
 from srlane.models.backbone import ResNetBackbone
 from srlane.models.criterion import SRLaneLoss
 from srlane.models.neck import ChannelMapper
@@ -52,12 +53,12 @@ def build_net(cfg: Mapping[str, Any]) -> SRLane:
     release's line-IoU loss, or ``"target"``, see :func:`srlane.models.losses.line_iou`)."""
     for key in ("img_w", "img_h"):
         if int(cfg[key]) % 32:
-            raise ValueError(f"config {key}={cfg[key]} must be a multiple of 32 (strides 8, 16, 32)")
+            raise ConfigError(f"config {key}={cfg[key]} must be a multiple of 32 (strides 8, 16, 32)")
     model = cfg["model"]
     bb, neck_cfg, sketch, refine = (model[k] for k in ("backbone", "neck", "sketch_head", "refine_head"))
     strides = tuple(sketch.get("feat_ds_strides", (8, 16, 32)))
     if strides != (8, 16, 32):
-        raise ValueError(f"model.sketch_head.feat_ds_strides must be (8, 16, 32), got {strides}")
+        raise ConfigError(f"model.sketch_head.feat_ds_strides must be (8, 16, 32), got {strides}")
     num_points = int(cfg["num_points"])
     hidden = int(neck_cfg.get("out_channels", 64))
     backbone = ResNetBackbone(int(bb.get("depth", 18)), bb.get("pretrained", False))

@@ -1,0 +1,113 @@
+"""Lightning Fabric for one run: the device, the strategy, the precision, and the checks that the
+processes a launcher started (torchrun, SLURM's srun) are the ones the command line asks for.
+
+- ``accelerator``: ``"auto"`` takes CUDA when it exists, ``"cpu"`` and ``"cuda"`` say so.
+- One device on one node runs without a wrapper whatever ``strategy`` says (DataParallel or a
+  one-process DDP group would only add copies, a port and a process group).
+- Several devices: ``"dp"`` (the release) or ``"ddp"``, one process per device. On CPU, each
+  ``--gpus`` entry is one process (DDP over gloo), always 32-bit.
+- ``matmul_precision`` (``"highest"``, ``"high"``, ``"medium"``) is set on CUDA before anything
+  runs: ``"high"`` lets float32 matrix products use TF32 tensor cores.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from lightning.fabric import Fabric
+from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
+from lightning.fabric.strategies import DDPStrategy
+from torch.nn.parallel import DistributedDataParallel
+
+from srlane.config import ConfigError
+
+ACCELERATORS = ("auto", "cpu", "cuda")
+STRATEGIES = ("dp", "ddp", "auto")
+MATMUL_PRECISIONS = ("highest", "high", "medium")
+
+
+def resolve_accelerator(accelerator: str) -> str:
+    """``"cpu"`` or ``"cuda"`` for a config's ``accelerator``; ConfigError when CUDA is asked for
+    and absent."""
+    if accelerator not in ACCELERATORS:
+        raise ConfigError(f"accelerator must be one of {', '.join(ACCELERATORS)}, got {accelerator!r}")
+    cuda = torch.cuda.is_available()
+    if accelerator == "cuda" and not cuda:
+        raise ConfigError(
+            f"accelerator 'cuda' asked for, but torch {torch.__version__} sees no CUDA device "
+            "(a CPU build of torch, or no driver); use accelerator 'cpu' or 'auto'"
+        )
+    if accelerator == "auto":
+        return "cuda" if cuda else "cpu"
+    return accelerator
+
+
+def launched_world_size() -> tuple[str, int] | None:
+    """``(launcher, processes)`` when torchrun or SLURM's srun started this process, else None."""
+    if SLURMEnvironment.detect():
+        return "srun", SLURMEnvironment().world_size()
+    if TorchElasticEnvironment.detect():
+        return "torchrun", TorchElasticEnvironment().world_size()
+    return None
+
+
+class DefaultStreamDDPStrategy(DDPStrategy):
+    """Fabric's DDP, with the model wrapped on the current CUDA stream.
+
+    Lightning builds ``DistributedDataParallel`` under a fresh side stream (which only whole-network
+    CUDA graph capture needs). DDP keeps a reference to each parameter's AccumulateGrad node, so
+    those nodes belong to the side stream while every backward runs on the default stream, and
+    torch (2.10 and later) warns at each backward that the streams do not match. We capture no
+    CUDA graphs, so we wrap where the forwards run.
+    """
+
+    def setup_module(self, module: torch.nn.Module) -> DistributedDataParallel:
+        return DistributedDataParallel(module=module, device_ids=self._determine_ddp_device_ids(), **self._ddp_kwargs)
+
+
+def build_fabric(
+    accelerator: str,
+    strategy: str,
+    precision: str,
+    gpus: Sequence[int],
+    log: Callable[[str], None],
+    num_nodes: int = 1,
+    matmul_precision: str = "high",
+) -> Fabric:
+    """A Fabric (not yet launched) for ``len(gpus)`` devices on each of ``num_nodes`` machines.
+
+    Under ``torchrun --nnodes N --nproc-per-node G`` or ``srun`` Fabric takes ranks and addresses
+    from the launcher's environment, and ``G x N`` must equal the processes it started.
+    """
+    device = resolve_accelerator(accelerator)
+    if strategy not in STRATEGIES:
+        raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+    if num_nodes > 1 and strategy != "ddp":
+        raise ConfigError(f"num_nodes={num_nodes} needs strategy='ddp', got {strategy!r}")
+    launched = launched_world_size()
+    if launched is not None and len(gpus) * num_nodes != launched[1]:
+        launcher, world_size = launched
+        raise ConfigError(
+            f"{launcher} started {world_size} processes but --gpus lists {len(gpus)} device(s) x num_nodes={num_nodes}; "
+            f"give --gpus one id per process of a node and --set num_nodes=<nodes>"
+        )
+    several = len(gpus) > 1 or num_nodes > 1
+    if not several and strategy != "auto":
+        log(f"one device: strategy {strategy} runs without a wrapper")
+        strategy = "auto"
+    elif several and device == "cpu" and strategy != "ddp":
+        log(f"on CPU: strategy {strategy} runs as ddp over {len(gpus)} process(es) per node")
+        strategy = "ddp"
+    if device == "cpu":
+        if precision != "32-true":
+            log(f"on CPU: precision {precision} runs as 32-true")
+        devices: int | list[int] = len(gpus)
+        precision = "32-true"
+    else:
+        if matmul_precision not in MATMUL_PRECISIONS:
+            raise ConfigError(f"matmul_precision must be one of {', '.join(MATMUL_PRECISIONS)}, got {matmul_precision!r}")
+        torch.set_float32_matmul_precision(matmul_precision)
+        log(f"float32 matmul precision {matmul_precision!r} (TF32 {'on' if matmul_precision != 'highest' else 'off'})")
+        devices = list(gpus)
+    chosen = DefaultStreamDDPStrategy() if strategy == "ddp" else strategy
+    return Fabric(accelerator=device, devices=devices, num_nodes=num_nodes, strategy=chosen, precision=precision)

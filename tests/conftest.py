@@ -1,0 +1,31 @@
+"""The suite runs on CPU wherever it runs: a test not marked ``cuda`` sees a machine without CUDA,
+so nothing picks a GPU by accident; tests marked ``cuda`` run only where a GPU is at hand
+(``python -m pytest -m cuda``) and are skipped elsewhere.
+
+Subprocesses (main.py, torchrun) do not inherit the patch: their configs say ``accelerator='cpu'``.
+A launcher's variables (torchrun's, SLURM's) are removed for each test, so a suite started under
+``srun`` or ``torchrun`` is not taken for a launched job, and a port that Lightning put into
+``MASTER_PORT`` during one test does not reach the next test's subprocesses.
+"""
+import pytest
+import torch
+
+HAS_CUDA = torch.cuda.is_available()
+LAUNCHER_VARIABLES = ("RANK", "LOCAL_RANK", "GROUP_RANK", "NODE_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE",
+                      "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID", "SLURM_NTASKS", "SLURM_JOB_NAME",
+                      "SLURM_NTASKS_PER_NODE", "SLURM_PROCID", "SLURM_LOCALID", "SLURM_NODEID")
+
+
+def pytest_collection_modifyitems(config, items):
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "cuda" in item.keywords and not HAS_CUDA:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _cpu_unless_marked_cuda(request, monkeypatch):
+    for name in LAUNCHER_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    if "cuda" not in request.keywords:
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

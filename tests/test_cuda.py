@@ -1,0 +1,127 @@
+"""On a CUDA GPU: mixed-precision training and resume, one-GPU strategies, autocast accuracy,
+validation equal to CPU validation, decoding of CUDA tensors.
+
+Skipped where there is no CUDA device; on a GPU machine run ``python -m pytest -m cuda``
+(``python -m pytest`` runs them too, after the CPU tests).
+"""
+import warnings
+
+import pytest
+import torch
+
+import main
+from srlane.data import synthetic
+from srlane.engine.checkpoint import load_checkpoint
+from srlane.models import build_net
+from srlane.models.decode import LaneDecoder
+from test_engine_e2e import N_TEST, N_TRAIN, ROOT
+from test_engine_runner import Interrupt, Record, make_runner, weights
+from test_models_detector import _cfg
+
+pytestmark = pytest.mark.cuda
+GPU = dict(accelerator="cuda")
+WARNINGS_WE_REMOVED = ("lr_scheduler.step()", "AccumulateGrad", "set_float32_matmul_precision")
+
+
+def _no_removed_warnings(caught) -> None:
+    found = [str(w.message) for w in caught if any(text in str(w.message) for text in WARNINGS_WE_REMOVED)]
+    assert not found, found
+
+
+@pytest.mark.parametrize("precision", ["16-mixed", "bf16-mixed"])
+def test_mixed_precision_training_and_resume(tmp_path, precision):
+    """A stopped and resumed run ends with the weights of an uninterrupted one; under 16-mixed the
+    grad scaler's scale and growth tracker come back from last.pth."""
+    import signal
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        full = make_runner(tmp_path, name="full", total_iter=7, save_interval=2, precision=precision, **GPU)
+        full.train()
+    _no_removed_warnings(caught)
+    assert full.fabric.device.type == "cuda"
+    cut = make_runner(tmp_path, name="cut", hooks=[Interrupt(5, signal.SIGTERM)], total_iter=7, save_interval=2,
+                      precision=precision, **GPU)
+    with pytest.raises(SystemExit):
+        cut.train()
+    saved = load_checkpoint(tmp_path / "cut" / "last.pth")
+    resumed = make_runner(tmp_path, name="cut", total_iter=7, save_interval=2, precision=precision, **GPU)
+    resumed.resume(str(tmp_path / "cut" / "last.pth"))
+    if precision == "16-mixed":
+        assert saved["scaler"] is not None and resumed.scaler.state_dict() == saved["scaler"]
+    else:
+        assert saved["scaler"] is None and resumed.scaler is None
+    resumed.train()
+    a, b = weights(tmp_path / "full" / "last.pth"), weights(tmp_path / "cut" / "last.pth")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("strategy", ["dp", "ddp"])
+def test_one_gpu_strategies_train_without_a_wrapper(tmp_path, strategy):
+    record = Record()
+    runner = make_runner(tmp_path, hooks=[record], strategy=strategy, precision="16-mixed", **GPU)
+    runner.train()
+    assert runner.step == 6 and len(record.validations) == 2
+    log = (tmp_path / "run" / "log.txt").read_text()
+    assert f"one device: strategy {strategy} runs without a wrapper" in log
+    assert "float32 matmul precision 'high' (TF32 on)" in log and "1 process(es) on cuda" in log
+
+
+@pytest.mark.parametrize("dtype, tolerance", [(torch.float16, 0.01), (torch.bfloat16, 0.05)])
+def test_eval_forward_under_autocast_agrees_with_float32(dtype, tolerance):
+    """Outputs (scores, start, angle, length, x offsets, all of order 1) within ``tolerance`` of
+    the float32 forward (TF32 off for the reference)."""
+    torch.manual_seed(0)
+    net = build_net(_cfg()).cuda().eval()
+    img = torch.rand(4, 3, 64, 160, device="cuda")
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
+    try:
+        with torch.no_grad():
+            ref = net(img)
+            with torch.autocast("cuda", dtype=dtype):
+                low = net(img)
+    finally:
+        torch.set_float32_matmul_precision(previous)
+    assert torch.isfinite(low).all()
+    assert (low.float() - ref).abs().max() < tolerance
+
+
+def test_decoder_on_cuda_tensors_equals_cpu():
+    g = torch.Generator().manual_seed(0)
+    preds = torch.randn(8, 40, 76, generator=g)
+    preds[..., 2:4] = torch.rand(8, 40, 2, generator=g)
+    preds[..., 4:] = torch.rand(8, 40, 1, generator=g) + 0.02 * torch.randn(8, 40, 72, generator=g)
+    decoder = LaneDecoder(_cfg())
+    on_cpu, on_gpu = decoder(preds), decoder(preds.cuda())
+    assert sum(map(len, on_cpu)) > 8
+    for a, b in zip(on_cpu, on_gpu):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            assert torch.allclose(torch.as_tensor(x.points), torch.as_tensor(y.points), atol=1e-5)
+
+
+def test_validate_only_on_cuda_counts_like_cpu(tmp_path):
+    """The same checkpoint validated on CPU and on CUDA (float32, TF32 off): equal tp/fp/fn per
+    category, up to lanes whose score sits at the threshold: at most 2 lanes may differ."""
+    synthetic.generate(tmp_path / "data", "culane", N_TRAIN, N_TEST, seed=0, progress=False)
+    cfg = tmp_path / "exp.py"
+    cfg.write_text(
+        f"_base_ = [{str(ROOT / 'configs' / 'srlane_r18_synthetic.py')!r}]\n"
+        "img_w = 256\nimg_h = 96\nprecision = '32-true'\nmatmul_precision = 'highest'\n"
+        f"dataset = dict(data_root={str(tmp_path / 'data')!r}, generate=None)\n"
+        "batch_size = 2\nworkers = 0\ntotal_iter = 4\neval_ep = 100\nlog_interval = 1\n"
+        "test_parameters = dict(conf_threshold=0.0)\n"
+    )
+    main.main([str(cfg), "--accelerator", "cuda", "--work-dir", str(tmp_path / "train")])
+    best = str(tmp_path / "train" / "best.pth")
+    gpu = main.main([str(cfg), "--validate-only", "--load-from", best, "--accelerator", "cuda", "--work-dir",
+                     str(tmp_path / "gpu")])
+    cpu = main.main([str(cfg), "--validate-only", "--load-from", best, "--accelerator", "cpu", "--work-dir",
+                     str(tmp_path / "cpu")])
+    assert gpu["0.5"]["tp"] + gpu["0.5"]["fp"] > 0
+    for name in ("tp", "fp", "fn"):
+        assert abs(gpu["0.5"][name] - cpu["0.5"][name]) <= 2, (name, gpu["0.5"], cpu["0.5"])
+    for category, counts in cpu["categories"].items():
+        for name in ("tp", "fp", "fn"):
+            assert abs(gpu["categories"][category]["0.5"][name] - counts["0.5"][name]) <= 2
