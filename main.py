@@ -16,6 +16,7 @@ import argparse
 import glob
 import os
 import sys
+from collections.abc import Callable
 
 from srlane.config import ConfigError
 from srlane.data.records import DataFormatError
@@ -58,6 +59,24 @@ def latest_checkpoint(work_dirs: str, config_path: str) -> str:
     return max(found, key=os.path.getmtime)
 
 
+def synthetic_preparation(cfg) -> Callable[[Callable[[str], None]], None] | None:
+    """When the config asks for the synthetic set (``dataset.generate``): a step that writes it
+    in ``dataset.data_root`` unless a complete one with these parameters is there."""
+    spec = cfg.dataset.get("generate")
+    if not spec:
+        return None
+    root, fmt, size = cfg.dataset.data_root, cfg.dataset.type, (int(spec.train), int(spec.test), int(spec.seed))
+
+    def prepare(log: Callable[[str], None]) -> None:
+        from srlane import synthetic
+
+        if not synthetic.is_complete(root, fmt, *size):
+            log(f"generating the synthetic {fmt} set ({size[0]} train, {size[1]} test) in {root}")
+            synthetic.generate(root, fmt, *size, workers=max(1, int(cfg.workers)))
+
+    return prepare
+
+
 def check_work_dir(path: str) -> None:
     """ConfigError when a folder on the way to ``path`` is a file."""
     existing = os.path.abspath(path)
@@ -78,7 +97,7 @@ def main(argv: list[str] | None = None) -> dict | None:
                                  else default_work_dir(cfg.work_dirs, args.config))
     check_work_dir(work_dir)
 
-    runner = Runner(cfg, work_dir, gpus=args.gpus, view=args.view)
+    runner = Runner(cfg, work_dir, gpus=args.gpus, view=args.view, prepare=synthetic_preparation(cfg))
     if args.load_from:
         runner.load_weights(args.load_from)
     if args.validate_only:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import main
-from srlane.data import synthetic
+from srlane import synthetic
 from srlane.engine.checkpoint import load_checkpoint
 from srlane.models import build_net
 from srlane.models.decode import LaneDecoder

@@ -1,4 +1,5 @@
-"""LaneDataset items, collate, seeding with 0 and 2 workers, end-to-end lane/image alignment."""
+"""LaneDataset items, per-size crops, collate, seeding with 0 and 2 workers, end-to-end lane/image
+alignment."""
 import os
 
 import cv2
@@ -6,8 +7,11 @@ import numpy as np
 import pytest
 import torch
 
+from srlane.benchmarks import build_benchmark
 from srlane.config import Config
-from srlane.data.dataset import LaneDataset, build_dataloader, collate
+from srlane.data.crop import Crop
+from srlane.data.dataset import LaneDataset, build_dataset
+from srlane.data.loader import build_dataloader, collate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ORI_W, ORI_H, CUT = 256, 128, 32
@@ -25,6 +29,14 @@ def make_cfg(data_root, cache_dir, **augmentation):
     for key, value in augmentation.items():
         cfg.augmentation[key] = value
     return cfg
+
+
+def dataset(cfg, split, training):
+    return build_dataset(cfg, build_benchmark(cfg).read_split(split, training), training)
+
+
+def loader(cfg, split, training):
+    return build_dataloader(cfg, dataset(cfg, split, training), training)
 
 
 def lane_points(i):
@@ -58,7 +70,7 @@ def culane(tmp_path_factory):
 
 
 def test_training_item_layout(culane, tmp_path):
-    ds = LaneDataset(make_cfg(culane, tmp_path), "train", training=True)
+    ds = dataset(make_cfg(culane, tmp_path), "train", training=True)
     item = ds[2]
     assert set(item) == {"img", "gt_lane", "gt_angle", "gt_seg", "meta"}
     assert item["img"].shape == (3, IMG_H, IMG_W) and item["img"].dtype == torch.float32
@@ -72,7 +84,7 @@ def test_training_item_layout(culane, tmp_path):
 
 
 def test_validation_item_is_crop_resize_rgb(culane, tmp_path):
-    ds = LaneDataset(make_cfg(culane, tmp_path), "test", training=False)
+    ds = dataset(make_cfg(culane, tmp_path), "test", training=False)
     item = ds[3]
     assert set(item) == {"img", "meta"}
     bgr = cv2.imread(os.path.join(str(culane), "driver_0/clip.MP4/00003.jpg"))
@@ -83,7 +95,7 @@ def test_validation_item_is_crop_resize_rgb(culane, tmp_path):
 
 
 def test_collate_stacks_levels_and_keeps_meta(culane, tmp_path):
-    ds = LaneDataset(make_cfg(culane, tmp_path), "train", training=True)
+    ds = dataset(make_cfg(culane, tmp_path), "train", training=True)
     batch = collate([ds[0], ds[1]])
     assert batch["img"].shape == (2, 3, IMG_H, IMG_W) and batch["gt_lane"].shape == (2, 4, 76)
     assert [m.shape for m in batch["gt_seg"]] == [(2, 8, 16), (2, 4, 8), (2, 2, 4)]
@@ -107,9 +119,9 @@ def assert_same(a, b):
 
 def test_batches_identical_with_0_and_2_workers_and_epochs_differ(culane, tmp_path):
     cfg = make_cfg(culane, tmp_path)
-    loader0 = build_dataloader(cfg, "train", training=True)
+    loader0 = loader(cfg, "train", training=True)
     cfg.workers = 2
-    loader2 = build_dataloader(cfg, "train", training=True)
+    loader2 = loader(cfg, "train", training=True)
     assert loader2.num_workers == 2
     for epoch in (0, 1):
         b0, b2 = epoch_batches(loader0, epoch), epoch_batches(loader2, epoch)
@@ -128,15 +140,17 @@ def test_batches_identical_with_0_and_2_workers_and_epochs_differ(culane, tmp_pa
 
 
 def test_validation_loader_keeps_order(culane, tmp_path):
-    loader = build_dataloader(make_cfg(culane, tmp_path), "test", training=False)
-    indices = [m["index"] for b in loader for m in b["meta"]]
-    assert indices == list(range(N_IMAGES)) and "gt_lane" not in next(iter(loader))
+    val = loader(make_cfg(culane, tmp_path), "test", training=False)
+    indices = [m["index"] for b in val for m in b["meta"]]
+    assert indices == list(range(N_IMAGES)) and "gt_lane" not in next(iter(val))
+    shards = [build_dataloader(make_cfg(culane, tmp_path), val.dataset, False, rank, 4) for rank in range(4)]
+    assert [[m["index"] for b in shard for m in b["meta"]] for shard in shards] == [[0, 4], [1, 5], [2], [3]]
 
 
 def test_targets_follow_the_augmented_image(culane, tmp_path):
     """Lanes drawn into the original image end up under the encoded lane rows."""
     cfg = make_cfg(culane, tmp_path, channel_shuffle=0.0, brightness=None, hue_saturation=None, blur=None)
-    ds = LaneDataset(cfg, "train", training=True)
+    ds = dataset(cfg, "train", training=True)
     hits, total = 0, 0
     for epoch in range(3):
         ds.set_epoch(epoch)
@@ -158,8 +172,14 @@ def test_targets_follow_the_augmented_image(culane, tmp_path):
     assert hits / total >= 0.97, hits / total
 
 
-def test_unknown_dataset_type(culane, tmp_path):
-    cfg = make_cfg(culane, tmp_path)
-    cfg.dataset.type = "llamas"
-    with pytest.raises(ValueError, match="dataset.type"):
-        LaneDataset(cfg, "train", training=True)
+def test_crop_by_image_size(culane, tmp_path):
+    """An image whose size has its own crop loses those rows; its meta says how many."""
+    records = build_benchmark(make_cfg(culane, tmp_path)).read_split("test", training=False)
+    ds = LaneDataset(records, IMG_W, IMG_H, Crop(CUT, {f"{ORI_W}x{ORI_H}": 64}))
+    item = ds[3]
+    bgr = cv2.imread(records[3].img_path)
+    expected = cv2.resize(bgr[64:], (IMG_W, IMG_H), interpolation=cv2.INTER_CUBIC)[..., ::-1]
+    assert torch.equal(item["img"], torch.from_numpy(expected.transpose(2, 0, 1).astype(np.float32) / 255.0))
+    assert item["meta"]["cut_height"] == 64 and Crop(CUT, {"1x1": 0})(ORI_H, ORI_W) == CUT
+    with pytest.raises(ValueError, match="needs both an augmenter and a target encoder"):
+        LaneDataset(records, IMG_W, IMG_H, Crop(CUT), augmenter=lambda img, lanes, rng: (img, lanes))

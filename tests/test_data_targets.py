@@ -130,3 +130,18 @@ def test_encode_lanes_reads_geometry_from_config():
     assert out["gt_lane"].shape == (2, 76)
     assert [m.shape for m in out["gt_angle"]] == [(40, 100), (20, 50), (10, 25)]
     assert all(m.dtype == np.float32 for m in out["gt_angle"] + out["gt_seg"])
+
+
+def test_sixteen_lane_slots_hold_ten_lanes_each_in_its_own_row():
+    """CurveLanes: up to 16 lanes. Ten vertical lanes fill rows 0-9 (sorted by their bottom x,
+    as the release orders them), each row decodes back to its lane; rows 10-15 are padding."""
+    xs = [40.0 + 75.0 * k for k in range(10)]
+    lanes = [line(x, 319.0, x, 20.0) for x in reversed(xs)]
+    rows = encoder(max_lanes=16)(lanes)["gt_lane"]
+    assert rows.shape == (16, 76)
+    assert (rows[:10, 1] == 1).all() and (rows[10:, 1] == 0).all() and (rows[10:, 0] == 1).all()
+    bottoms = sorted(rows[i, 4] for i in range(10))
+    np.testing.assert_allclose(bottoms, xs, atol=1e-3)
+    for i in range(10):
+        n = int(rows[i, 2] + rows[i, 3])
+        assert n > 60 and np.allclose(rows[i, 4:4 + n], rows[i, 4], atol=1e-3)

@@ -27,7 +27,7 @@ SCRIPT = textwrap.dedent("""
     import json, sys
     import torch
     sys.path.insert(0, {tests!r})
-    from test_engine_runner import ToyNet, make_cfg, toy_decoder, toy_loader
+    from test_engine_runner import make_cfg, toy_parts
     from srlane.engine.runner import Runner
 
     if __name__ == "__main__":
@@ -36,7 +36,7 @@ SCRIPT = textwrap.dedent("""
         nodes = 2 if mode == "two-nodes" else 1
         cfg = make_cfg(total_iter=3, eval_ep=100, toy_size=10, batch_size=2, num_nodes=nodes)
         gpus = {{"ddp": (0, 1), "two-nodes": (0,), "single": (0,)}}[mode]
-        runner = Runner(cfg, work, gpus=gpus, net=ToyNet(), build_loader=toy_loader, decoder=toy_decoder)
+        runner = Runner(cfg, work, gpus=gpus, **toy_parts(cfg))
         if mode == "single":
             runner.load_weights(work + "/last.pth")
             print("METRICS " + json.dumps(runner.evaluate()))
@@ -101,7 +101,8 @@ def test_two_nodes_under_torchrun_train_like_two_processes_on_one_node(script, o
         for rank in (0, 1)
     ]
     outputs = [node.communicate(timeout=300)[0] for node in nodes]
-    assert [node.returncode for node in nodes] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+    assert [node.returncode for node in nodes] == [0, 0], "\n".join(
+        f"--- node {rank} (exit {node.returncode}):\n{output[-4000:]}" for rank, (node, output) in enumerate(zip(nodes, outputs)))
     last = load_checkpoint(work / "last.pth")
     reference = load_checkpoint(one_node_two_processes / "last.pth")
     assert last["step"] == 3 and last["metrics"]["count"] == 10

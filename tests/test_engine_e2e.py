@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import main
-from srlane.data import synthetic
+from srlane import synthetic
 from srlane.data.records import DataFormatError
 from srlane.engine.checkpoint import load_checkpoint
 

@@ -1,5 +1,6 @@
 """The Runner on a stand-in network and dataset (tiny, CPU, seconds)."""
 import collections
+import functools
 import os
 import signal
 import sys
@@ -9,36 +10,46 @@ import torch
 from lightning.fabric import Fabric
 from lightning.fabric.plugins.precision import MixedPrecision
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from srlane.config import Config, ConfigError
-from srlane.engine.checkpoint import load_checkpoint
+from srlane.engine.checkpoint import CheckpointError, inference_weights, load_checkpoint
 from srlane.engine.defaults import DEFAULTS
 from srlane.engine.hooks import Hook
 from srlane.engine import runner as runner_module
-from srlane.data.dataset import EpochSampler
+from srlane.data.loader import EpochSampler, make_loader
 from srlane.engine.runner import Runner
 
 
 class ToyData(Dataset):
-    """Fixed random images; the target of image i is i % 3."""
+    """Fixed random images; the target of image i is i % 3 (its record)."""
 
     def __init__(self, size: int, training: bool) -> None:
-        self.size, self.training = size, training
+        self.records, self.training = [i % 3 for i in range(size)], training
 
     def __len__(self):
-        return self.size
+        return len(self.records)
+
+    def set_epoch(self, epoch):
+        pass  # no augmentation
 
     def __getitem__(self, i):
         img = torch.rand(3, 4, 4, generator=torch.Generator().manual_seed(i))
-        item = {"img": img, "meta": {"index": i, "img_name": f"{i}.jpg"}}
+        item = {"img": img, "meta": {"index": i, "img_name": f"{i}.jpg", "img_size": (4, 4), "cut_height": 0}}
         if self.training:
-            item["target"] = torch.tensor(float(i % 3))
+            item["target"] = torch.tensor(float(self.records[i]))
         return item
 
-    def evaluate(self, predictions, output_dir=None):
-        errors = [abs(p - i % 3) for i, p in enumerate(predictions)]
-        return {"metric": -sum(errors) / len(errors), "count": len(predictions)}
+
+class ToyBenchmark:
+    """Scores predictions by their mean distance to the targets (higher is better)."""
+
+    def evaluator(self, records):
+        def evaluate(predictions):
+            errors = [abs(p - target) for target, p in zip(records, predictions, strict=True)]
+            return {"metric": -sum(errors) / len(errors), "count": len(predictions)}
+
+        return evaluate
 
 
 def collate(items):
@@ -47,9 +58,15 @@ def collate(items):
     return batch
 
 
-def toy_loader(cfg, split, training):
-    return DataLoader(ToyData(cfg.toy_size, training), batch_size=cfg.batch_size, shuffle=training,
-                      drop_last=training, collate_fn=collate, num_workers=cfg.workers)
+def toy_loader(cfg, split, training, rank=0, world_size=1):
+    return make_loader(ToyData(cfg.toy_size, training), cfg.batch_size, cfg.workers, training, cfg.seed, rank,
+                       world_size, collate_fn=collate)
+
+
+def toy_parts(cfg, net=None):
+    """The Runner's seams for the stand-in: network, benchmark, loaders and decoder."""
+    return dict(net=net or ToyNet(), benchmark=ToyBenchmark(), build_loader=functools.partial(toy_loader, cfg),
+                decoder=toy_decoder)
 
 
 class ToyNet(nn.Module):
@@ -72,7 +89,7 @@ class ToyNet(nn.Module):
         return {"loss": loss, "loss_status": {"l2": loss.detach()}}
 
 
-def toy_decoder(output):
+def toy_decoder(output, crops=None):
     return [float(v) for v in output]
 
 
@@ -88,8 +105,8 @@ def make_cfg(**overrides):
 
 def make_runner(tmp_path, name="run", hooks=(), net=None, **overrides):
     torch.manual_seed(123)
-    return Runner(make_cfg(**overrides), str(tmp_path / name), net=net or ToyNet(), build_loader=toy_loader,
-                  decoder=toy_decoder, hooks=hooks)
+    cfg = make_cfg(**overrides)
+    return Runner(cfg, str(tmp_path / name), hooks=hooks, **toy_parts(cfg, net))
 
 
 class Record(Hook):
@@ -236,7 +253,7 @@ def test_grad_clip_and_ema_options(tmp_path):
     start = {k: v.clone() for k, v in runner.net.state_dict().items()}
     runner.train()
     best = load_checkpoint(tmp_path / "run" / "best.pth")
-    ema = best["hooks"]["ema"]["ema"]
+    ema = best["ema"]
     assert any(not torch.equal(ema[k], best["net"][k]) for k in ema)
     fresh = make_runner(tmp_path, name="eval")
     fresh.load_weights(str(tmp_path / "run" / "best.pth"))
@@ -318,3 +335,22 @@ def test_grad_scaler_skips_are_counted_and_resume_restores_the_scaler(tmp_path, 
     full_weights, cut_weights = weights(tmp_path / "full" / "last.pth"), weights(tmp_path / "cut" / "last.pth")
     assert all(torch.equal(full_weights[k], cut_weights[k]) for k in full_weights)
     assert int(resumed.scaler_skips) == skipped
+
+
+def test_moving_average_checkpoint_key_and_checkpoints_of_the_hook_layout(tmp_path):
+    """The Runner keeps the average under the top-level "ema" key; a checkpoint that keeps it
+    where the EMA hook did (hooks.ema.ema) still evaluates and resumes with it."""
+    make_runner(tmp_path, total_iter=4, ema_decay=0.5).train()
+    state = load_checkpoint(tmp_path / "run" / "last.pth")
+    assert set(state["ema"]) == set(state["net"]) and "ema" not in state["hooks"]
+    old = dict(state, hooks={**state["hooks"], "ema": {"ema": state.pop("ema")}})
+    torch.save(old, tmp_path / "old.pth")
+    legacy = inference_weights(load_checkpoint(tmp_path / "old.pth"))
+    assert all(torch.equal(legacy[k], v) for k, v in old["hooks"]["ema"]["ema"].items())
+    resumed = make_runner(tmp_path, name="resumed", total_iter=4, ema_decay=0.5)
+    resumed.resume(str(tmp_path / "old.pth"))
+    assert all(torch.equal(v, old["hooks"]["ema"]["ema"][k]) for k, v in resumed.ema.state_dict().items())
+    without = make_runner(tmp_path, name="plain", total_iter=4)
+    without.train()
+    with pytest.raises(CheckpointError, match="ema_decay is set but the checkpoint has no moving average"):
+        make_runner(tmp_path, name="x", total_iter=4, ema_decay=0.5).resume(str(tmp_path / "plain" / "last.pth"))

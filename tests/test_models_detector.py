@@ -1,6 +1,7 @@
 """Detector plumbing: autocast, wrappers, batched decoding equals per-image decoding."""
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from srlane.config import Config
@@ -72,3 +73,31 @@ def test_writers(tmp_path):
     assert (tmp_path / "empty.lines.txt").read_text() == ""
     record = json.loads(tusimple_json_line("clips/x/20.jpg", [lane], [160, 400, 710], 5.0, 1280, 720))
     assert record == {"raw_file": "clips/x/20.jpg", "lanes": [[-2, 640, 640]], "run_time": 5.0}
+
+
+def test_sixteen_lanes_decode_train_and_stay_finite():
+    """With max_lanes and nms_topk 16 (CurveLanes) the decoder keeps up to 16 lanes, and a
+    training step on images with 10 lanes gives a finite loss and gradients."""
+    from tools.speed import crafted_predictions
+
+    cfg = _cfg(w=320, h=128)
+    cfg.max_lanes, cfg.test_parameters.nms_topk, cfg.test_parameters.nms_thres = 16, 16, 5.0
+    preds = crafted_predictions(2, 40, 72, 12)
+    assert [len(lanes) for lanes in LaneDecoder(cfg)(preds)] == [12, 12]
+    cfg.test_parameters.nms_topk = 4
+    assert [len(lanes) for lanes in LaneDecoder(cfg)(preds)] == [4, 4]
+    from srlane.data.targets import encode_lanes
+
+    cfg.test_parameters.nms_topk = 16
+    torch.manual_seed(0)
+    net = build_net(cfg).train()
+    lanes = [np.stack([np.full(30, 15.0 + 29.0 * k), np.linspace(127.0, 20.0, 30)], 1) for k in range(10)]
+    targets = [encode_lanes(lanes, cfg) for _ in range(2)]
+    batch = {"img": torch.rand(2, 3, 128, 320),
+             "gt_lane": torch.stack([torch.from_numpy(t["gt_lane"]) for t in targets]),
+             "gt_angle": [torch.stack([torch.as_tensor(t["gt_angle"][level]) for t in targets]) for level in range(3)]}
+    assert batch["gt_lane"].shape == (2, 16, 76) and int((batch["gt_lane"][..., 1] == 1).sum()) == 20
+    out = net(batch)
+    assert torch.isfinite(out["loss"])
+    out["loss"].backward()
+    assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)

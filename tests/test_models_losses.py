@@ -100,10 +100,11 @@ def _brute_assign(cost, ious, n_candidate=4):
     return result
 
 
-def test_dynamic_k_assign_brute_force():
+@pytest.mark.parametrize("t", [4, 16])  # CULane's 4 lane slots and CurveLanes' 16
+def test_dynamic_k_assign_brute_force(t):
     g = torch.Generator().manual_seed(2)
     for _ in range(50):
-        b, n, t = 3, 12, 4
+        b, n = 3, 12 if t == 4 else 40
         cost = torch.randn(b, n, t, generator=g)
         ious = torch.rand(b, n, t, generator=g) * 1.4 - 0.2
         valid = torch.rand(b, t, generator=g) < 0.7
@@ -128,6 +129,23 @@ def test_assign_without_lanes_and_with_lanes():
     matched, gt_index = assign(preds, targets, valid, 800)
     assert not matched[0].any()
     assert matched[1, 7] and gt_index[1, 7] == 0
+
+
+def test_assign_sixteen_slots_each_lane_to_its_own_proposal():
+    """Ten lanes in 16 target slots, each a copy of one of 40 proposals: each lane takes its copy."""
+    g = torch.Generator().manual_seed(4)
+    preds = torch.cat([torch.zeros(1, 40, 4), torch.zeros(1, 40, 72)], -1)
+    preds[..., 3] = 1.0
+    preds[0, :, 4:] = (torch.arange(40).float() * 20 + 5)[:, None] + torch.rand(40, 72, generator=g)
+    targets = torch.full((1, 16, 76), -1e5)
+    targets[..., 0], targets[..., 1] = 1.0, 0.0
+    copies = torch.tensor([3, 7, 11, 15, 19, 23, 27, 31, 35, 39])
+    targets[0, :10, :2] = torch.tensor([0.0, 1.0])
+    targets[0, :10, 2:4] = torch.tensor([0.0, 72.0])
+    targets[0, :10, 4:] = preds[0, copies, 4:]
+    matched, gt_index = assign(preds, targets, targets[..., 1] == 1, 800)
+    assert matched[0, copies].all()
+    assert gt_index[0, copies].tolist() == list(range(10))
 
 
 def test_line_iou_prediction_width_dead_zone_and_target_width():

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from srlane.config import Config
-from srlane.data.synthetic import render
+from srlane.synthetic import render
 from srlane.data.targets import encode_lanes
 from srlane.models import build_net
 from srlane.models.decode import LaneDecoder

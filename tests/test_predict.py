@@ -17,6 +17,7 @@ sys.path.insert(0, str(ROOT))
 from srlane.data.records import DataFormatError  # noqa: E402
 from srlane.engine.defaults import load_experiment  # noqa: E402
 from srlane.evaluation.culane import read_lines_file  # noqa: E402
+from srlane.evaluation.curvelanes import read_lines_json  # noqa: E402
 from srlane.lanes import culane_lines  # noqa: E402
 from srlane.models import build_net  # noqa: E402
 from srlane.models.decode import LaneDecoder  # noqa: E402
@@ -135,3 +136,34 @@ def test_unreadable_image_is_reported_and_the_others_are_predicted(setup, tmp_pa
     written = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.lines.txt"))
     assert written == ["a.lines.txt", "b.lines.txt", "sub/c.lines.txt"]
     assert "3 images, " in out.stdout and "1 unreadable image(s) skipped" in out.stdout
+
+
+def test_curvelanes_files_for_images_of_the_three_sizes(setup, tmp_path):
+    """Each image is cropped by its size's cut_heights entry and its lanes are written in its own
+    pixels, every 8 rows from that crop down."""
+    tmp, _, _ = setup
+    config = tmp_path / "curve.py"
+    config.write_text(f"_base_ = [{str(ROOT / 'configs' / 'srlane_r18_curvelanes.py')!r}]\n"
+                      "img_w = 256\nimg_h = 96\nmodel = dict(backbone=dict(pretrained=False))\n")
+    sizes = {"valid/images/big.jpg": (1440, 2560), "valid/images/wide.jpg": (660, 1570),
+             "valid/images/small.jpg": (720, 1280)}
+    rng = np.random.default_rng(1)
+    for name, (h, w) in sizes.items():
+        (tmp_path / "root" / name).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(tmp_path / "root" / name), rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+    (tmp_path / "list.txt").write_text("".join(f"{name}\n" for name in sizes))
+    summary = predict.main([str(config), str(tmp_path / "list.txt"), "--root", str(tmp_path / "root"), "--load-from",
+                            str(tmp / "net.pth"), "--out", str(tmp_path / "out"), "--format", "curvelanes",
+                            "--conf-threshold", "0", "--workers", "0", "--accelerator", "cpu"])
+    crops = {"big": 640, "wide": 180, "small": 368}
+    total = 0
+    for name, (h, w) in sizes.items():
+        path = tmp_path / "out" / name.replace(".jpg", ".lines.json")
+        lanes = read_lines_json(path)
+        for lane in lanes:
+            ys = lane[:, 1]
+            assert (ys >= crops[path.stem.split(".")[0]]).all() and (ys < h).all()
+            assert (lane[:, 0] >= 0).all() and (lane[:, 0] < w).all()
+            assert set(np.diff(ys)) <= {-8.0}  # bottom first, every 8 rows
+        total += len(lanes)
+    assert total > 0 and summary["images"] == 3 and summary["lanes"] == total

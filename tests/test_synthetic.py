@@ -1,15 +1,23 @@
-"""Synthetic road set: determinism, the CULane and TuSimple round trip through the real readers,
-category lists, annotation geometry, the completion marker."""
+"""Synthetic road set: determinism, the CULane, TuSimple and CurveLanes round trips through the
+real readers, category lists, annotation geometry, the completion marker, and what makes the
+CurveLanes variant CurveLanes-like (three image sizes, sharper curves, more lanes)."""
 import hashlib
+import json
 import os
 from collections import Counter
 
 import numpy as np
 import pytest
 
-from srlane.data import synthetic
-from srlane.data.culane import CATEGORIES, load_culane
-from srlane.data.tusimple import load_tusimple
+from srlane import synthetic
+from srlane.benchmarks.culane import CATEGORIES, load_culane
+from srlane.benchmarks.curvelanes import SPLITS as CURVELANES_SPLITS
+from srlane.benchmarks.curvelanes import load_curvelanes
+from srlane.benchmarks.tusimple import load_tusimple
+from srlane.synthetic import export, scene
+from srlane.synthetic.render import _line_segments
+
+CURVELANES_SIZES = {(1440, 2560), (660, 1570), (720, 1280)}
 
 
 def tree_digest(root) -> dict[str, str]:
@@ -22,10 +30,23 @@ def tree_digest(root) -> dict[str, str]:
     return out
 
 
+def bend(lane: np.ndarray) -> float:
+    """Largest distance (pixels) of a lane from the chord through its end points."""
+    (x0, y0), (x1, y1) = lane[0], lane[-1]
+    return float(np.abs(lane[:, 0] - (x0 + (lane[:, 1] - y0) * (x1 - x0) / (y1 - y0))).max())
+
+
 @pytest.fixture(scope="module")
 def culane_set(tmp_path_factory):
     root = tmp_path_factory.mktemp("synthetic_culane")
     summary = synthetic.generate(root, fmt="culane", n_train=4, n_test=20, seed=3, progress=False)
+    return root, summary
+
+
+@pytest.fixture(scope="module")
+def curvelanes_set(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synthetic_curvelanes")
+    summary = synthetic.generate(root, fmt="curvelanes", n_train=6, n_test=3, seed=2, progress=False)
     return root, summary
 
 
@@ -49,12 +70,12 @@ def test_culane_round_trip_through_the_reader(culane_set, tmp_path):
     train = load_culane(str(root), "train", cache_dir=str(tmp_path))
     val = load_culane(str(root), "val", cache_dir=str(tmp_path))
     assert [r.img_name for r in val] == [r.img_name for r in test]
-    assert [r.img_name for r in test] == [synthetic.culane_name("test", i) for i in range(20)]
-    assert Counter(r.category for r in test) == Counter(synthetic.CATEGORY_BLOCK)
+    assert [r.img_name for r in test] == [export.culane_name("test", i) for i in range(20)]
+    assert Counter(r.category for r in test) == Counter(scene.CATEGORY_BLOCK)
     for split, records in (("train", train), ("test", test)):
         for index, record in enumerate(records):
             _, label = synthetic.render("culane", 3, split, index)
-            assert record.img_name == synthetic.culane_name(split, index)
+            assert record.img_name == export.culane_name(split, index)
             assert len(record.lanes) == len(label.lanes)
             for read, written in zip(record.lanes, label.lanes):
                 np.testing.assert_allclose(read, written, atol=1e-3)
@@ -110,15 +131,11 @@ def test_categories_mean_what_they_say():
         labels.setdefault(label.category, []).append(label)
         means.setdefault(label.category, []).append(image.mean())
 
-    def bend(label):  # largest distance of a lane from the chord through its end points
-        out = []
-        for lane in label.lanes:
-            (x0, y0), (x1, y1) = lane[0], lane[-1]
-            out.append(np.abs(lane[:, 0] - (x0 + (lane[:, 1] - y0) * (x1 - x0) / (y1 - y0))).max())
-        return max(out)
+    def max_bend(label):
+        return max(bend(lane) for lane in label.lanes)
 
-    assert min(bend(label) for label in labels["curve"]) > 120
-    assert np.median([bend(label) for label in labels["normal"]]) < 60
+    assert min(max_bend(label) for label in labels["curve"]) > 120
+    assert np.median([max_bend(label) for label in labels["normal"]]) < 60
     assert all(label.lanes == [] for label in labels["cross"])
     assert max(means["night"]) < 0.5 * min(means["normal"])
     assert min(means["hlight"]) > np.median(means["normal"])
@@ -126,25 +143,35 @@ def test_categories_mean_what_they_say():
 
 def test_worn_paint_keeps_at_least_40_percent_of_dashes():
     rng = np.random.default_rng(0)
-    trace = synthetic._Trace(points=np.zeros((6, 2)), s_lo=0.0, s_hi=120.0)
+    trace = scene.Trace(points=np.zeros((6, 2)), s_lo=0.0, s_hi=120.0)
     for keep in (0.45, 0.6, 1.0):
-        line = synthetic._Line(offset=1.7, slot=2, yellow=False, width=0.15, style="dashed", dash=4.0, gap=6.0,
-                               phase=0.0, paint=0.6, keep=keep, top_margin=10.0)
-        segments = synthetic._line_segments(line, trace, rng)
+        line = scene.Line(offset=1.7, slot=2, yellow=False, width=0.15, style="dashed", dash=4.0, gap=6.0,
+                          phase=0.0, paint=0.6, keep=keep, top_margin=10.0)
+        segments = _line_segments(line, trace, rng)
         assert len(segments) == int(np.ceil(keep * 12))
         assert all(0 <= a < b <= 120 and b - a <= 4.0 for a, b in segments)
 
 
 def test_straight_road_annotation_is_the_projected_centre_line():
-    road = synthetic._Road(heading=0.0, curvature=0.0, curvature_rate=0.0)
+    road = scene.Road(heading=0.0, curvature=0.0, curvature_rate=0.0)
     np.testing.assert_allclose(road.x, 0.0, atol=1e-12)
     np.testing.assert_allclose(road.z, road.s, atol=1e-9)
-    cam = synthetic._Camera(f=1000.0, cx=820.0, horizon=280.0, height=1.5, x=0.3, near=2.0)
-    trace = synthetic._trace(road, cam, synthetic.CULANE, offset=1.8, v_top=300.0)
+    cam = scene.Camera(f=1000.0, cx=820.0, horizon=280.0, height=1.5, x=0.3, near=2.0)
+    trace = scene.trace_line(road, cam, scene.CULANE, offset=1.8, v_top=300.0)
     rows = 589.0 - 10 * np.arange(29)  # 589 ... 309, the rows at or below v_top = 300
     np.testing.assert_array_equal(trace.points[:, 1], rows)
     # ground x = 1.8 at depth z = f h / (v - horizon): u = cx + f (1.8 - 0.3) / z
     np.testing.assert_allclose(trace.points[:, 0], np.round(820.0 + 1.5 * (rows - 280.0) / 1.5, 3), atol=1e-6)
+
+
+def test_a_road_that_loops_back_is_traced_where_it_is_drawn():
+    """The road model runs 400 m; on a sharp curve it turns past 90 degrees and comes back towards
+    the camera, and only the stretch before that is drawn and annotated."""
+    road = scene.Road(heading=0.0, curvature=0.035, curvature_rate=0.0)
+    assert road.end < len(road.s) and np.any(np.diff(road.z) < 0)
+    cam = scene.Camera(f=1400.0, cx=1280.0, horizon=630.0, height=1.5, x=0.0, near=2.5)
+    trace = scene.trace_line(road, cam, scene.CURVELANES[0], offset=-1.8, v_top=650.0)
+    assert trace is not None and trace.points[0, 1] == 1439 and trace.s_lo < 3.0
 
 
 def test_tusimple_round_trip_through_the_reader(tmp_path):
@@ -164,6 +191,63 @@ def test_tusimple_round_trip_through_the_reader(tmp_path):
             assert np.all((read[:, 0] >= 0) & (read[:, 0] <= 1279)) and np.all(np.diff(read[:, 1]) == 10)
 
 
+def test_curvelanes_round_trip_through_the_reader(curvelanes_set, tmp_path):
+    root, summary = curvelanes_set
+    assert (summary["train"], summary["test"], summary["format"]) == (6, 3, "curvelanes")
+    assert set(export.CURVELANES_FOLDERS.values()) <= set(CURVELANES_SPLITS)
+    for split, folder, count in (("train", "train", 6), ("test", "valid", 3)):
+        records = load_curvelanes(str(root), folder, cache_dir=str(tmp_path))
+        assert [r.img_name for r in records] == [export.curvelanes_name(split, i) for i in range(count)]
+        assert (root / folder / f"{folder}.txt").read_text() == "".join(f"{folder}/images/{i:06d}.jpg\n"
+                                                                         for i in range(count))
+        assert {r.img_size for r in records} == CURVELANES_SIZES  # every block of 3 holds each size
+        for index, record in enumerate(records):
+            image, label = synthetic.render("curvelanes", 2, split, index)
+            assert record.img_size == image.shape[:2]
+            assert len(record.lanes) == len(label.lanes)
+            for read, written in zip(record.lanes, label.lanes):
+                np.testing.assert_allclose(read, written, atol=1e-3)
+            height, width = record.img_size
+            step = 20 if height == 1440 else 10
+            for lane in record.lanes:
+                x, y = lane[:, 0], lane[:, 1]
+                assert np.all((x >= 0) & (x <= width - 1)) and y[0] <= height - 1 and len(lane) >= 6
+                assert np.all(np.diff(y) == -step) and (height - 1 - y[0]) % step == 0
+    files = sorted(tree_digest(root))
+    assert len(files) == 2 * 9 + 2 + 1  # jpg + lines.json per image, 2 lists, marker
+    label = json.loads((root / "train" / "labels" / "000000.lines.json").read_text())
+    points = [point for lane in label["Lines"] for point in lane]
+    assert points and all(isinstance(point["x"], str) and isinstance(point["y"], str) for point in points)
+
+
+def test_curvelanes_same_bytes_in_any_worker_count(tmp_path):
+    synthetic.generate(tmp_path / "a", "curvelanes", n_train=3, n_test=1, seed=4, progress=False)
+    synthetic.generate(tmp_path / "b", "curvelanes", n_train=3, n_test=1, seed=4, progress=False, workers=2)
+    a, b = tree_digest(tmp_path / "a"), tree_digest(tmp_path / "b")
+    assert a == b and len(a) == 2 * 4 + 2 + 1
+    assert synthetic.is_complete(tmp_path / "b", "curvelanes", 3, 1, 4)
+    assert not synthetic.is_complete(tmp_path / "b", "culane", 3, 1, 4)
+
+
+def test_curvelanes_curves_are_sharper_and_roads_wider_than_culane():
+    """Per scene, the largest bend of a lane (distance from its chord) as a fraction of the image
+    width; measured medians over these 40 scenes: 0.017 (CULane), 0.081 (CurveLanes), a ratio of
+    4.8 (4.0 to 4.9 for seeds 0 to 3). The labels come from the scene alone, no drawing needed."""
+    medians, counts = {}, {}
+    for fmt in ("culane", "curvelanes"):
+        bends, counts[fmt] = [], []
+        for index in range(40):
+            sampled, _ = scene.sample(fmt, 0, "test", index)
+            label = sampled.label()
+            counts[fmt].append(len(label.lanes))
+            if label.lanes:
+                bends.append(max(bend(lane) for lane in label.lanes) / sampled.layout.width)
+        medians[fmt] = np.median(bends)
+    assert medians["curvelanes"] > 3 * medians["culane"] and medians["curvelanes"] > 0.05
+    assert max(counts["culane"]) <= 4 and max(counts["curvelanes"]) <= 8
+    assert sum(count > 4 for count in counts["curvelanes"]) >= 8  # 17 of 40 measured
+
+
 def test_marker_detects_interrupted_and_different_runs(tmp_path, monkeypatch):
     root = tmp_path / "set"
     synthetic.generate(root, "culane", n_train=1, n_test=1, seed=0, progress=False)
@@ -175,7 +259,7 @@ def test_marker_detects_interrupted_and_different_runs(tmp_path, monkeypatch):
     def broken(*args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(synthetic, "_write_scene", broken)
+    monkeypatch.setattr(export, "_write_scene", broken)
     with pytest.raises(KeyboardInterrupt):
         synthetic.generate(root, "culane", n_train=1, n_test=1, seed=0, progress=False)
     assert not synthetic.is_complete(root, "culane", 1, 1, 0)
@@ -186,3 +270,5 @@ def test_bad_arguments_are_named():
         synthetic.generate("unused", fmt="llamas", n_train=1, n_test=1)
     with pytest.raises(ValueError, match="n_test"):
         synthetic.generate("unused", fmt="culane", n_train=1, n_test=-1)
+    with pytest.raises(ValueError, match="split 'valid'"):
+        synthetic.render("curvelanes", 0, "valid", 0)

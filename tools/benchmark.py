@@ -4,12 +4,8 @@
     python tools/benchmark.py metric [--json OUT]   CULane metric: ms per image, full-test seconds
 """
 import argparse
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from tools.benchmarks import data, metric  # noqa: E402
+from throughput import data, metric  # tools/throughput/, next to this script
 
 BENCHMARKS = {"data": data, "metric": metric}
 

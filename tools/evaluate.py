@@ -3,22 +3,25 @@
     python tools/evaluate.py culane --anno-dir A --pred-dir P --list L [--iou 0.5 ...] [--mf1]
                                     [--categories DIR] [--json OUT] [--per-image OUT.tsv] [--workers N]
     python tools/evaluate.py tusimple --pred P.json --gt G.json [--json OUT]
+    python tools/evaluate.py curvelanes --data-root ROOT --pred-dir P [--split valid | --list L] [--json OUT]
 
 CULane: official F1 (width 30, IoU > threshold) over the images of the list file, read from
 `<dir>/<image stem>.lines.txt` in both folders; `--categories` names a folder of category lists
 (test0_normal.txt, ...) to score each too. TuSimple: the official LaneEval accuracy, FP and FN,
-and the F1 derived from the FP/FN means. Undefined ratios print as "-" and are null in json.
+and the F1 derived from the FP/FN means. CurveLanes: the official F1 (224x224 canvas, width 5,
+IoU > 0.5) with each image's own size; predictions are `P/<list entry without extension>.lines.json`
+(the label schema, numbers or strings) or `.lines.txt`, a missing file is an image without lanes.
+Undefined ratios print as "-" and are null in json. Malformed input stops with one line.
 """
 import argparse
 import json
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from srlane.fileio import atomic_write_text  # noqa: E402
-from srlane.evaluation.culane import MF1_THRESHOLDS, evaluate_culane_files, threshold_key  # noqa: E402
-from srlane.evaluation.tusimple import evaluate_tusimple_files  # noqa: E402
+from srlane.benchmarks.curvelanes import split_list_path
+from srlane.evaluation.culane import MF1_THRESHOLDS, evaluate_culane_files, read_image_list, threshold_key
+from srlane.evaluation.curvelanes import evaluate_curvelanes_files
+from srlane.evaluation.tusimple import evaluate_tusimple_files
+from srlane.fileio import atomic_write_text
 
 
 def fmt(value, digits: int = 4) -> str:
@@ -86,6 +89,15 @@ def run_tusimple(args: argparse.Namespace) -> None:
         atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")
 
 
+def run_curvelanes(args: argparse.Namespace) -> None:
+    names = read_image_list(args.list or split_list_path(args.data_root, args.split))
+    result = evaluate_curvelanes_files(args.data_root, args.pred_dir, names)
+    print(table(["images", "tp", "fp", "fn", "precision", "recall", "F1"],
+                [[str(result["num_images"])] + [fmt(result[k]) for k in ("tp", "fp", "fn", "precision", "recall", "f1")]]))
+    if args.json:
+        atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="dataset", required=True)
@@ -108,8 +120,20 @@ def main() -> None:
     tu.add_argument("--gt", required=True, help="ground-truth json-lines file")
     tu.add_argument("--json", help="write the results as json here")
     tu.set_defaults(run=run_tusimple)
+    cl = sub.add_parser("curvelanes", help="official CurveLanes F1")
+    cl.add_argument("--data-root", required=True, help="the CurveLanes folder (images and labels)")
+    cl.add_argument("--pred-dir", required=True, help="folder of <list entry without extension>.lines.json/.lines.txt")
+    where = cl.add_mutually_exclusive_group()
+    where.add_argument("--split", default="valid", help="split whose <split>/<split>.txt lists the images (default: valid)")
+    where.add_argument("--list", help="list file of the evaluated images instead (paths relative to --data-root)")
+    cl.add_argument("--json", help="write tp, fp, fn, precision, recall, f1 as json here")
+    cl.set_defaults(run=run_curvelanes)
     args = parser.parse_args()
-    args.run(args)
+    try:
+        args.run(args)
+    except (ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
-"""Write the synthetic road set (procedural scenes) in the CULane or TuSimple layout.
+"""Write the synthetic road set (procedural scenes) in the CULane, TuSimple or CurveLanes layout.
 
     python tools/make_synthetic.py --out datasets/synthetic --format culane --train 1000 --test 300 --seed 0
+    python tools/make_synthetic.py --out datasets/synthetic_curvelanes --format curvelanes --workers 2
 
 The same arguments always give byte-identical files. A `.complete` marker holding the parameters
-is written last; the trainer regenerates a set whose marker is missing or differs.
+is written last; the trainer regenerates a set whose marker is missing or differs. The CurveLanes
+variant mixes 2560x1440, 1570x660 and 1280x720 images and writes the test scenes as `valid`.
 """
 import argparse
 import json
@@ -12,7 +14,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from srlane.data.synthetic import LAYOUTS, generate  # noqa: E402
+from srlane.synthetic import LAYOUTS, generate  # noqa: E402
 
 
 def main() -> None:

@@ -1,22 +1,23 @@
 """Detect lanes in images with a trained SRLane and write them as benchmark prediction files.
 
     python tools/predict.py CONFIG --load-from CKPT INPUT [INPUT ...] --out DIR
-                            [--format culane|tusimple] [--view] [--conf-threshold T]
+                            [--format culane|tusimple|curvelanes] [--view] [--conf-threshold T]
                             [--batch B] [--accelerator auto|cpu|cuda] [--root DIR] [--workers N]
 
 INPUT: image files, folders (searched recursively for *.jpg and *.png) or list files (.txt, one
 image per line, its first field a path relative to --root, as CULane's lists). Output names:
 the file name of an image input, the path relative to a folder input, the entry of a list.
 
-Each image is read as validation reads it (rows below cut_height, resized to img_w x img_h,
-divided by 255), the network runs in eval mode in batches and the lanes are written in the
-pixels of that image:
-  culane    <out>/<name without extension>.lines.txt, one "x y x y ..." line per lane at the
-            rows the CULane writer samples (y = 270, 278, ...: meant for CULane-sized images)
-  tusimple  <out>/predictions.json, one json line per image (raw_file, lanes, run_time in ms),
-            x at the rows cut_height, cut_height + 10, ... below the image height (for a
-            1280x720 image and cut_height 160: TuSimple's h_samples 160..710)
-  --view    <out>/visualization/<name>, the image with its lanes drawn
+Each image is read as validation reads it (the rows below its crop, cut_height or the
+cut_heights entry of its size, resized to img_w x img_h, divided by 255), the network runs in
+eval mode in batches and the benchmark's writer writes the lanes in the pixels of that image:
+  culane      <out>/<name without extension>.lines.txt, one "x y x y ..." line per lane, every
+              8 rows from the crop down
+  tusimple    <out>/predictions.json, one json line per image (raw_file, lanes, run_time in ms),
+              x at the rows crop, crop + 10, ... below the image height (for a 1280x720 image
+              and cut_height 160: TuSimple's h_samples 160..710)
+  curvelanes  <out>/<name without extension>.lines.json, every 8 rows from the crop down
+  --view      <out>/visualization/<name>, the image with its lanes drawn
 An image whose size differs from the config's ori_img_w x ori_img_h gets a warning (once per
 size): the same cut_height rows are cropped, so a very different size or framing may detect
 poorly. An image that cannot be read is reported by name and nothing is written for it; the
@@ -25,7 +26,7 @@ others are predicted, and the command then exits with status 1.
 from __future__ import annotations
 
 import argparse
-import copy
+import dataclasses
 import glob
 import os
 import sys
@@ -35,23 +36,22 @@ from collections.abc import Iterable, Sequence
 import torch
 from tqdm import tqdm
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from srlane.config import Config, ConfigError  # noqa: E402
-from srlane.data.dataset import build_dataloader, read_image  # noqa: E402
-from srlane.data.input_checks import InputChecks  # noqa: E402
-from srlane.data.records import DataFormatError, LaneRecord, relative_name, require_image  # noqa: E402
-from srlane.engine.checkpoint import CheckpointError, inference_weights, load_checkpoint, load_net_weights  # noqa: E402
-from srlane.engine.defaults import load_experiment  # noqa: E402
-from srlane.engine.fabric import ACCELERATORS, resolve_accelerator  # noqa: E402
-from srlane.fileio import atomic_write_text  # noqa: E402
-from srlane.lanes import Lane, tusimple_json_line, write_culane_lines  # noqa: E402
-from srlane.models import build_net  # noqa: E402
-from srlane.models.decode import LaneDecoder  # noqa: E402
-from srlane.visualize import draw_lanes, lane_pixels, write_image  # noqa: E402
+from srlane.benchmarks import BENCHMARKS
+from srlane.config import Config, ConfigError
+from srlane.data.crop import build_crop
+from srlane.data.dataset import build_dataset, read_image
+from srlane.data.input_checks import InputChecks, expected_sizes
+from srlane.data.loader import make_loader
+from srlane.data.records import DataFormatError, LaneRecord, relative_name, require_image
+from srlane.engine.checkpoint import CheckpointError, inference_weights, load_checkpoint, load_net_weights
+from srlane.engine.defaults import load_experiment
+from srlane.engine.fabric import ACCELERATORS, resolve_accelerator
+from srlane.lanes import Lane
+from srlane.models import build_net
+from srlane.models.decode import LaneDecoder
+from srlane.visualize import draw_lanes, lane_pixels, write_image
 
 IMAGE_PATTERNS = ("*.jpg", "*.png")
-TUSIMPLE_ROW_STEP = 10
 
 
 class InputError(ValueError):
@@ -65,7 +65,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--load-from", "--load_from", dest="load_from", required=True, metavar="CKPT",
                         help="network weights (a run's .pth: its moving average when it has one)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    parser.add_argument("--format", choices=("culane", "tusimple"), default="culane", help="output files (default: culane)")
+    parser.add_argument("--format", choices=tuple(BENCHMARKS), default="culane",
+                        help="the benchmark whose prediction files are written (default: culane)")
     parser.add_argument("--view", action="store_true", help="also write pictures to <out>/visualization")
     parser.add_argument("--conf-threshold", type=float, metavar="T",
                         help="lane score threshold (default: the config's test_parameters.conf_threshold)")
@@ -134,30 +135,11 @@ def load_net(cfg: Config, checkpoint: str, device: torch.device) -> torch.nn.Mod
     return net.to(device).eval()
 
 
-class Writer:
-    """Writes each image's lanes (and picture) as soon as they are decoded."""
-
-    def __init__(self, out: str, fmt: str, view: bool, cut_height: int) -> None:
-        self.out, self.fmt, self.view, self.cut_height = out, fmt, view, cut_height
-        self.json_lines: list[str] = []
-
-    def add(self, meta: dict, lanes: list[Lane], ms_per_image: float) -> None:
-        ori_h, ori_w = meta["img_size"]
-        name = meta["img_name"]
-        if self.fmt == "culane":
-            write_culane_lines(os.path.join(self.out, os.path.splitext(name)[0] + ".lines.txt"), lanes, ori_w, ori_h,
-                               self.cut_height)
-        else:
-            rows = range(self.cut_height, ori_h, TUSIMPLE_ROW_STEP)
-            self.json_lines.append(tusimple_json_line(name, lanes, rows, round(ms_per_image, 3), ori_w, ori_h))
-        if self.view:
-            img = read_image(meta["img_path"])
-            picture = draw_lanes(img, [lane_pixels(lane, ori_w, ori_h) for lane in lanes])
-            write_image(os.path.join(self.out, "visualization", name), picture)
-
-    def close(self) -> None:
-        if self.fmt == "tusimple":
-            atomic_write_text(os.path.join(self.out, "predictions.json"), "".join(line + "\n" for line in self.json_lines))
+def write_picture(out: str, meta: dict, lanes: list[Lane]) -> None:
+    """``<out>/visualization/<name>``: the image with its lanes."""
+    ori_h, ori_w = meta["img_size"]
+    picture = draw_lanes(read_image(meta["img_path"]), [lane_pixels(lane, ori_w, ori_h) for lane in lanes])
+    write_image(os.path.join(out, "visualization", meta["img_name"]), picture)
 
 
 def predict(args: argparse.Namespace) -> dict:
@@ -168,15 +150,14 @@ def predict(args: argparse.Namespace) -> dict:
     root = args.root if args.root is not None else cfg.get("dataset", {}).get("data_root")
     records = collect_images(args.inputs, root)
     net = load_net(cfg, args.load_from, device)
-    loader_cfg = copy.deepcopy(cfg)
-    loader_cfg.update(batch_size=args.batch, workers=args.workers)
-    loader = build_dataloader(loader_cfg, "predict", False, records=records)
-    decoders: dict[int, LaneDecoder] = {}  # by image height: cut_height and y scale depend on it
-    writer = Writer(args.out, args.format, args.view, int(cfg.cut_height))
-    checks = InputChecks((int(cfg.ori_img_h), int(cfg.ori_img_w)), int(cfg.cut_height),
-                         lambda line: tqdm.write(line, file=sys.stderr))
-    images = lanes_found = unreadable = 0
-    busy = 0.0
+    loader = make_loader(build_dataset(cfg, records, training=False), args.batch, args.workers, training=False)
+    decoder = LaneDecoder(cfg, args.conf_threshold)
+    writer = BENCHMARKS[args.format](root or ".", build_crop(cfg))  # each image written in its own size
+    checks = InputChecks(expected_sizes(cfg), int(cfg.cut_height), lambda line: tqdm.write(line, file=sys.stderr))
+    done: list[LaneRecord] = []
+    found: list[list[Lane]] = []
+    run_times: list[float] = []
+    unreadable = 0
     with torch.inference_mode():
         for batch in tqdm(loader, desc="Predict", unit="batch", dynamic_ncols=True):
             for meta in checks.unreadable_items(batch["meta"]):
@@ -188,23 +169,19 @@ def predict(args: argparse.Namespace) -> dict:
             metas = [batch["meta"][i] for i in keep]
             start = time.perf_counter()
             output = net(batch["img"][keep].to(device)).float()
-            heights = [meta["img_size"][0] for meta in metas]
-            lanes = [[] for _ in heights]
-            for height in set(heights):
-                rows = [i for i, h in enumerate(heights) if h == height]
-                decoder = decoders.setdefault(height, LaneDecoder({**cfg, "ori_img_h": height}, args.conf_threshold))
-                for i, found in zip(rows, decoder(output[rows])):
-                    lanes[i] = found
+            lanes = decoder(output, [(meta["cut_height"], meta["img_size"][0]) for meta in metas])
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
-            elapsed = time.perf_counter() - start
-            busy += elapsed
-            for meta, found in zip(metas, lanes):
-                writer.add(meta, found, 1000 * elapsed / len(lanes))
-                lanes_found += len(found)
-            images += len(lanes)
-    writer.close()
-    summary = {"images": images, "lanes": lanes_found, "ms_per_image": 1000 * busy / max(1, images),
+            elapsed_ms = 1000 * (time.perf_counter() - start) / len(metas)
+            for meta, image_lanes in zip(metas, lanes):
+                done.append(dataclasses.replace(records[meta["index"]], img_size=tuple(meta["img_size"])))
+                found.append(image_lanes)
+                run_times.append(round(elapsed_ms, 3))
+                if args.view:
+                    write_picture(args.out, meta, image_lanes)
+    writer.write_predictions(done, found, args.out, run_times)
+    images, lanes_found = len(done), sum(map(len, found))
+    summary = {"images": images, "lanes": lanes_found, "ms_per_image": sum(run_times) / max(1, images),
                "unreadable": unreadable}
     print(f"{images} images, {lanes_found} lanes, {summary['ms_per_image']:.1f} ms per image "
           f"(network + decoding, batch {args.batch}, {device.type}); wrote {os.path.abspath(args.out)}"

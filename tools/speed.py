@@ -24,16 +24,14 @@ import time
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from srlane.config import Config, ConfigError  # noqa: E402
-from srlane.engine.fabric import ACCELERATORS, resolve_accelerator  # noqa: E402
-from srlane.fileio import atomic_write_text  # noqa: E402
-from srlane.engine.checkpoint import (CheckpointError, inference_weights, load_checkpoint,  # noqa: E402
+from srlane.config import Config, ConfigError
+from srlane.engine.fabric import ACCELERATORS, resolve_accelerator
+from srlane.fileio import atomic_write_text
+from srlane.engine.checkpoint import (CheckpointError, inference_weights, load_checkpoint,
                                       load_net_weights)
-from srlane.models import build_net  # noqa: E402
-from srlane.models.decode import LaneDecoder  # noqa: E402
-from srlane.models.inference import fold_batch_norms  # noqa: E402
+from srlane.models import build_net
+from srlane.models.decode import LaneDecoder
+from srlane.models.inference import fold_batch_norms
 
 
 def crafted_predictions(batch: int, num_priors: int, num_points: int, max_lanes: int) -> torch.Tensor:
@@ -82,8 +80,6 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(args.threads)
     cfg = Config.fromfile(args.config)
     cfg.model.backbone.pretrained = False
-    for key, default in (("ori_img_w", 1640), ("ori_img_h", 590), ("cut_height", 270)):
-        cfg.setdefault(key, default)
     try:
         device = torch.device(resolve_accelerator(args.accelerator))
     except ConfigError as err:

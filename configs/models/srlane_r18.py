@@ -6,7 +6,7 @@ num_points = 72
 max_lanes = 4
 
 model = dict(
-    backbone=dict(depth=18, pretrained=True),
+    backbone=dict(type="resnet18", pretrained=True),  # resnet18, resnet34 or resnet50
     neck=dict(out_channels=64),
     sketch_head=dict(angle_map_size=(4, 10), feat_ds_strides=(8, 16, 32)),
     refine_head=dict(

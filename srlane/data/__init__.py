@@ -1,17 +1,8 @@
-"""Lane data: dataset readers, annotation cache, augmentation, targets and the dataset/loader.
+"""Lane data: records, the annotation cache, crops, augmentation, targets, the dataset and its
+loader (``records``, ``cache``, ``crop``, ``transforms``, ``targets``, ``dataset``, ``loader``,
+``input_checks``).
 
-Public entry points: ``load_culane``, ``load_tusimple`` (-> ``LaneRecord`` lists),
-``LaneAugmenter``, ``encode_lanes`` / ``LaneTargetEncoder``, ``LaneDataset``, ``collate`` and
-``build_dataloader``.
+It knows no benchmark format (``srlane.benchmarks`` reads and writes those), no metric and no
+engine. The package imports nothing itself, so a reader that needs only ``records`` and
+``cache`` does not load torch.
 """
-from srlane.data.records import DataFormatError, LaneRecord
-from srlane.data.culane import load_culane
-from srlane.data.tusimple import load_tusimple
-from srlane.data.transforms import LaneAugmenter, build_augmenter
-from srlane.data.targets import LaneTargetEncoder, encode_lanes
-from srlane.data.dataset import LaneDataset, build_dataloader, collate
-
-__all__ = [
-    "DataFormatError", "LaneRecord", "load_culane", "load_tusimple", "LaneAugmenter", "build_augmenter",
-    "LaneTargetEncoder", "encode_lanes", "LaneDataset", "build_dataloader", "collate",
-]

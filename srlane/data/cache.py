@@ -17,7 +17,7 @@ import numpy as np
 from srlane.data.records import LaneRecord
 from srlane.fileio import atomic_path
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 PROJECT_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, os.pardir))
 DEFAULT_CACHE_DIR = os.path.join(PROJECT_ROOT, "datasets", ".cache")
 
@@ -53,6 +53,7 @@ def save_records(path: str, records: Sequence[LaneRecord], key: str) -> None:
                 "mask_path": r.mask_path,
                 "lane_exist": list(r.lane_exist) if r.lane_exist is not None else None,
                 "h_samples": list(r.h_samples) if r.h_samples is not None else None,
+                "img_size": list(r.img_size) if r.img_size is not None else None,
             }
             for r in records
         ],
@@ -87,6 +88,7 @@ def load_records(path: str, key: str) -> list[LaneRecord] | None:
             mask_path=item["mask_path"],
             lane_exist=tuple(item["lane_exist"]) if item["lane_exist"] is not None else None,
             h_samples=tuple(item["h_samples"]) if item["h_samples"] is not None else None,
+            img_size=tuple(item["img_size"]) if item["img_size"] is not None else None,
         ))
         pos += n
     return records

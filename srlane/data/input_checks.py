@@ -3,39 +3,51 @@ another size than the config's, warned once per size, and unreadable images, whi
 replaces (logged by name, counted, at most ``max_unreadable``) and everything else reports."""
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any
 
 from srlane.data.dataset import MAX_REPLACEMENTS
 from srlane.data.records import DataFormatError
 
 
+def expected_sizes(cfg: Mapping[str, Any]) -> list[tuple[int, int]]:
+    """``(height, width)`` sizes a config expects: ``ori_img_h x ori_img_w`` and those of
+    ``cut_heights`` (``"WxH"`` keys)."""
+    sizes = [(int(cfg["ori_img_h"]), int(cfg["ori_img_w"]))] if "ori_img_h" in cfg else []
+    for key in cfg.get("cut_heights") or {}:
+        width, height = (int(v) for v in str(key).split("x"))
+        sizes.append((height, width))
+    return sizes
+
+
 class InputChecks:
     """Args:
-        expected_size: ``(height, width)`` the config expects (``ori_img_h, ori_img_w``), or None.
+        expected_sizes: ``(height, width)`` sizes the config expects; empty: no size check.
         cut_height: rows the dataset drops from the top of every image (said in the warning).
         log: where warnings and unreadable images are written (one line each).
         max_unreadable: unreadable training images tolerated in a run; one more stops it.
     """
 
-    def __init__(self, expected_size: tuple[int, int] | None, cut_height: int, log: Callable[[str], None],
+    def __init__(self, expected_sizes: Collection[tuple[int, int]], cut_height: int, log: Callable[[str], None],
                  max_unreadable: int = 0) -> None:
-        self.expected_size, self.cut_height, self.log = expected_size, cut_height, log
+        self.expected_sizes = {tuple(size) for size in expected_sizes}
+        self.cut_height, self.log = cut_height, log
         self.max_unreadable = max_unreadable
         self.unreadable = 0
         self.sizes_seen: set[tuple[int, int]] = set()
 
     def check_sizes(self, metas: Sequence[dict]) -> None:
-        """One warning for each image size that differs from ``expected_size``."""
+        """One warning for each image size the config does not expect."""
         for meta in metas:
             size = meta.get("img_size")
-            if size is None or self.expected_size is None or tuple(size) == tuple(self.expected_size):
+            if size is None or not self.expected_sizes or tuple(size) in self.expected_sizes:
                 continue
             if tuple(size) not in self.sizes_seen:
                 self.sizes_seen.add(tuple(size))
-                (h, w), (eh, ew) = size, self.expected_size
-                self.log(f"warning: {meta['img_path']} is {w}x{h}, the config expects {ew}x{eh} (ori_img_w x ori_img_h); "
-                         f"its top {self.cut_height} rows (cut_height) are dropped all the same "
-                         "(said once per size)")
+                expected = " or ".join(f"{w}x{h}" for h, w in sorted(self.expected_sizes, reverse=True))
+                self.log(f"warning: {meta['img_path']} is {size[1]}x{size[0]}, the config expects {expected} "
+                         f"(ori_img_w x ori_img_h, cut_heights); its top {self.cut_height} rows (cut_height) are "
+                         "dropped all the same (said once per size)")
 
     def training(self, metas: Sequence[dict]) -> None:
         """Log each replaced image by name and count it; DataFormatError past ``max_unreadable``

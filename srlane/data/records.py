@@ -29,6 +29,7 @@ class LaneRecord:
         mask_path: absolute path of the segmentation mask named in the list, or None.
         lane_exist: the list's 0/1 lane-existence flags, or None.
         h_samples: TuSimple rows at which the lanes are annotated, or None.
+        img_size: ``(height, width)`` read from the image when the benchmark's sizes vary, or None.
     """
 
     img_path: str
@@ -38,6 +39,7 @@ class LaneRecord:
     mask_path: str | None = None
     lane_exist: tuple[int, ...] | None = None
     h_samples: tuple[int, ...] | None = None
+    img_size: tuple[int, int] | None = None
 
 
 def clean_lane(points: np.ndarray) -> np.ndarray | None:

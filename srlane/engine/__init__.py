@@ -1,11 +1,12 @@
 """Training engine: the Runner, its hooks, checkpoints, optimizer and schedule, and the run record."""
 from srlane.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from srlane.engine.defaults import DEFAULTS, load_experiment
-from srlane.engine.hooks import CheckpointHook, EMAHook, Hook, LoggerHook
+from srlane.engine.ema import ModelEMA
+from srlane.engine.hooks import CheckpointHook, Hook, LoggerHook
 from srlane.engine.optim import build_optimizer, build_scheduler
 from srlane.engine.runner import Runner
 
 __all__ = [
-    "DEFAULTS", "CheckpointError", "CheckpointHook", "EMAHook", "Hook", "LoggerHook", "Runner",
+    "DEFAULTS", "CheckpointError", "CheckpointHook", "Hook", "LoggerHook", "ModelEMA", "Runner",
     "build_optimizer", "build_scheduler", "load_checkpoint", "load_experiment", "save_checkpoint",
 ]

@@ -52,10 +52,19 @@ def strip_module_prefix(state_dict: Mapping[str, torch.Tensor]) -> dict[str, tor
     return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state_dict.items()}
 
 
+def ema_weights(state: Mapping[str, Any]) -> dict[str, torch.Tensor] | None:
+    """The moving average of a checkpoint: ``ema`` at the top level, or ``hooks.ema.ema`` where
+    checkpoints written before the Runner owned the average keep it; None without one."""
+    if state.get("ema") is not None:
+        return state["ema"]
+    return state.get("hooks", {}).get("ema", {}).get("ema")
+
+
 def inference_weights(state: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-    """The weights to evaluate or predict with: the moving average (``hooks.ema.ema``) when the
+    """The weights to evaluate or predict with: the moving average (``ema_weights``) when the
     checkpoint has one, else ``net``; without any ``module.`` prefix."""
-    return strip_module_prefix(state.get("hooks", {}).get("ema", {}).get("ema", state["net"]))
+    ema = ema_weights(state)
+    return strip_module_prefix(ema if ema is not None else state["net"])
 
 
 def load_net_weights(net: nn.Module, state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike) -> None:

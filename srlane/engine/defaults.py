@@ -35,7 +35,7 @@ DEFAULTS: dict = dict(
     work_dirs="work_dirs",  # runs go to <work_dirs>/<config name>/<timestamp>/
 )
 
-OPEN_KEYS = ("optimizer",)  # dicts whose own keys are free
+OPEN_KEYS = ("optimizer", "cut_heights")  # dicts whose own keys are free
 
 PROJECT_CONFIGS = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "configs")
 

@@ -1,4 +1,4 @@
-"""Hooks: everything around the training step (logging, checkpoints, averaging) lives here.
+"""Hooks: what happens around the training step (logging, checkpoints) lives here.
 
 A hook overrides any of ``before_train``, ``before_step``, ``after_step``, ``after_validation``
 and ``after_train``; each receives the runner. ``state_dict``/``load_state_dict`` let a hook's
@@ -6,12 +6,8 @@ state travel in checkpoints so a resumed run continues exactly.
 """
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
-
-import torch
-from torch import nn
 
 from srlane.engine.recorder import Timer
 
@@ -97,28 +93,3 @@ class CheckpointHook(Hook):
     def after_train(self, runner: "Runner") -> None:
         if not runner.failed:
             runner.save_checkpoint("last.pth")
-
-
-class EMAHook(Hook):
-    """An exponential moving average of the weights, used for validation and saved as ``ema``."""
-
-    name = "ema"
-
-    def __init__(self, net: nn.Module, decay: float) -> None:
-        self.decay = decay
-        self.ema = copy.deepcopy(net).eval().requires_grad_(False)
-        self.source = net
-
-    @torch.no_grad()
-    def after_step(self, runner: "Runner") -> None:
-        for ema, live in zip(self.ema.state_dict().values(), self.source.state_dict().values()):
-            if ema.is_floating_point():
-                ema.lerp_(live, 1.0 - self.decay)
-            else:
-                ema.copy_(live)
-
-    def state_dict(self) -> dict:
-        return {"ema": self.ema.state_dict()}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.ema.load_state_dict(state["ema"])

@@ -19,20 +19,24 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from srlane.benchmarks import Benchmark, Evaluator, build_benchmark
 from srlane.config import Config, ConfigError
-from srlane.data.dataset import EpochSampler
-from srlane.data.input_checks import InputChecks
+from srlane.data.dataset import build_dataset
+from srlane.data.input_checks import InputChecks, expected_sizes
+from srlane.data.loader import build_dataloader
 from srlane.data.records import DataFormatError
 from srlane.engine import checkpoint as ckpt
+from srlane.engine.ema import ModelEMA
 from srlane.engine.fabric import build_fabric
-from srlane.engine.hooks import CheckpointHook, EMAHook, Hook, LoggerHook
+from srlane.engine.hooks import CheckpointHook, Hook, LoggerHook
 from srlane.engine.optim import build_optimizer, build_scheduler
 from srlane.engine.recorder import Recorder
 
-LoaderBuilder = Callable[[Config, str, bool], DataLoader]
+LoaderBuilder = Callable[[str, bool, int, int], DataLoader]  # (split, training, rank, world size)
+Prepare = Callable[[Callable[[str], None]], None]  # data preparation, given a log function
 
 # torch warns when the first scheduler step comes before any optimizer step; under 16-mixed the
 # grad scaler skips the updates of the first steps (their float16 gradients overflow while it
@@ -40,26 +44,11 @@ LoaderBuilder = Callable[[Config, str, bool], DataLoader]
 _SCHEDULER_BEFORE_OPTIMIZER = r"Detected call of `lr_scheduler.step\(\)` before `optimizer.step\(\)`"
 
 
-def _quiet_worker(init: Callable[[int], None] | None, worker_id: int) -> None:
-    """Loader workers ignore Ctrl-C: the main process finishes its step and saves first."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if init is not None:
-        init(worker_id)
-
-
-def with_sampler(loader: DataLoader, sampler: Sampler | Sequence[int], generator: torch.Generator | None) -> DataLoader:
-    """The same loader (dataset, batch size, collate, workers) reading indices from ``sampler``."""
-    return DataLoader(
-        loader.dataset,
-        batch_size=loader.batch_size,
-        sampler=sampler,
-        num_workers=loader.num_workers,
-        collate_fn=loader.collate_fn,
-        pin_memory=loader.pin_memory,
-        drop_last=loader.drop_last,
-        worker_init_fn=functools.partial(_quiet_worker, loader.worker_init_fn),
-        generator=generator,
-    )
+def split_loader(cfg: Config, benchmark: Benchmark, split: str, training: bool, rank: int = 0,
+                 world_size: int = 1) -> DataLoader:
+    """The loader of a benchmark split as the config says (dataset, batch size, workers, seed)."""
+    dataset = build_dataset(cfg, benchmark.read_split(split, training), training)
+    return build_dataloader(cfg, dataset, training, rank, world_size)
 
 
 def _default_net(cfg: Config) -> nn.Module:
@@ -68,13 +57,7 @@ def _default_net(cfg: Config) -> nn.Module:
     return build_net(cfg)
 
 
-def _default_loader(cfg: Config, split: str, training: bool) -> DataLoader:
-    from srlane.data.dataset import build_dataloader
-
-    return build_dataloader(cfg, split, training)
-
-
-def _default_decoder(cfg: Config) -> Callable[[torch.Tensor], list]:
+def _default_decoder(cfg: Config) -> Callable[..., list]:
     from srlane.models.decode import LaneDecoder
 
     return LaneDecoder(cfg)
@@ -88,9 +71,15 @@ class Runner:
         work_dir: where log.txt, TensorBoard, checkpoints and pictures go.
         gpus: device ids (CUDA) or, on CPU, one process per entry.
         view: write one picture per validated image to ``<work_dir>/visualization``.
-        net, build_loader, decoder: the network, ``(cfg, split, training) -> DataLoader`` and
-            ``predictions -> lanes per image``; by default ``srlane.models.build_net``,
-            ``srlane.data.dataset.build_dataloader`` and ``srlane.models.decode.LaneDecoder``.
+        net: the network (default ``srlane.models.build_net(cfg)``).
+        benchmark: reads the splits' records and scores validation (default ``build_benchmark(cfg)``).
+        build_loader: ``(split, training, rank, world size) -> DataLoader`` whose dataset has
+            ``records``; a training loader's sampler is an ``EpochSampler`` and its dataset has
+            ``set_epoch`` (default: the
+            benchmark's split through ``build_dataset`` and ``build_dataloader``).
+        decoder: ``(predictions, crops) -> lanes per image`` (default ``LaneDecoder(cfg)``).
+        prepare: data preparation (e.g. generating the synthetic set), run once on rank 0
+            before the first loader is built; it gets the log function.
         hooks: extra hooks, run after the standard ones.
     """
 
@@ -101,8 +90,10 @@ class Runner:
         gpus: Sequence[int] = (0,),
         view: bool = False,
         net: nn.Module | None = None,
+        benchmark: Benchmark | None = None,
         build_loader: LoaderBuilder | None = None,
-        decoder: Callable[[torch.Tensor], list] | None = None,
+        decoder: Callable[..., list] | None = None,
+        prepare: Prepare | None = None,
         hooks: Sequence[Hook] = (),
     ) -> None:
         self.cfg = cfg
@@ -120,18 +111,16 @@ class Runner:
         optimizer = build_optimizer(cfg.optimizer, self.net)
         self.scheduler = build_scheduler(cfg.scheduler, optimizer, cfg.total_iter)
         self.model, self.optimizer = self.fabric.setup(self.net, optimizer)
+        self.ema = ModelEMA(self.net, cfg.ema_decay) if cfg.ema_decay else None
         # updates the grad scaler skipped, counted on the device (read per log line)
         self.scaler_skips = torch.zeros((), dtype=torch.int64, device=self.fabric.device) if self.scaler is not None else None
-        self.build_loader = build_loader or _default_loader
+        self.benchmark = benchmark if benchmark is not None else build_benchmark(cfg)
+        self.build_loader = build_loader or functools.partial(split_loader, cfg, self.benchmark)
         self.decoder = decoder or _default_decoder(cfg)
-        expected_size = (int(cfg.ori_img_h), int(cfg.ori_img_w)) if "ori_img_h" in cfg else None
-        self.input_checks = InputChecks(expected_size, int(cfg.get("cut_height", 0)), self.recorder.info,
+        self.prepare = prepare
+        self.input_checks = InputChecks(expected_sizes(cfg), int(cfg.get("cut_height", 0)), self.recorder.info,
                                         int(cfg.max_unreadable_images))
-        self.hooks: list[Hook] = [LoggerHook(cfg.log_interval), CheckpointHook(cfg.save_interval)]
-        self.ema = EMAHook(self.net, cfg.ema_decay) if cfg.ema_decay else None
-        if self.ema is not None:
-            self.hooks.insert(0, self.ema)
-        self.hooks.extend(hooks)
+        self.hooks: list[Hook] = [LoggerHook(cfg.log_interval), CheckpointHook(cfg.save_interval), *hooks]
         self.total_iter = cfg.total_iter
         self.step = self.epoch = self.batch_in_epoch = 0
         self.best_metric = -math.inf
@@ -142,6 +131,8 @@ class Runner:
         self.stop_signal: int | None = None
         self._train_loader: DataLoader | None = None
         self._val_loader: DataLoader | None = None
+        self._evaluator: Evaluator | None = None
+        self._prepared = False
         if self.fabric.is_global_zero:
             cfg.dump(os.path.join(self.work_dir, "config.py"))
         self.recorder.info(
@@ -194,8 +185,7 @@ class Runner:
                 "lower batch_size or accumulate, or use a larger split"
             )
         loader.sampler.set_epoch(self.epoch, start=self.batch_in_epoch * loader.batch_size)
-        if hasattr(loader.dataset, "set_epoch"):
-            loader.dataset.set_epoch(self.epoch)  # per-item augmentation draws of this epoch
+        loader.dataset.set_epoch(self.epoch)  # per-item augmentation draws of this epoch
         loader.generator.manual_seed(self.cfg.seed + self.epoch)
         group: list[Any] = []
         for batch in loader:
@@ -230,6 +220,8 @@ class Runner:
             self.fabric.clip_gradients(self.model, self.optimizer, max_norm=self.cfg.grad_clip)
         scale = self.scaler._scale.clone() if self.scaler_skips is not None else None
         self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update()
         if scale is not None:  # the scaler lowers its scale exactly when it skips the update
             self.scaler_skips += (self.scaler._scale < scale).squeeze().long()
         with warnings.catch_warnings():
@@ -257,33 +249,19 @@ class Runner:
         return False
 
     def prepare_data(self) -> None:
-        """Generate the synthetic set when the config asks for it and it is missing; check the root."""
-        dataset_cfg = self.cfg.get("dataset", {})
-        root = dataset_cfg.get("data_root")
-        if root is None:
-            return
-        spec = dataset_cfg.get("generate")
-        if spec and self.fabric.is_global_zero:
-            from srlane.data import synthetic
-
-            fmt, size = dataset_cfg.type, (int(spec.train), int(spec.test), int(spec.seed))
-            if not synthetic.is_complete(root, fmt, *size):
-                self.recorder.info(f"generating the synthetic {fmt} set ({size[0]} train, {size[1]} test) in {root}")
-                synthetic.generate(root, fmt, *size, workers=max(1, int(self.cfg.workers)))
-        self.fabric.barrier()
-        if not os.path.isdir(root):
-            raise FileNotFoundError(
-                f"dataset.data_root {root!r} does not exist (resolved {os.path.abspath(root)}); "
-                "fill it as datasets/README.md says or point dataset.data_root elsewhere (--set dataset.data_root=...)"
-            )
+        """Run ``prepare`` once, on rank 0, while the other ranks wait."""
+        if self.prepare is not None and not self._prepared:
+            if self.fabric.is_global_zero:
+                self.prepare(self.recorder.info)
+            self.fabric.barrier()
+        self._prepared = True
 
     def train_loader(self) -> DataLoader:
         if self._train_loader is None:
             self.prepare_data()
             self.recorder.info("building the training loader")
-            loader = self.build_loader(self.cfg, self.cfg.dataset.train_split, True)
-            sampler = EpochSampler(len(loader.dataset), True, self.cfg.seed, self.fabric.global_rank, self.fabric.world_size)
-            self._train_loader = with_sampler(loader, sampler, torch.Generator())
+            self._train_loader = self.build_loader(self.cfg.dataset.train_split, True, self.fabric.global_rank,
+                                                   self.fabric.world_size)
         return self._train_loader
 
     # ---------------------------------------------------------------- validation
@@ -291,16 +269,13 @@ class Runner:
         """Built on first use; under several processes each rank reads its own share, no repeats."""
         if self._val_loader is None:
             self.prepare_data()
-            loader = self.build_loader(self.cfg, self.cfg.dataset.val_split, False)
-            if self.fabric.world_size > 1:
-                shard = list(range(self.fabric.global_rank, len(loader.dataset), self.fabric.world_size))
-                loader = with_sampler(loader, shard, None)
-            self._val_loader = loader
+            self._val_loader = self.build_loader(self.cfg.dataset.val_split, False, self.fabric.global_rank,
+                                                 self.fabric.world_size)
         return self._val_loader
 
     def eval_net(self) -> nn.Module:
         """The weights validation uses: the moving average when enabled, else the network."""
-        return self.ema.ema if self.ema is not None else self.net
+        return self.ema.module if self.ema is not None else self.net
 
     def validate(self) -> dict:
         """Evaluate, keep the best metric (agreed by all ranks) and run the validation hooks."""
@@ -329,7 +304,8 @@ class Runner:
             images = self.fabric.to_device(batch["img"])
             with self.fabric.autocast():
                 output = net(images)
-            for meta, lanes in zip(batch["meta"], self.decoder(output.float())):
+            crops = [(meta["cut_height"], meta["img_size"][0]) for meta in batch["meta"]]
+            for meta, lanes in zip(batch["meta"], self.decoder(output.float(), crops)):
                 predictions[int(meta["index"])] = lanes
         net.train(was_training)
         metrics = self._score(loader.dataset, self._gather(predictions))
@@ -355,7 +331,9 @@ class Runner:
             folder = os.path.join(self.work_dir, "visualization")
             count = write_visualizations(dataset, ordered, folder)
             self.recorder.info(f"wrote {count} pictures to {folder}")
-        return dict(dataset.evaluate(ordered))
+        if self._evaluator is None:  # built once: it keeps what it derives from the annotations
+            self._evaluator = self.benchmark.evaluator(dataset.records)
+        return dict(self._evaluator(ordered))
 
     @property
     def scaler(self) -> torch.amp.GradScaler | None:
@@ -388,6 +366,7 @@ class Runner:
             "nonfinite": [self.nonfinite_in_row, self.nonfinite_total],
             "unreadable_images": self.input_checks.unreadable,
             "scaler_skips": None if self.scaler_skips is None else self.scaler_skips.cpu(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
             "hooks": {hook.name: hook.state_dict() for hook in self.hooks},
             "rng": ckpt.rng_state(),
             "config": self.cfg.to_dict(),
@@ -421,6 +400,11 @@ class Runner:
         self.last_metrics = state["metrics"]
         self.nonfinite_in_row, self.nonfinite_total = state["nonfinite"]
         self.input_checks.unreadable = state.get("unreadable_images", 0)
+        if self.ema is not None:
+            ema = ckpt.ema_weights(state)
+            if ema is None:
+                raise ckpt.CheckpointError(f"checkpoint {path}: ema_decay is set but the checkpoint has no moving average")
+            self.ema.load_state_dict(ema)
         for hook in self.hooks:
             hook.load_state_dict(state["hooks"].get(hook.name, {}))
         ckpt.set_rng_state(state["rng"])

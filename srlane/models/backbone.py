@@ -4,9 +4,13 @@ from __future__ import annotations
 import glob
 import logging
 import os
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
+
+from srlane.config import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +124,17 @@ class ResNetBackbone(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         return self.model(x)
+
+
+BACKBONES = {f"resnet{depth}": depth for depth in _ARCHS}  # model.backbone.type -> ResNet depth
+
+
+def build_backbone(cfg: Mapping[str, Any]) -> ResNetBackbone:
+    """The backbone of ``model.backbone``: ``type`` (a name of BACKBONES) and ``pretrained``."""
+    name = cfg.get("type", "resnet18")
+    if name not in BACKBONES:
+        raise ConfigError(f"model.backbone.type must be one of {', '.join(BACKBONES)}, got {name!r}")
+    return ResNetBackbone(BACKBONES[name], cfg.get("pretrained", False))
 
 
 def find_pretrained(depth: int, pretrained: bool | str | None) -> str | None:

@@ -1,7 +1,8 @@
 """Inference decoding (spec 7): scores, lane NMS, lanes as points (writers: ``srlane.lanes``)."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -13,9 +14,11 @@ from srlane.models.nms import lane_nms
 class LaneDecoder:
     """Turns network outputs (B, N, 4 + num_points) into a list of :class:`Lane` per image.
 
-    Built from a config: ``test_parameters.conf_threshold``, ``test_parameters.nms_thres``,
-    ``test_parameters.nms_topk`` (else ``max_lanes``), ``img_w``, ``num_points``,
-    ``ori_img_w``, ``ori_img_h``, ``cut_height``. ``conf_threshold`` overrides the config's.
+    It reads the decoding keys of a config: ``test_parameters.conf_threshold``, ``nms_thres`` and
+    ``nms_topk`` (else ``max_lanes``), ``img_w``, ``num_points``, and the default crop
+    ``cut_height`` of an ``ori_img_h`` high image (none when the config has neither: y is then a
+    fraction of the network's input; ``conf_threshold`` overrides the config's). The
+    config is the constructor's argument because the release-fidelity tests build it so.
     Scores are computed on the predictions' device; the rest runs in NumPy on the few
     proposals above the threshold (one small transfer per batch).
     """
@@ -27,10 +30,18 @@ class LaneDecoder:
         self.top_k = int(test.get("nms_topk", cfg["max_lanes"]))
         self.img_w = float(cfg["img_w"])
         self.n_strips = int(cfg.get("num_points", 72)) - 1
-        ori_h, cut = float(cfg["ori_img_h"]), float(cfg["cut_height"])
-        ys = torch.linspace(1, 0, self.n_strips + 1).numpy().astype(np.float64)
-        self.lane_ys = (ys * (ori_h - cut) + cut) / ori_h  # row ys in the full image, bottom first
+        self.default_crop = (int(cfg.get("cut_height", 0)), int(cfg.get("ori_img_h", 1)))
         self.rows = np.arange(self.n_strips + 1, dtype=np.float64)
+        self._lane_ys: dict[tuple[int, int], np.ndarray] = {}
+
+    def lane_ys(self, cut: int, height: int) -> np.ndarray:
+        """The rows of the predicted points as fractions of an image ``height`` whose top ``cut``
+        rows were cropped away, bottom first."""
+        key = (int(cut), int(height))
+        if key not in self._lane_ys:
+            ys = torch.linspace(1, 0, self.n_strips + 1).numpy().astype(np.float64)
+            self._lane_ys[key] = (ys * (float(height) - cut) + cut) / float(height)
+        return self._lane_ys[key]
 
     def _host(self, predictions: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         predictions = predictions.detach().float()
@@ -65,7 +76,9 @@ class LaneDecoder:
         last_gap = np.where(below & ~inside, self.rows, -1.0).max(-1, keepdims=True)
         return ((below & (self.rows > last_gap)) | (~below & inside)) & (self.rows <= end)
 
-    def __call__(self, predictions: torch.Tensor) -> list[list[Lane]]:
+    def __call__(self, predictions: torch.Tensor, crops: Sequence[tuple[int, int]] | None = None) -> list[list[Lane]]:
+        """Lanes per image; ``crops`` gives each image's ``(cut rows, height)`` (default: the
+        config's ``cut_height`` and ``ori_img_h`` for every image)."""
         preds, scores = self._host(predictions)
         kept = self._keep(preds, scores)
         rows = np.concatenate([p[idx] for p, idx in zip(preds, kept)])
@@ -73,11 +86,12 @@ class LaneDecoder:
         xs = rows[:, 4:].astype(np.float64)
         out: list[list[Lane]] = []
         lane = 0
-        for idx in kept:
+        for image, idx in enumerate(kept):
+            lane_ys = self.lane_ys(*(crops[image] if crops is not None else self.default_crop))
             lanes = []
             for keep, lane_xs in zip(masks[lane:lane + len(idx)], xs[lane:lane + len(idx)]):
                 if np.count_nonzero(keep) >= 2:  # points top first, as the release emits them
-                    lanes.append(Lane(np.stack((lane_xs[keep][::-1], self.lane_ys[keep][::-1]), axis=1)))
+                    lanes.append(Lane(np.stack((lane_xs[keep][::-1], lane_ys[keep][::-1]), axis=1)))
             out.append(lanes)
             lane += len(idx)
         return out

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from srlane.config import ConfigError
-from srlane.models.backbone import ResNetBackbone
+from srlane.models.backbone import build_backbone
 from srlane.models.criterion import SRLaneLoss
 from srlane.models.neck import ChannelMapper
 from srlane.models.refine_head import RefineHead
@@ -61,7 +61,7 @@ def build_net(cfg: Mapping[str, Any]) -> SRLane:
         raise ConfigError(f"model.sketch_head.feat_ds_strides must be (8, 16, 32), got {strides}")
     num_points = int(cfg["num_points"])
     hidden = int(neck_cfg.get("out_channels", 64))
-    backbone = ResNetBackbone(int(bb.get("depth", 18)), bb.get("pretrained", False))
+    backbone = build_backbone(bb)
     neck = ChannelMapper(backbone.out_channels[1:], hidden)
     angle_map_size = tuple(sketch.get("angle_map_size", (4, 10)))
     rpn_head = LocalAngleHead(num_points=num_points, in_channels=hidden, n_levels=len(strides),

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from srlane.data import cache as cache_module
-from srlane.data.culane import load_culane
+from srlane.benchmarks.culane import load_culane
 from srlane.data.records import DataFormatError
-from srlane.data.tusimple import load_tusimple
+from srlane.benchmarks.tusimple import load_tusimple
 
 
 def write(path, text=""):
@@ -116,7 +116,7 @@ def test_cache_is_reused_and_never_stale_across_roots(tmp_path, monkeypatch):
     np.testing.assert_array_equal(b[0].lanes[0], [[5, 6], [7, 8], [9, 10]])
 
     calls = []
-    monkeypatch.setattr("srlane.data.culane.parse_culane_list", lambda *a, **k: calls.append(1) or [])
+    monkeypatch.setattr("srlane.benchmarks.culane.parse_culane_list", lambda *a, **k: calls.append(1) or [])
     again = load_culane(str(tmp_path / "b"), "train", cache_dir=cache_dir)
     assert calls == [] and [r.img_name for r in again] == [r.img_name for r in b]
     np.testing.assert_array_equal(again[0].lanes[0], b[0].lanes[0])

@@ -1,4 +1,5 @@
-"""CULane in its official layout (also any custom set in the same layout).
+"""CULane: its official layout (also any custom set in the same layout), its prediction files
+(``.lines.txt`` per image) and its official F1 with the nine test categories.
 
 ::
 
@@ -10,12 +11,18 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
 
+from srlane.benchmarks.base import Benchmark, Evaluator, check_count
 from srlane.data.cache import cached_records
+from srlane.data.crop import Crop
 from srlane.data.records import DataFormatError, LaneRecord, clean_lane, relative_name, require_image
+from srlane.evaluation.culane import CULaneEvaluator, lines_file_name
+from srlane.fileio import atomic_write_text
+from srlane.lanes import Lane, write_culane_lines
 
 SPLIT_LISTS = {
     "train": ("list/train_gt.txt", "list/train.txt"),
@@ -50,8 +57,9 @@ def category_lists(data_root: str) -> dict[str, str]:
     return out
 
 
-def read_lines_file(path: str) -> list[np.ndarray]:
-    """Lanes of one ``.lines.txt``: negative-coordinate points and lanes with < 2 points dropped."""
+def read_annotation(path: str) -> list[np.ndarray]:
+    """Lanes of one annotation ``.lines.txt`` (strict: a malformed line is an error naming it);
+    negative-coordinate points and lanes with < 2 points dropped."""
     lanes = []
     with open(path) as f:
         for line_no, text in enumerate(f, 1):
@@ -81,7 +89,7 @@ def parse_list_line(fields: list[str], list_path: str, line_no: int) -> tuple[st
     return relative_name(fields[0]), mask, flags
 
 
-def read_categories(data_root: str) -> dict[str, str]:
+def image_categories(data_root: str) -> dict[str, str]:
     """Image name -> test category from the ``test_split`` lists (an image in two lists is an error)."""
     owner: dict[str, str] = {}
     for name, path in category_lists(data_root).items():
@@ -109,13 +117,13 @@ def parse_culane_list(data_root: str, list_path: str, categories: dict[str, str]
             img_name, mask, flags = parse_list_line(fields, list_path, line_no)
             img_path = os.path.join(data_root, img_name)
             require_image(img_path, list_path, line_no)
-            anno_path = os.path.splitext(img_path)[0] + ".lines.txt"
+            anno_path = os.path.join(data_root, lines_file_name(img_name))
             if not os.path.isfile(anno_path):
                 raise DataFormatError(list_path, line_no, f"annotation not found: {anno_path}")
             records.append(LaneRecord(
                 img_path=img_path,
                 img_name=img_name,
-                lanes=read_lines_file(anno_path),
+                lanes=read_annotation(anno_path),
                 category=(categories or {}).get(img_name),
                 mask_path=os.path.join(data_root, mask) if mask else None,
                 lane_exist=flags,
@@ -154,10 +162,92 @@ def load_culane(data_root: str, split: str, cache_dir: str | None = None,
     category_files = category_lists(data_root) if split == "test" else {}
 
     def build() -> list[LaneRecord]:
-        categories = read_categories(data_root) if category_files else None
+        categories = image_categories(data_root) if category_files else None
         records = parse_culane_list(data_root, list_path, categories)
         return filter_near_duplicates(records) if filter_duplicates else records
 
     sources = [list_path, *category_files.values()]
     return cached_records("culane", data_root, split, sources, build, cache_dir,
                           extra={"filter_duplicates": bool(filter_duplicates)})
+
+
+def annotation_text(lanes: Sequence[np.ndarray], x_digits: int = 3) -> str:
+    """An annotation ``.lines.txt``: one line per lane, ``x`` with ``x_digits`` decimals and
+    integer ``y`` (CULane's own files: rows every 10 pixels, bottom up)."""
+    return "".join(" ".join(f"{x:.{x_digits}f} {int(y)}" for x, y in lane) + "\n" for lane in lanes)
+
+
+def write_lists(root: str, train: Sequence[tuple[str, Sequence[int], str | None]],
+                test: Sequence[tuple[str, Sequence[int], str | None]]) -> None:
+    """The list files of a CULane-layout set from (image name, lane flags, category) entries:
+    ``train`` in ``train_gt.txt``/``train.txt``; ``test`` in ``test.txt``, the nine
+    ``test_split`` lists and, as the validation split, ``val.txt``/``val_gt.txt``."""
+
+    def gt_line(name: str, flags: Sequence[int]) -> str:
+        mask = "/laneseg_label_w16/" + os.path.splitext(name)[0] + ".png"
+        return f"/{name} {mask} " + " ".join(str(f) for f in flags) + "\n"
+
+    lists = {
+        "list/train_gt.txt": [gt_line(name, flags) for name, flags, _ in train],
+        "list/train.txt": [f"/{name}\n" for name, _, _ in train],
+        "list/val_gt.txt": [gt_line(name, flags) for name, flags, _ in test],
+        "list/val.txt": [f"/{name}\n" for name, _, _ in test],
+        "list/test.txt": [f"/{name}\n" for name, _, _ in test],
+    }
+    for i, category in enumerate(CATEGORIES):
+        lists[f"list/test_split/test{i}_{category}.txt"] = [f"/{name}\n" for name, _, c in test if c == category]
+    for rel, lines in lists.items():
+        atomic_write_text(os.path.join(root, rel), "".join(lines))
+
+
+def category_indices(records: Sequence[LaneRecord]) -> dict[str, list[int]] | None:
+    """Image indices per CULane test category, in CULane's order (normal ... night), or None
+    when no record has one."""
+    out: dict[str, list[int]] = {}
+    for i, record in enumerate(records):
+        if record.category is not None:
+            out.setdefault(record.category, []).append(i)
+    rank = {name: i for i, name in enumerate(CATEGORIES)}
+    return {name: out[name] for name in sorted(out, key=lambda n: rank.get(n, len(rank)))} or None
+
+
+class CULane(Benchmark):
+    """CULane F1 at IoU 0.5 (width 30 on the 590 x 1640 canvas) per test category; prediction
+    files ``<image name>.lines.txt`` sampled every 8 rows from the crop down."""
+
+    name = "culane"
+    splits = tuple(SPLIT_LISTS)
+    options = ("filter_duplicates",)
+
+    def __init__(self, data_root: str, crop: Crop, image_size: tuple[int, int] | None = (590, 1640),
+                 cache_dir: str | None = None, filter_duplicates: bool = False) -> None:
+        super().__init__(data_root, crop, image_size, cache_dir)
+        self.filter_duplicates = filter_duplicates
+
+    def _read_split(self, split: str, training: bool) -> list[LaneRecord]:
+        return load_culane(self.data_root, split, self.cache_dir, filter_duplicates=self.filter_duplicates and training)
+
+    def _points(self, lanes: Sequence[Lane]) -> list[np.ndarray]:
+        """The points the writer writes (lanes with < 2 of them are not written)."""
+        ori_h, ori_w = self.image_size
+        y_start = self.crop(ori_h, ori_w)
+        return [pts for pts in (lane.to_culane(ori_w, ori_h, y_start=y_start) for lane in lanes) if len(pts) >= 2]
+
+    def evaluator(self, records: Sequence[LaneRecord]) -> Evaluator:
+        metric = CULaneEvaluator([r.lanes for r in records], category_indices(records), iou_thresholds=(0.5,),
+                                 img_shape=self.image_size)
+
+        def evaluate(predictions: Sequence[Sequence[Lane]]) -> dict:
+            check_count(predictions, records)
+            results = metric.evaluate([self._points(lanes) for lanes in predictions])
+            f1 = results["0.5"]["f1"]
+            return {"metric": float(f1) if f1 is not None else 0.0, **results}
+
+        return evaluate
+
+    def write_predictions(self, records: Sequence[LaneRecord], predictions: Sequence[Sequence[Lane]],
+                          output_dir: str, run_times_ms: Sequence[float] | None = None) -> None:
+        for record, lanes in zip(records, predictions, strict=True):
+            ori_h, ori_w = self.size_of(record)
+            write_culane_lines(os.path.join(output_dir, lines_file_name(record.img_name)), lanes, ori_w, ori_h,
+                               self.crop(ori_h, ori_w))

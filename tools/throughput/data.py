@@ -17,8 +17,9 @@ import cv2
 import numpy as np
 import torch
 
+from srlane.benchmarks import build_benchmark
 from srlane.config import Config
-from srlane.data.dataset import LaneDataset
+from srlane.data.dataset import LaneDataset, build_dataset
 from srlane.fileio import atomic_write_text
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -100,8 +101,9 @@ def run(args: argparse.Namespace) -> None:
         write_dataset(root)
         cfg.dataset.data_root, cfg.dataset.cache_dir = root, os.path.join(tmp, "cache")
         cfg.dataset.filter_duplicates = False
-        train = LaneDataset(cfg, "train", True)
-        val = LaneDataset(cfg, "test", False)
+        benchmark = build_benchmark(cfg)
+        train = build_dataset(cfg, benchmark.read_split("train", True), training=True)
+        val = build_dataset(cfg, benchmark.read_split("test", False), training=False)
         seconds = {
             "train": time_items(train, args.items),
             "val": time_items(val, args.items),

@@ -1,0 +1,30 @@
+"""The benchmarks, one module each, behind one table: how to read a split, write predictions in
+the benchmark's format and score them with its official metric."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from srlane.benchmarks.base import Benchmark, Evaluator
+from srlane.benchmarks.culane import CULane
+from srlane.benchmarks.curvelanes import CurveLanes
+from srlane.benchmarks.tusimple import TuSimple
+from srlane.config import ConfigError
+from srlane.data.crop import build_crop
+
+BENCHMARKS: dict[str, type[Benchmark]] = {cls.name: cls for cls in (CULane, TuSimple, CurveLanes)}
+
+
+def build_benchmark(cfg: Mapping[str, Any]) -> Benchmark:
+    """The benchmark of ``cfg.dataset.type`` over ``dataset.data_root``, with the config's crop
+    and (for fixed-size benchmarks) ``ori_img_h x ori_img_w``."""
+    dataset = cfg["dataset"]
+    cls = BENCHMARKS.get(dataset["type"])
+    if cls is None:
+        raise ConfigError(f"dataset.type must be one of {', '.join(BENCHMARKS)}, got {dataset['type']!r}")
+    size = (int(cfg["ori_img_h"]), int(cfg["ori_img_w"])) if cls.fixed_size else None
+    options = {key: dataset[key] for key in cls.options if key in dataset}
+    return cls(dataset["data_root"], build_crop(cfg), size, dataset.get("cache_dir"), **options)
+
+
+__all__ = ["BENCHMARKS", "Benchmark", "CULane", "CurveLanes", "Evaluator", "TuSimple", "build_benchmark"]

@@ -1,0 +1,72 @@
+"""What every benchmark does: read a split into records, write predictions in its own format,
+score them with its official metric."""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+
+from srlane.data.crop import Crop
+from srlane.data.records import LaneRecord
+from srlane.lanes import Lane
+
+Evaluator = Callable[[Sequence[Sequence[Lane]]], dict]
+
+
+def check_count(predictions: Sequence, records: Sequence[LaneRecord]) -> None:
+    """ValueError unless there is one prediction list per record."""
+    if len(predictions) != len(records):
+        raise ValueError(f"{len(predictions)} predictions for {len(records)} images")
+
+
+class Benchmark:
+    """One benchmark's layout, prediction format and metric.
+
+    Args:
+        data_root: the benchmark's folder.
+        crop: rows dropped from the top of each image (where prediction files start).
+        image_size: ``(height, width)`` of the benchmark's images when they all have one size (CULane,
+            TuSimple: the readers leave ``LaneRecord.img_size`` empty and lanes are scored on
+            that canvas); None when each record carries its own (CurveLanes).
+        cache_dir: where parsed annotations are cached (None: ``datasets/.cache``).
+    """
+
+    name = "benchmark"
+    splits: tuple[str, ...] = ()
+    fixed_size = True  # all images of one size: ori_img_h x ori_img_w of the config
+    options: tuple[str, ...] = ()  # further dataset config keys the constructor takes
+
+    def __init__(self, data_root: str, crop: Crop, image_size: tuple[int, int] | None = None,
+                 cache_dir: str | None = None) -> None:
+        self.data_root, self.crop, self.image_size, self.cache_dir = data_root, crop, image_size, cache_dir
+
+    def read_split(self, split: str, training: bool) -> list[LaneRecord]:
+        """The records of ``split`` (FileNotFoundError naming the root when it does not exist)."""
+        if not os.path.isdir(self.data_root):
+            raise FileNotFoundError(
+                f"dataset.data_root {self.data_root!r} does not exist (resolved {os.path.abspath(self.data_root)}); "
+                "fill it as datasets/README.md says or point dataset.data_root elsewhere (--set dataset.data_root=...)"
+            )
+        return self._read_split(split, training)
+
+    def _read_split(self, split: str, training: bool) -> list[LaneRecord]:
+        raise NotImplementedError
+
+    def size_of(self, record: LaneRecord) -> tuple[int, int]:
+        """``(height, width)`` in which the record's lanes are written: the image's own size when
+        the record has one (CurveLanes, any image given to predict), else the benchmark's."""
+        if record.img_size is not None:
+            return record.img_size
+        if self.image_size is None:
+            raise ValueError(f"{record.img_path}: the record carries no image size")
+        return self.image_size
+
+    def evaluator(self, records: Sequence[LaneRecord]) -> Evaluator:
+        """``predictions (one list of Lanes per record) -> metrics`` with ``"metric"``, the number
+        that picks the best checkpoint; built once per split (annotation rasters are kept)."""
+        raise NotImplementedError
+
+    def write_predictions(self, records: Sequence[LaneRecord], predictions: Sequence[Sequence[Lane]],
+                          output_dir: str, run_times_ms: Sequence[float] | None = None) -> None:
+        """The prediction files of ``records`` under ``output_dir``, in the benchmark's format
+        (``run_times_ms``: per image, for formats that record it)."""
+        raise NotImplementedError
