@@ -136,3 +136,32 @@ def test_unreadable_validation_image_stops_with_one_line(damaged, tmp_path):
         main.main([str(cfg), "--validate-only", "--work-dir", str(tmp_path / "eval")])
     assert str(info.value) == (f"{bad}: cannot read this validation image (validation scores every image of the "
                                "split); repair it or remove it from the list")
+
+
+def test_curvelanes_recipe_trains_and_validates_on_the_synthetic_curvelanes_set(tmp_path):
+    """configs/srlane_r18_curvelanes.py with --set, as the README runs it, on 6 + 3 generated
+    scenes of the three sizes: 4 iterations, then validation with the CurveLanes F1."""
+    root = tmp_path / "curvelanes"
+    out = main.main([str(ROOT / "configs" / "srlane_r18_curvelanes.py"), "--work-dir", str(tmp_path / "run"), "--set",
+                     f"dataset.data_root={str(root)!r}", "dataset.generate.train=6", "dataset.generate.test=3",
+                     "dataset.generate.seed=0", f"dataset.cache_dir={str(tmp_path / 'cache')!r}", "accelerator='cpu'",
+                     "img_w=256", "img_h=96", "batch_size=2", "workers=0", "total_iter=4", "scheduler.warmup_iter=2", "optimizer.lr=1e-3", "eval_ep=100",
+                     "log_interval=1", "precision='32-true'", "model.backbone.pretrained=False",
+                     "test_parameters.conf_threshold=0.0"])
+    assert out is None
+    assert sorted(p.name for p in (root / "valid" / "images").iterdir()) == ["000000.jpg", "000001.jpg", "000002.jpg"]
+    last = load_checkpoint(tmp_path / "run" / "last.pth")
+    assert last["step"] == 4
+    metrics = last["metrics"]
+    assert set(metrics) >= {"tp", "fp", "fn", "precision", "recall", "f1", "metric"}
+    assert metrics["tp"] + metrics["fn"] == sum(1 for _ in _valid_lanes(root)) and metrics["tp"] + metrics["fp"] > 0
+    log = (tmp_path / "run" / "log.txt").read_text()
+    assert "validation at step 4:" in log and "generating the synthetic curvelanes set (6 train, 3 test)" in log
+
+
+def _valid_lanes(root):
+    """Every labelled lane of the synthetic valid split (each counts for the CurveLanes metric)."""
+    from srlane.evaluation.curvelanes import read_lines_json
+
+    for label in sorted((root / "valid" / "labels").iterdir()):
+        yield from read_lines_json(label)
