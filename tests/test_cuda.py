@@ -10,13 +10,12 @@ import pytest
 import torch
 
 import main
-from srlane import synthetic
 from srlane.engine.checkpoint import load_checkpoint
 from srlane.models import build_net
 from srlane.models.decode import LaneDecoder
-from test_engine_e2e import N_TEST, N_TRAIN, ROOT
+from test_engine_e2e import experiment  # noqa: F401 (the fixture: a tiny synthetic set, trained 4 steps on CPU)
 from test_engine_runner import Interrupt, Record, make_runner, weights
-from test_models_detector import _cfg
+from test_models_detector import _cfg, random_predictions
 
 pytestmark = pytest.mark.cuda
 GPU = dict(accelerator="cuda")
@@ -88,10 +87,7 @@ def test_eval_forward_under_autocast_agrees_with_float32(dtype, tolerance):
 
 
 def test_decoder_on_cuda_tensors_equals_cpu():
-    g = torch.Generator().manual_seed(0)
-    preds = torch.randn(8, 40, 76, generator=g)
-    preds[..., 2:4] = torch.rand(8, 40, 2, generator=g)
-    preds[..., 4:] = torch.rand(8, 40, 1, generator=g) + 0.02 * torch.randn(8, 40, 72, generator=g)
+    preds = random_predictions()
     decoder = LaneDecoder(_cfg())
     on_cpu, on_gpu = decoder(preds), decoder(preds.cuda())
     assert sum(map(len, on_cpu)) > 8
@@ -101,24 +97,14 @@ def test_decoder_on_cuda_tensors_equals_cpu():
             assert torch.allclose(torch.as_tensor(x.points), torch.as_tensor(y.points), atol=1e-5)
 
 
-def test_validate_only_on_cuda_counts_like_cpu(tmp_path):
-    """The same checkpoint validated on CPU and on CUDA (float32, TF32 off): equal tp/fp/fn per
-    category, up to lanes whose score sits at the threshold: at most 2 lanes may differ."""
-    synthetic.generate(tmp_path / "data", "culane", N_TRAIN, N_TEST, seed=0, progress=False)
-    cfg = tmp_path / "exp.py"
-    cfg.write_text(
-        f"_base_ = [{str(ROOT / 'configs' / 'srlane_r18_synthetic.py')!r}]\n"
-        "img_w = 256\nimg_h = 96\nprecision = '32-true'\nmatmul_precision = 'highest'\n"
-        f"dataset = dict(data_root={str(tmp_path / 'data')!r}, generate=None)\n"
-        "batch_size = 2\nworkers = 0\ntotal_iter = 4\neval_ep = 100\nlog_interval = 1\n"
-        "test_parameters = dict(conf_threshold=0.0)\n"
-    )
-    main.main([str(cfg), "--accelerator", "cuda", "--work-dir", str(tmp_path / "train")])
-    best = str(tmp_path / "train" / "best.pth")
-    gpu = main.main([str(cfg), "--validate-only", "--load-from", best, "--accelerator", "cuda", "--work-dir",
-                     str(tmp_path / "gpu")])
-    cpu = main.main([str(cfg), "--validate-only", "--load-from", best, "--accelerator", "cpu", "--work-dir",
-                     str(tmp_path / "cpu")])
+def test_validate_only_on_cuda_counts_like_cpu(experiment, tmp_path):
+    """The end-to-end run's best.pth validated on CPU and on CUDA (float32, TF32 off): equal
+    tp/fp/fn per category, up to lanes whose score sits at the threshold: at most 2 may differ."""
+    best = str(experiment / "full" / "best.pth")
+    runs = {device: main.main([str(experiment / "exp.py"), "--validate-only", "--load-from", best, "--accelerator", device,
+                               "--set", "matmul_precision='highest'", "--work-dir", str(tmp_path / device)])
+            for device in ("cuda", "cpu")}
+    gpu, cpu = runs["cuda"], runs["cpu"]
     assert gpu["0.5"]["tp"] + gpu["0.5"]["fp"] > 0
     for name in ("tp", "fp", "fn"):
         assert abs(gpu["0.5"][name] - cpu["0.5"][name]) <= 2, (name, gpu["0.5"], cpu["0.5"])

@@ -1,5 +1,4 @@
 """main.py: argument parsing and the one-line errors for bad configs, data roots and checkpoints."""
-import os
 import subprocess
 import sys
 from pathlib import Path

@@ -33,11 +33,17 @@ def test_autocast_bf16_cpu_and_data_parallel():
     assert torch.equal(wrapped, ref)
 
 
-def test_batched_decoding_equals_single():
+def random_predictions(batch: int = 8) -> torch.Tensor:
+    """Network-like outputs: random scores, starts and lengths, near-vertical lanes."""
     g = torch.Generator().manual_seed(0)
-    preds = torch.randn(8, 40, 76, generator=g)
-    preds[..., 2:4] = torch.rand(8, 40, 2, generator=g)
-    preds[..., 4:] = torch.rand(8, 40, 1, generator=g) + 0.02 * torch.randn(8, 40, 72, generator=g)
+    preds = torch.randn(batch, 40, 76, generator=g)
+    preds[..., 2:4] = torch.rand(batch, 40, 2, generator=g)
+    preds[..., 4:] = torch.rand(batch, 40, 1, generator=g) + 0.02 * torch.randn(batch, 40, 72, generator=g)
+    return preds
+
+
+def test_batched_decoding_equals_single():
+    preds = random_predictions()
     decoder = LaneDecoder(_cfg())
     batched = decoder(preds)
     assert sum(len(lanes) for lanes in batched) > 8
