@@ -1,8 +1,9 @@
-"""The Runner: Fabric setup, the iteration loop, validation, checkpoints and resume.
+"""The Runner: the iteration loop, validation, checkpoints and resume, on Lightning Fabric.
 
-The loop (``train``) fits on one screen; logging, checkpoints and weight averaging are hooks
-(``srlane.engine.hooks``). One optimizer step is one iteration; ``total_iter`` iterations in all,
-validation every ``eval_ep`` epochs and at the end.
+The loop (``train``) fits on one screen; logging and checkpoints are hooks
+(``srlane.engine.hooks``); the device and strategy come from ``srlane.engine.fabric``, the splits
+and the metric from the benchmark. One optimizer step is one iteration; ``total_iter``
+iterations in all, validation every ``eval_ep`` epochs and at the end.
 """
 from __future__ import annotations
 

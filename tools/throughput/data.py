@@ -18,8 +18,10 @@ import numpy as np
 import torch
 
 from srlane.benchmarks import build_benchmark
+from srlane.benchmarks.culane import annotation_text, write_lists
 from srlane.config import Config
 from srlane.data.dataset import LaneDataset, build_dataset
+from srlane.evaluation.culane import lines_file_name
 from srlane.fileio import atomic_write_text
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -65,13 +67,9 @@ def write_dataset(root: str, count: int = 4) -> None:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         lanes = lane_set(rng)
         cv2.imwrite(path, road_image(rng, lanes), [cv2.IMWRITE_JPEG_QUALITY, 95])
-        with open(path[:-3] + "lines.txt", "w") as f:
-            f.write("".join(" ".join(f"{x:.3f} {y:.3f}" for x, y in lane) + "\n" for lane in lanes))
+        atomic_write_text(os.path.join(root, lines_file_name(name)), annotation_text(lanes))
         names.append(name)
-    os.makedirs(os.path.join(root, "list"))
-    for list_name in ("train_gt.txt", "test.txt"):
-        with open(os.path.join(root, "list", list_name), "w") as f:
-            f.write("".join(f"/{n}\n" for n in names))
+    write_lists(root, [(name, (1, 1, 1, 1), None) for name in names], [(name, (1, 1, 1, 1), None) for name in names])
 
 
 def time_items(dataset: LaneDataset, items: int) -> tuple[float, float]:
