@@ -5,6 +5,8 @@ examples:
   python main.py configs/srlane_r18_culane.py --gpus 0 1            # train (dp over two GPUs)
   python main.py configs/srlane_r18_culane.py --resume              # continue the latest run
   python main.py configs/srlane_r18_culane.py --validate-only --load-from best.pth --view
+  python main.py configs/srlane_r18_culane.py --validate-only --load-from work_dirs/srlane_r18_culane/RUN  # its best.pth
+  python main.py configs/srlane_r18_culane.py --resume work_dirs/srlane_r18_culane/RUN/iter_8000  # or RUN (its last.pth)
   python main.py configs/srlane_r18_culane.py --set total_iter=1000 optimizer.lr=3e-4
   python main.py configs/srlane_r18_synthetic.py --accelerator cpu   # CPU on a GPU machine
   torchrun --nnodes 2 --node-rank R --nproc-per-node 8 --master-addr HOST main.py configs/srlane_r18_culane.py \\
@@ -20,7 +22,7 @@ from collections.abc import Callable
 
 from srlane.config import ConfigError
 from srlane.data.records import DataFormatError
-from srlane.engine.checkpoint import CheckpointError
+from srlane.engine.checkpoint import CheckpointError, resolve_checkpoint
 from srlane.engine.defaults import load_experiment
 from srlane.engine.fabric import ACCELERATORS
 from srlane.engine.recorder import default_work_dir, format_metrics
@@ -39,9 +41,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--view", action="store_true",
                         help="write one picture per validated image to <work dir>/visualization")
     parser.add_argument("--load-from", "--load_from", dest="load_from", metavar="CKPT",
-                        help="start from these network weights (a run's .pth or a released one)")
+                        help="start from these network weights: a .pth file (a run's or a released one), a run "
+                             "folder (its best.pth) or RUN/NAME without .pth (RUN/best, RUN/last, RUN/iter_1000)")
     parser.add_argument("--resume", nargs="?", const="latest", metavar="CKPT",
-                        help="continue a run from CKPT (default: the newest last.pth of this config)")
+                        help="continue a run from CKPT: a .pth file, a run folder (its last.pth) or RUN/NAME without "
+                             ".pth (RUN/iter_1000) (default: the newest last.pth of this config)")
     parser.add_argument("--work-dir", "--work_dirs", dest="work_dir", metavar="DIR",
                         help="run folder (default: <work_dirs>/<config name>/<timestamp>; with --resume, the checkpoint's folder)")
     parser.add_argument("--seed", type=int, help="same as --set seed=N")
@@ -92,17 +96,21 @@ def main(argv: list[str] | None = None) -> dict | None:
     overrides = args.set + ([f"seed={args.seed}"] if args.seed is not None else [])
     overrides += [f"accelerator={args.accelerator!r}"] if args.accelerator else []
     cfg = load_experiment(args.config, overrides)
-    resume = latest_checkpoint(cfg.work_dirs, args.config) if args.resume == "latest" else args.resume
+    if args.resume == "latest":
+        resume = latest_checkpoint(cfg.work_dirs, args.config)
+    else:
+        resume = args.resume and resolve_checkpoint(args.resume, "last.pth", "--resume")
+    load_from = args.load_from and resolve_checkpoint(args.load_from, "best.pth", "--load-from")
     work_dir = args.work_dir or (os.path.dirname(os.path.abspath(resume)) if resume
                                  else default_work_dir(cfg.work_dirs, args.config))
     check_work_dir(work_dir)
 
     runner = Runner(cfg, work_dir, gpus=args.gpus, view=args.view, prepare=synthetic_preparation(cfg))
-    if args.load_from:
-        runner.load_weights(args.load_from)
+    if load_from:
+        runner.load_weights(load_from)
     if args.validate_only:
         metrics = runner.evaluate()
-        runner.recorder.info(f"metrics of {args.load_from or 'the initial weights'}:\n{format_metrics(metrics)}")
+        runner.recorder.info(f"metrics of {load_from or 'the initial weights'}:\n{format_metrics(metrics)}")
         runner.recorder.close()
         return metrics
     if resume:

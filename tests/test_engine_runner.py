@@ -354,3 +354,21 @@ def test_moving_average_checkpoint_key_and_checkpoints_of_the_hook_layout(tmp_pa
     without.train()
     with pytest.raises(CheckpointError, match="ema_decay is set but the checkpoint has no moving average"):
         make_runner(tmp_path, name="x", total_iter=4, ema_decay=0.5).resume(str(tmp_path / "plain" / "last.pth"))
+
+
+class StopAt(Hook):
+    def __init__(self, at_step):
+        self.at_step = at_step
+
+    def after_step(self, runner):
+        if runner.step == self.at_step:
+            runner.request_stop("enough for now")
+
+
+def test_request_stop_ends_the_run_cleanly_after_the_step(tmp_path):
+    record = Record()
+    runner = make_runner(tmp_path, hooks=[record, StopAt(3)], total_iter=7, eval_ep=1)
+    runner.train()  # returns normally
+    assert runner.step == 3 and [s for s, _, _, _ in record.validations] == [2]  # no validation after the stop
+    assert load_checkpoint(tmp_path / "run" / "last.pth")["step"] == 3
+    assert "enough for now; stopped after iteration 3, saved last.pth" in (tmp_path / "run" / "log.txt").read_text()

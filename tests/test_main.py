@@ -118,3 +118,66 @@ def test_accelerator_flag_overrides_the_config(tmp_path):
     with pytest.raises(ConfigError, match="accelerator 'cuda' asked for, but torch .* sees no CUDA device"):
         main.main([cfg, "--accelerator", "cuda", "--work-dir", str(tmp_path / "w")])
     assert main.parse_args([cfg, "--accelerator", "cpu"]).accelerator == "cpu"
+
+
+def test_checkpoint_names_resolve_in_a_run_folder(tmp_path):
+    from srlane.engine.checkpoint import resolve_checkpoint
+
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("last.pth", "iter_10.pth", "iter_8.pth", "best.pth", "config.py"):
+        (run / name).write_bytes(b"")
+    assert resolve_checkpoint(str(run), "best.pth") == str(run / "best.pth")
+    assert resolve_checkpoint(str(run), "last.pth") == str(run / "last.pth")
+    for name in ("best", "last", "iter_8", "iter_10.pth"):
+        assert resolve_checkpoint(str(run / name), "last.pth") == str(run / (name.removesuffix(".pth") + ".pth"))
+    message = rf"^--resume {run}/iter_9: no iter_9.pth in {run}; it holds best.pth, last.pth, iter_8.pth, iter_10.pth$"
+    with pytest.raises(CheckpointError, match=message):
+        resolve_checkpoint(str(run / "iter_9"), "last.pth", "--resume")
+    (run / "best.pth").unlink()
+    with pytest.raises(CheckpointError, match=rf"^--load-from {run}: no best.pth in {run}; it holds last.pth, iter_8"):
+        resolve_checkpoint(str(run), "best.pth", "--load-from")
+    with pytest.raises(CheckpointError, match=rf"^--load-from {tmp_path}/nowhere/best: no such file or folder$"):
+        resolve_checkpoint(str(tmp_path / "nowhere" / "best"), "best.pth", "--load-from")
+
+
+def test_load_from_and_resume_take_a_run_folder(tmp_path, monkeypatch):
+    calls = []
+
+    class FakeRunner:
+        def __init__(self, cfg, work_dir, **kwargs):
+            calls.append(("work_dir", work_dir))
+
+        def load_weights(self, path):
+            calls.append(("load_weights", path))
+
+        def resume(self, path):
+            calls.append(("resume", path))
+
+        def train(self):
+            calls.append(("train",))
+
+    monkeypatch.setattr(main, "Runner", FakeRunner)
+    cfg = experiment(tmp_path, "")
+    run, other = tmp_path / "run", tmp_path / "other"
+    for folder in (run, other):
+        folder.mkdir()
+        for name in ("best.pth", "last.pth", "iter_4.pth"):
+            (folder / name).write_bytes(b"")
+    main.main([cfg, "--resume", str(run), "--load-from", str(other)])
+    assert calls == [("work_dir", str(run)), ("load_weights", str(other / "best.pth")),
+                     ("resume", str(run / "last.pth")), ("train",)]
+    calls.clear()
+    main.main([cfg, "--resume", str(run / "iter_4")])
+    assert calls == [("work_dir", str(run)), ("resume", str(run / "iter_4.pth")), ("train",)]
+
+
+def test_unknown_checkpoint_name_stops_with_one_line(tmp_path):
+    cfg = experiment(tmp_path, "")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "last.pth").write_bytes(b"")
+    out = subprocess.run([sys.executable, "main.py", cfg, "--validate-only", "--load-from", str(run / "bset")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1
+    assert out.stderr.strip() == f"error: --load-from {run}/bset: no bset.pth in {run}; it holds last.pth"

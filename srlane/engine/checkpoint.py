@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pickle
 import random
+import re
 import zipfile
 from collections.abc import Mapping
 from typing import Any
@@ -45,6 +46,39 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         raise CheckpointError(f"checkpoint {path}: expected a dict with a 'net' state dict")
     state["net"] = strip_module_prefix(state["net"])
     return state
+
+
+def resolve_checkpoint(spec: str | os.PathLike, default: str, option: str = "checkpoint") -> str:
+    """The checkpoint file ``spec`` names: a file; a run folder (its ``default``, e.g. ``best.pth``
+    or ``last.pth``); or a checkpoint of a run folder without ``.pth`` (``RUN/last``,
+    ``RUN/iter_1000``). A name that is not there raises one ``CheckpointError`` listing the
+    checkpoints the folder holds. ``option`` (e.g. ``--resume``) starts the message."""
+    spec = os.fspath(spec)
+    if os.path.isfile(spec):
+        return spec
+    if os.path.isdir(spec):
+        folder, candidates = spec, [os.path.join(spec, default)]
+    else:
+        folder = os.path.dirname(spec) or "."
+        candidates = [spec] if spec.endswith(".pth") else [spec + ".pth"]
+    found = next((path for path in candidates if os.path.isfile(path)), None)
+    if found is not None:
+        return found
+    if not os.path.isdir(folder):
+        raise CheckpointError(f"{option} {spec}: no such file or folder")
+    held = checkpoint_names(folder)
+    holds = f"it holds {', '.join(held)}" if held else "it holds no .pth file"
+    wanted = os.path.basename(candidates[0])
+    raise CheckpointError(f"{option} {spec}: no {wanted} in {folder}; {holds}")
+
+
+def checkpoint_names(folder: str | os.PathLike) -> list[str]:
+    """The ``.pth`` files of ``folder``: best, last, then iter_<step> by step, then the others."""
+    def order(name: str) -> tuple:
+        step = re.fullmatch(r"iter_(\d+)\.pth", name)
+        return ({"best.pth": 0, "last.pth": 1}.get(name, 2 if step else 3), int(step.group(1)) if step else 0, name)
+
+    return sorted((name for name in os.listdir(folder) if name.endswith(".pth")), key=order)
 
 
 def strip_module_prefix(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -20,6 +20,7 @@ DEFAULTS: dict = dict(
     workers=8,  # data loader worker processes
     eval_ep=3,  # validate every eval_ep epochs and always at the end
     save_interval=1000,  # write last.pth every save_interval iterations and at the end
+    keep_iter_checkpoints=0,  # K > 0: every save_interval also iter_<step>.pth, the newest K kept; 0: off
     log_interval=500,  # log line every log_interval iterations
     accelerator="auto",  # "auto" (CUDA when present), "cpu" or "cuda"
     precision="16-mixed",  # "16-mixed", "bf16-mixed" or "32-true"; always "32-true" on CPU
@@ -30,6 +31,8 @@ DEFAULTS: dict = dict(
     grad_clip=None,  # max gradient norm, None: off
     accumulate=1,  # micro-batches per optimizer step
     ema_decay=None,  # e.g. 0.9998: validate and save an exponential moving average of the weights
+    early_stop=None,  # e.g. dict(patience=5, min_delta=0.001): stop after 5 validations without the
+    # metric rising by more than 0.001 over its best (saves last.pth); None: off
     max_nonfinite=10,  # stop when more than this many steps in a row have a non-finite loss
     max_unreadable_images=10,  # training images that cannot be read are replaced; one more stops the run
     work_dirs="work_dirs",  # runs go to <work_dirs>/<config name>/<timestamp>/

@@ -32,7 +32,7 @@ from srlane.data.records import DataFormatError
 from srlane.engine import checkpoint as ckpt
 from srlane.engine.ema import ModelEMA
 from srlane.engine.fabric import build_fabric
-from srlane.engine.hooks import CheckpointHook, Hook, LoggerHook
+from srlane.engine.hooks import CheckpointHook, EarlyStopHook, Hook, LoggerHook
 from srlane.engine.optim import build_optimizer, build_scheduler
 from srlane.engine.recorder import Recorder
 
@@ -121,7 +121,11 @@ class Runner:
         self.prepare = prepare
         self.input_checks = InputChecks(expected_sizes(cfg), int(cfg.get("cut_height", 0)), self.recorder.info,
                                         int(cfg.max_unreadable_images))
-        self.hooks: list[Hook] = [LoggerHook(cfg.log_interval), CheckpointHook(cfg.save_interval), *hooks]
+        # early stopping counts a validation before best.pth is written, so the file holds that count
+        self.hooks: list[Hook] = [LoggerHook(cfg.log_interval),
+                                  *([EarlyStopHook.from_config(cfg.early_stop)] if cfg.get("early_stop") else []),
+                                  CheckpointHook(cfg.save_interval, cfg.get("keep_iter_checkpoints") or 0),
+                                  *hooks]
         self.total_iter = cfg.total_iter
         self.step = self.epoch = self.batch_in_epoch = 0
         self.best_metric = -math.inf
@@ -130,6 +134,7 @@ class Runner:
         self.last_metrics: dict = {}
         self.failed = False
         self.stop_signal: int | None = None
+        self.stop_reason: str | None = None  # set through request_stop
         self._train_loader: DataLoader | None = None
         self._val_loader: DataLoader | None = None
         self._evaluator: Evaluator | None = None
@@ -145,13 +150,20 @@ class Runner:
         for hook in self.hooks:
             getattr(hook, method)(self, *args)
 
+    def request_stop(self, reason: str) -> None:
+        """End training cleanly at the next check: after the current step, or right after the
+        validation whose hook asked; no further validation, last.pth is saved, ``reason`` logged."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+
     # ------------------------------------------------------------------ training
     def train(self) -> None:
-        """Train to ``total_iter``; validate every ``eval_ep`` epochs and at the end."""
+        """Train to ``total_iter``; validate every ``eval_ep`` epochs and at the end. A signal or
+        ``request_stop`` ends it early (last.pth saved; a signal exits with 128 + its number)."""
         self.call_hooks("before_train")
         try:
             with self._stop_on_signals():
-                while self.step < self.total_iter and self.stop_signal is None:
+                while self.step < self.total_iter and not self._stop_requested():
                     for batches in self.train_batches():
                         self.call_hooks("before_step")
                         if self.run_step(batches):
@@ -162,7 +174,7 @@ class Runner:
                         self.epoch, self.batch_in_epoch = self.epoch + 1, 0
                         if self.epoch % self.cfg.eval_ep == 0 and self.step < self.total_iter:
                             self.validate()
-                if self.stop_signal is None:
+                if not self._stop_requested():
                     self.validate()
         except BaseException:
             self.failed = True
@@ -172,6 +184,8 @@ class Runner:
             if self.stop_signal is not None:
                 name = signal.Signals(self.stop_signal).name
                 self.recorder.info(f"stopped by {name} after iteration {self.step}; saved last.pth, resume with --resume")
+            elif self.stop_reason is not None and not self.failed:
+                self.recorder.info(f"{self.stop_reason}; stopped after iteration {self.step}, saved last.pth")
             self.recorder.close()
         if self.stop_signal is not None:
             raise SystemExit(128 + self.stop_signal)
@@ -373,11 +387,12 @@ class Runner:
             "config": self.cfg.to_dict(),
         }
 
-    def save_checkpoint(self, name: str) -> None:
-        """Write ``<work_dir>/<name>`` on rank 0."""
+    def save_checkpoint(self, *names: str) -> None:
+        """Write ``<work_dir>/<name>`` for each name (one state) on rank 0."""
         state = self.state_dict()
         if self.fabric.is_global_zero:
-            ckpt.save_checkpoint(state, os.path.join(self.work_dir, name))
+            for name in names:
+                ckpt.save_checkpoint(state, os.path.join(self.work_dir, name))
 
     def load_weights(self, path: str) -> None:
         """Network weights only (``--load-from``): the averaged weights when the file has them."""
@@ -434,10 +449,17 @@ class Runner:
                 signal.signal(sig, old)
 
     def _stop_requested(self) -> bool:
-        stop = self._any_rank(self.stop_signal is not None)
-        if stop and self.stop_signal is None:
+        """A signal or ``request_stop`` on any process; all ranks then agree on the cause (a
+        signal wins), so they end alike. One all-reduce under several processes, no host read else."""
+        cause = 2 if self.stop_signal is not None else 1 if self.stop_reason is not None else 0
+        if self.fabric.world_size > 1:
+            value = torch.tensor(cause, dtype=torch.float32, device=self.fabric.device)
+            cause = int(self.fabric.all_reduce(value, reduce_op="max"))
+        if cause == 2 and self.stop_signal is None:
             self.stop_signal = signal.SIGTERM
-        return stop
+        if cause == 1 and self.stop_reason is None:
+            self.stop_reason = "stop requested on another process"
+        return cause > 0
 
     def _any_rank(self, flag: bool | torch.Tensor) -> bool:
         """``flag`` (a bool or a 0-dim tensor on the device) true on some process: one host read."""
