@@ -2,11 +2,11 @@
 from srlane.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from srlane.engine.defaults import DEFAULTS, load_experiment
 from srlane.engine.ema import ModelEMA
-from srlane.engine.hooks import CheckpointHook, Hook, LoggerHook
+from srlane.engine.hooks import CheckpointHook, EarlyStopHook, Hook, LoggerHook
 from srlane.engine.optim import build_optimizer, build_scheduler
 from srlane.engine.runner import Runner
 
 __all__ = [
-    "DEFAULTS", "CheckpointError", "CheckpointHook", "Hook", "LoggerHook", "ModelEMA", "Runner",
+    "DEFAULTS", "CheckpointError", "CheckpointHook", "EarlyStopHook", "Hook", "LoggerHook", "ModelEMA", "Runner",
     "build_optimizer", "build_scheduler", "load_checkpoint", "load_experiment", "save_checkpoint",
 ]
