@@ -51,9 +51,13 @@ def setup(tmp_path_factory):
 
 def expected_lines(cfg, net, paths):
     """Independent reference: crop, resize, RGB, /255 by hand; one forward pass over ``paths``."""
+    return expected_lines_of(cfg, net, [cv2.imread(str(path)) for path in paths])
+
+
+def expected_lines_of(cfg, net, images):
+    """``expected_lines`` of BGR images in memory (one forward pass over them)."""
     imgs, sizes = [], []
-    for path in paths:
-        img = cv2.imread(str(path))
+    for img in images:
         sizes.append(img.shape[:2])
         img = cv2.resize(img[cfg.cut_height:], (cfg.img_w, cfg.img_h), interpolation=cv2.INTER_CUBIC)
         imgs.append(torch.from_numpy(cv2.cvtColor(img, cv2.COLOR_BGR2RGB).transpose(2, 0, 1).copy()).float() / 255)
@@ -113,14 +117,21 @@ def test_bad_inputs_name_the_file(setup):
     tmp, _, _ = setup
     (tmp / "broken.txt").write_text("a.jpg\nmissing.jpg\n")
     with pytest.raises(DataFormatError, match=r"broken.txt:2: image not found: .*missing.jpg"):
-        predict.collect_images([str(tmp / "broken.txt")], str(tmp / "images"))
-    with pytest.raises(predict.InputError, match=r"nowhere.jpg: no such image, folder or list file"):
-        predict.collect_images([str(tmp / "nowhere.jpg")], None)
+        predict.collect_inputs([str(tmp / "broken.txt")], str(tmp / "images"))
+    with pytest.raises(predict.InputError, match=r"nowhere.jpg: no such image, video, folder or list file"):
+        predict.collect_inputs([str(tmp / "nowhere.jpg")], None)
     with pytest.raises(predict.InputError, match=r"would both be written as a"):
-        predict.collect_images([str(tmp / "images" / "a.jpg"), str(tmp / "images")], None)
+        predict.collect_inputs([str(tmp / "images" / "a.jpg"), str(tmp / "images")], None)
+    for folder in ("one", "two"):
+        os.makedirs(tmp / folder, exist_ok=True)
+        (tmp / folder / "clip.mp4").write_bytes(b"")
+    with pytest.raises(predict.InputError, match=r"one/clip.mp4 and .*two/clip.mp4 would both be written as clip"):
+        predict.collect_inputs([str(tmp / "one" / "clip.mp4"), str(tmp / "two" / "clip.mp4")], None)
+    records, videos = predict.collect_inputs([str(tmp / "images" / "a.jpg"), str(tmp / "one" / "clip.mp4")], None)
+    assert [r.img_name for r in records] == ["a.jpg"] and videos == [str(tmp / "one" / "clip.mp4")]
     os.makedirs(tmp / "empty", exist_ok=True)
     with pytest.raises(predict.InputError, match=r"empty: no \*.jpg or \*.png files"):
-        predict.collect_images([str(tmp / "empty")], None)
+        predict.collect_inputs([str(tmp / "empty")], None)
 
 
 def test_unreadable_image_is_reported_and_the_others_are_predicted(setup, tmp_path):
@@ -167,3 +178,236 @@ def test_curvelanes_files_for_images_of_the_three_sizes(setup, tmp_path):
             assert set(np.diff(ys)) <= {-8.0}  # bottom first, every 8 rows
         total += len(lanes)
     assert total > 0 and summary["images"] == 3 and summary["lanes"] == total
+
+
+# ---------------------------------------------------------------------------------------------
+# Videos, raw outputs, ONNX
+
+
+def write_video(path, frames, fps):
+    """An MJPG .avi (the codec every opencv-python-headless build writes and reads back)."""
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
+    assert writer.isOpened()
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+
+
+def road_frames(n, h, w, seed):
+    """Smooth frames (a moving gradient and a little noise): small MJPG files, distinct frames."""
+    rng = np.random.default_rng(seed)
+    ys, xs = np.mgrid[0:h, 0:w]
+    frames = []
+    for i in range(n):
+        base = (xs * 0.1 + ys * 0.3 + 20 * i) % 256
+        img = np.stack([base, (base + 80) % 256, (base * 0.5 + 40 * i) % 256], -1)
+        frames.append(np.clip(img + rng.normal(0, 8, img.shape), 0, 255).astype(np.uint8))
+    return frames
+
+
+def read_frames(path):
+    """Every frame OpenCV decodes from ``path``, stopping at the first that fails, and the fps."""
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    capture.release()
+    return frames, fps
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def videos(setup):
+    tmp, _, _ = setup
+    folder = tmp / "videos"
+    folder.mkdir(exist_ok=True)
+    write_video(folder / "clip.avi", road_frames(7, 590, 1640, 0), 10)  # the config's size
+    write_video(folder / "other.avi", road_frames(3, 720, 1280, 1), 5)  # another size: one warning
+    return folder
+
+
+def test_video_frames_give_one_json_line_each_an_annotated_video_and_raw_outputs(setup, videos, capsys):
+    tmp, cfg, net = setup
+    out = tmp / "out_video"
+    summary = predict.main([str(tmp / "tiny.py"), str(videos / "clip.avi"), str(videos / "other.avi"),
+                            str(tmp / "images" / "a.jpg"), "--load-from", str(tmp / "net.pth"), "--out", str(out),
+                            "--conf-threshold", "0", "--batch", "3", "--workers", "0", "--device", "cpu", "--view",
+                            "--save-raw"])
+    assert summary["videos"] == 2 and summary["frames"] == 10 and summary["video_errors"] == 0
+    assert summary["images"] == 1 and summary["frames_per_s"] > 0
+    rows = read_jsonl(out / "clip.lanes.jsonl")
+    assert [r["frame"] for r in rows] == list(range(7))
+    assert np.allclose([r["time"] for r in rows], np.arange(7) / 10, atol=1e-6)
+    # lanes as the hand-made pipeline finds them on the decoded frames, in the tool's batches of 3
+    frames, _ = read_frames(videos / "clip.avi")
+    expected = sum((expected_lines_of(cfg, net, frames[i:i + 3]) for i in range(0, 7, 3)), [])
+    total = 0
+    for row, lines in zip(rows, expected):
+        reference = [np.array(line.split(), dtype=np.float64).reshape(-1, 2) for line in lines]
+        lanes = [np.array(lane, dtype=np.float64) for lane in row["lanes"]]
+        assert len(lanes) == len(reference)
+        assert all(a.shape == b.shape and np.allclose(a, b, atol=2e-3) for a, b in zip(lanes, reference))
+        total += len(lanes)
+    assert total > 0
+    assert [r["frame"] for r in read_jsonl(out / "other.lanes.jsonl")] == [0, 1, 2]
+    assert np.allclose([r["time"] for r in read_jsonl(out / "other.lanes.jsonl")], [0, 0.2, 0.4], atol=1e-6)
+    # annotated videos: every frame, the source's frame rate and size
+    for name, count, fps, (h, w) in (("clip", 7, 10, (590, 1640)), ("other", 3, 5, (720, 1280))):
+        drawn, drawn_fps = read_frames(out / "visualization" / f"{name}.mp4")
+        assert len(drawn) == count and drawn_fps == pytest.approx(fps) and drawn[0].shape == (h, w, 3)
+    assert not list(out.rglob(".*tmp*"))
+    err = capsys.readouterr().err
+    assert err.count("warning:") == 1 and "other.avi is 1280x720, the config expects 1640x590" in err
+    # raw outputs: one row per image and frame, in the order predicted, with its geometry
+    raw = np.load(out / "raw" / "outputs.npy")
+    index = json.loads((out / "raw" / "index.json").read_text())
+    assert raw.dtype == np.float32 and raw.shape == (11, 40, 76)
+    assert (index["img_w"], index["img_h"], index["num_points"], index["shape"]) == (256, 96, 72, [40, 76])
+    assert index["config"] == str(tmp / "tiny.py")
+    assert [(r["name"], r.get("frame")) for r in index["rows"]] == (
+        [("a.jpg", None)] + [("clip.avi", i) for i in range(7)] + [("other.avi", i) for i in range(3)])
+    assert [tuple(r["size"]) for r in index["rows"]] == [(590, 1640)] * 8 + [(720, 1280)] * 3
+    assert {r["crop"] for r in index["rows"]} == {270}
+    with torch.no_grad():  # frames 3..5 of clip.avi: the tool's second batch
+        img = [cv2.cvtColor(cv2.resize(f[270:], (256, 96), interpolation=cv2.INTER_CUBIC), cv2.COLOR_BGR2RGB)
+               for f in frames[3:6]]
+        direct = net(torch.from_numpy(np.stack(img).transpose(0, 3, 1, 2).copy()).float() / 255)
+    assert np.allclose(raw[4:7], direct.numpy(), atol=1e-5)
+    # re-decoded with the same threshold, the raw outputs give the same files
+    from tools import redecode
+
+    redecode.main([str(out / "raw"), "--out", str(tmp / "out_redecoded"), "--conf-threshold", "0"])
+    for name in ("clip.lanes.jsonl", "other.lanes.jsonl", "a.lines.txt"):
+        assert (tmp / "out_redecoded" / name).read_text() == (out / name).read_text()
+
+
+def test_frames_are_prepared_exactly_as_dataset_items(setup, videos):
+    """The video path's preprocessing is the dataset's: the same tensor for the same pixels."""
+    tmp, cfg, _ = setup
+    from srlane.data.crop import build_crop
+    from srlane.data.dataset import build_dataset
+    from srlane.data.records import LaneRecord
+    from srlane.data.video import prepare_image
+
+    frame = read_frames(videos / "other.avi")[0][1]
+    cv2.imwrite(str(tmp / "frame.png"), frame)
+    item = build_dataset(cfg, [LaneRecord(str(tmp / "frame.png"), "frame.png")], training=False)[0]
+    tensor, cut = prepare_image(frame, cfg.img_w, cfg.img_h, build_crop(cfg))
+    assert cut == item["meta"]["cut_height"] and torch.equal(tensor, item["img"])
+
+
+def test_bad_videos_one_line_each_earlier_frames_kept(setup, tmp_path):
+    tmp, _, _ = setup
+    (tmp_path / "bad.mp4").write_bytes(b"this is not a video")
+    write_video(tmp_path / "full.avi", road_frames(8, 590, 1640, 2), 10)
+    data = (tmp_path / "full.avi").read_bytes()
+    (tmp_path / "truncated.avi").write_bytes(data[:len(data) // 2])
+    kept = len(read_frames(tmp_path / "truncated.avi")[0])
+    assert 0 < kept < 8  # OpenCV decodes the frames before the cut and then fails
+    write_video(tmp_path / "tiny.avi", road_frames(2, 120, 160, 3), 10)  # the 270-row crop does not fit
+    out = tmp_path / "out"
+    inputs = [str(tmp_path / n) for n in ("bad.mp4", "truncated.avi", "tiny.avi")] + [str(tmp / "images" / "a.jpg")]
+    result = subprocess.run([sys.executable, "tools/predict.py", str(tmp / "tiny.py"), *inputs, "--load-from",
+                             str(tmp / "net.pth"), "--out", str(out), "--workers", "0", "--accelerator", "cpu",
+                             "--batch", "3", "--view"], cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert f"error: cannot open video {tmp_path / 'bad.mp4'}; nothing written for it" in lines
+    assert (f"error: {tmp_path / 'truncated.avi'}: frame {kept} could not be decoded; kept frames 0..{kept - 1}"
+            in lines)
+    assert (f"error: {tmp_path / 'tiny.avi'}: cut_height 270 does not fit a 160x120 image; nothing written for it"
+            in lines)
+    assert [r["frame"] for r in read_jsonl(out / "truncated.lanes.jsonl")] == list(range(kept))
+    assert len(read_frames(out / "visualization" / "truncated.mp4")[0]) == kept
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
+        "a.lines.txt", "truncated.lanes.jsonl", "visualization/a.jpg", "visualization/truncated.mp4"]
+    assert "1 images, " in result.stdout and f"1 video(s), {kept} frames" in result.stdout
+    assert "3 video(s) with errors" in result.stdout
+
+
+class StandInOnnxModel:
+    """The API of srlane.models.export.OnnxModel (``input_size``, ``model(img) -> (B, 40, 76)``),
+    here running the checkpoint named in a json file: checks predict's wiring without onnxruntime."""
+
+    def __init__(self, path):
+        spec = json.loads(Path(path).read_text())
+        self.input_size = tuple(spec["input_size"])
+        self.net = predict.load_net(load_experiment(spec["config"]), spec["checkpoint"], torch.device("cpu"))
+
+    def __call__(self, img):
+        assert img.device.type == "cpu" and img.dtype == torch.float32
+        return self.net(img)
+
+
+def test_onnx_wiring_with_a_stand_in_module(setup, tmp_path, monkeypatch):
+    tmp, _, _ = setup
+    module = type(sys)("srlane.models.export")
+    module.OnnxModel = StandInOnnxModel
+    monkeypatch.setitem(sys.modules, "srlane.models.export", module)
+    spec = {"config": str(tmp / "tiny.py"), "checkpoint": str(tmp / "net.pth"), "input_size": [96, 256]}
+    (tmp_path / "model.onnx").write_text(json.dumps(spec))
+    common = [str(tmp / "tiny.py"), str(tmp / "images"), "--conf-threshold", "0", "--workers", "0", "--batch", "2"]
+    predict.main(common + ["--load-from", str(tmp / "net.pth"), "--device", "cpu", "--out", str(tmp_path / "ckpt")])
+    summary = predict.main(common + ["--onnx", str(tmp_path / "model.onnx"), "--out", str(tmp_path / "onnx")])
+    assert summary["images"] == 3 and summary["lanes"] > 0
+    for path in (tmp_path / "ckpt").rglob("*.lines.txt"):
+        assert (tmp_path / "onnx" / path.relative_to(tmp_path / "ckpt")).read_text() == path.read_text()
+    (tmp_path / "other.onnx").write_text(json.dumps({**spec, "input_size": [160, 384]}))
+    with pytest.raises(predict.InputError) as err:
+        predict.main(common + ["--onnx", str(tmp_path / "other.onnx"), "--out", str(tmp_path / "x")])
+    assert "\n" not in str(err.value) and "takes 384x160 inputs, the config's img_w x img_h is 256x96" in str(err.value)
+    with pytest.raises(SystemExit):  # --load-from or --onnx, not both
+        predict.parse_args([str(tmp / "tiny.py"), "x.jpg", "--out", "o", "--onnx", "m.onnx", "--load-from", "c.pth"])
+
+
+def export_onnx(cfg, net, path):
+    """The network as ONNX through the project's exporter (dynamic batch)."""
+    from srlane.models.export import export_onnx as export
+
+    export(net, path, cfg.img_h, cfg.img_w)
+
+
+def test_onnx_model_writes_the_checkpoints_lines_files(setup, tmp_path):
+    """With srlane.models.export (and onnxruntime): the network outputs within 1e-4 of the
+    checkpoint's and the same .lines.txt files up to rounding: the same lanes with the same rows,
+    x within 0.01 px (onnxruntime's float arithmetic differs from PyTorch's by ~1e-6; through the
+    spline that is ~1e-3 px at 1640 px); an ONNX file of another input size is one line."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("srlane.models.export")
+    tmp, cfg, net = setup
+    export_onnx(cfg, net, tmp_path / "model.onnx")
+    common = [str(tmp / "tiny.py"), str(tmp / "images"), "--conf-threshold", "0", "--workers", "0", "--batch", "2"]
+    predict.main(common + ["--load-from", str(tmp / "net.pth"), "--device", "cpu", "--out", str(tmp_path / "ckpt"),
+                           "--save-raw"])
+    summary = predict.main(common + ["--onnx", str(tmp_path / "model.onnx"), "--out", str(tmp_path / "onnx"),
+                                     "--save-raw"])
+    assert summary["images"] == 3 and summary["lanes"] > 0
+    ours, theirs = (np.load(tmp_path / d / "raw" / "outputs.npy") for d in ("ckpt", "onnx"))
+    assert ours.shape == theirs.shape == (3, 40, 76) and np.abs(ours - theirs).max() <= 1e-4
+    files = sorted((tmp_path / "ckpt").rglob("*.lines.txt"))
+    assert len(files) == 3
+    for path in files:
+        ours, theirs = read_lines_file(path), read_lines_file(tmp_path / "onnx" / path.relative_to(tmp_path / "ckpt"))
+        assert len(ours) == len(theirs)
+        for a, b in zip(ours, theirs):
+            assert a.shape == b.shape and np.array_equal(a[:, 1], b[:, 1]) and np.abs(a - b).max() <= 1e-2
+    (tmp_path / "small.py").write_text(f"_base_ = [{str(SYNTHETIC)!r}]\nimg_w = 128\nimg_h = 64\n")
+    small_cfg = load_experiment(tmp_path / "small.py")
+    export_onnx(small_cfg, build_net(small_cfg).eval(), tmp_path / "other.onnx")
+    result = subprocess.run([sys.executable, "tools/predict.py", *common, "--onnx", str(tmp_path / "other.onnx"),
+                             "--out", str(tmp_path / "x")], cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("error: ")
+    assert "takes 128x64 inputs, the config's img_w x img_h is 256x96" in result.stderr
+    (tmp_path / "broken.onnx").write_bytes(b"not an onnx file")
+    with pytest.raises(predict.InputError) as err:
+        predict.main(common + ["--onnx", str(tmp_path / "broken.onnx"), "--out", str(tmp_path / "y")])
+    assert "\n" not in str(err.value) and "broken.onnx" in str(err.value)

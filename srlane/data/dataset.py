@@ -32,6 +32,18 @@ def read_image(path: str) -> np.ndarray:
     return img
 
 
+def crop_and_resize(img: np.ndarray, img_w: int, img_h: int, crop: Crop) -> tuple[np.ndarray, int]:
+    """A BGR uint8 image as the network sees it: the crop's rows dropped, resized to
+    ``img_w x img_h`` (INTER_CUBIC), RGB. Returns ``(uint8 (img_h, img_w, 3), rows dropped)``;
+    ValueError when the crop does not fit the image."""
+    ori_h, ori_w = img.shape[:2]
+    cut = crop(ori_h, ori_w)
+    if not 0 <= cut < ori_h:
+        raise ValueError(f"cut_height {cut} does not fit a {ori_w}x{ori_h} image")
+    img = cv2.resize(img[cut:], (int(img_w), int(img_h)), interpolation=cv2.INTER_CUBIC)
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB), cut
+
+
 def to_tensor(img: np.ndarray) -> torch.Tensor:
     """HWC uint8 -> CHW float32 in [0, 1] (divided by 255, as the release)."""
     return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float().div_(255.0)
@@ -81,11 +93,10 @@ class LaneDataset(Dataset):
         if unreadable:
             img = np.zeros((self.crop.rows + self.img_h, self.img_w, 3), np.uint8)
         ori_h, ori_w = img.shape[:2]
-        cut = self.crop(ori_h, ori_w)
-        if not 0 <= cut < ori_h:
-            raise ValueError(f"cut_height {cut} does not fit image {record.img_path} ({ori_w}x{ori_h})")
-        img = cv2.resize(img[cut:], (self.img_w, self.img_h), interpolation=cv2.INTER_CUBIC)
-        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        try:
+            img, cut = crop_and_resize(img, self.img_w, self.img_h, self.crop)
+        except ValueError as err:
+            raise ValueError(f"{record.img_path}: {err}") from None
         meta = {"index": int(index), "img_path": record.img_path, "img_name": record.img_name,
                 "img_size": None if unreadable else (ori_h, ori_w), "cut_height": cut,
                 "replaced": replaced, "unreadable": unreadable}

@@ -1,0 +1,174 @@
+"""ONNX export (srlane.models.export, tools/export.py): onnxruntime reproduces the eval-mode network
+at any batch, fp16 within its tolerance, and a file of another input size is refused (CPU)."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import onnx
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from srlane.config import Config  # noqa: E402
+from srlane.models import build_net  # noqa: E402
+from srlane.models.export import TOLERANCES, OnnxModel, compare_with_torch, export_onnx  # noqa: E402
+from tools import export as export_tool  # noqa: E402
+from tools import speed  # noqa: E402
+
+SYNTHETIC = ROOT / "configs" / "srlane_r18_synthetic.py"
+
+
+def r18(img_h, img_w, seed=0):
+    cfg = Config.fromfile(str(ROOT / "configs" / "models" / "srlane_r18.py"))
+    cfg.model.backbone.pretrained = False
+    cfg.img_h, cfg.img_w = img_h, img_w
+    torch.manual_seed(seed)
+    return build_net(cfg).eval()
+
+
+def cpu_model(path):
+    """The suite runs on the CPU, also where onnxruntime-gpu is installed."""
+    return OnnxModel(path, providers=["CPUExecutionProvider"])
+
+
+def trained_like(net):
+    """Refine-head outputs of order one (a random-init head outputs ~1e-3 around the proposals)."""
+    stage = net.roi_head.stage_heads[-1]
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for layer in (stage.cls_layers, stage.reg_layers):
+            layer.weight.copy_(torch.randn(layer.weight.shape, generator=generator) * 0.05)
+        stage.reg_layers.bias[1] = 1.0
+    return net
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    net = trained_like(r18(64, 160))
+    path = tmp_path_factory.mktemp("export") / "small.onnx"
+    export_onnx(net, path, 64, 160)
+    return net, path
+
+
+def max_diffs(net, path, batches=(1, 3)):
+    return {(b, name): diff for b, name, diff in compare_with_torch(net, cpu_model(path), batches)}
+
+
+def test_small_model_matches_pytorch_at_batch_1_and_3(small):
+    net, path = small
+    model = cpu_model(path)
+    assert model.input_size == (64, 160)
+    out = model(torch.rand(3, 3, 64, 160))
+    assert out.dtype == torch.float32 and out.device.type == "cpu" and out.shape == (3, 40, 76)
+    diffs = max_diffs(net, path)
+    assert len(diffs) == 6 and max(diffs.values()) <= 1e-4, diffs
+    graph = onnx.load(str(path)).graph
+    assert [i.name for i in graph.input] == ["img"] and [o.name for o in graph.output] == ["predictions"]
+    assert [d.dim_param or d.dim_value for d in graph.input[0].type.tensor_type.shape.dim] == ["batch", 3, 64, 160]
+    assert [d.dim_param or d.dim_value for d in graph.output[0].type.tensor_type.shape.dim] == ["batch", 40, 76]
+    assert not any(n.op_type == "BatchNormalization" for n in graph.node)  # folded by the exporter
+
+
+def test_eval_forward_equals_onnx_on_a_given_image(small):
+    net, path = small
+    img = torch.rand(2, 3, 64, 160, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        expected = net(img)
+    torch.testing.assert_close(cpu_model(path)(img), expected, atol=1e-4, rtol=0)
+
+
+def test_release_size_r18_matches_pytorch(tmp_path):
+    net = r18(320, 800)
+    export_onnx(net, tmp_path / "r18.onnx", 320, 800)
+    diffs = max_diffs(net, tmp_path / "r18.onnx")
+    assert max(diffs.values()) <= 1e-4, diffs
+
+
+def test_other_input_size_is_one_line_value_error(small):
+    _, path = small
+    model = cpu_model(path)
+    model.check_input_size(64, 160)
+    with pytest.raises(ValueError) as err:
+        model.check_input_size(320, 800)
+    message = str(err.value)
+    assert "\n" not in message and str(path) in message and "160x64" in message and "800x320" in message
+    with pytest.raises(ValueError, match="160"):
+        model(torch.rand(1, 3, 320, 800))
+
+
+def test_fp16_within_its_tolerance(small, tmp_path):
+    net, _ = small
+    export_onnx(net, tmp_path / "half.onnx", 64, 160, fp16=True)
+    model = cpu_model(tmp_path / "half.onnx")
+    assert model.input_size == (64, 160)
+    rows = compare_with_torch(net, model, (1, 3))
+    for batch, name, diff in rows:
+        assert diff <= TOLERANCES["fp16"][name], (batch, name, diff)
+    assert max(diff for _, _, diff in rows) > 1e-6  # it does compute in half precision
+    assert (tmp_path / "half.onnx").stat().st_size < 0.6 * (small[1]).stat().st_size
+    with torch.no_grad():
+        net(torch.rand(1, 3, 64, 160))  # the export left the float32 network as it was
+    assert next(net.parameters()).dtype == torch.float32
+
+
+def test_export_onnx_refuses_an_opset_without_grid_sample(small, tmp_path):
+    with pytest.raises(ValueError, match="opset 16"):
+        export_onnx(small[0], tmp_path / "old.onnx", 64, 160, opset=15)
+    assert not (tmp_path / "old.onnx").exists()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("export_tool")
+    (tmp / "tiny.py").write_text(f"_base_ = [{str(SYNTHETIC)!r}]\nimg_w = 160\nimg_h = 64\n")
+    torch.save({"net": trained_like(r18(64, 160)).state_dict()}, tmp / "net.pth")
+    return tmp
+
+
+def test_tool_checks_and_writes(checkpoint, capsys):
+    tmp = checkpoint
+    result = export_tool.main([str(tmp / "tiny.py"), "--load-from", str(tmp / "net.pth"), "--out",
+                               str(tmp / "m.onnx"), "--batch", "2"])
+    table = capsys.readouterr().out
+    assert [b for b, _, _ in result["rows"]] == [1] * 3 + [2] * 3 + [3] * 3
+    assert all(diff <= 1e-4 for _, _, diff in result["rows"])
+    assert table.count(" ok") == 9 and "FAIL" not in table and "max |diff|" in table
+    assert cpu_model(tmp / "m.onnx").input_size == (64, 160)
+
+
+def test_tool_disagreement_is_one_line_and_writes_nothing(checkpoint, monkeypatch, capsys):
+    tmp = checkpoint
+    monkeypatch.setitem(export_tool.TOLERANCES, "fp32", {"logits": -1.0, "start/length": 1.0, "xs": 1.0})
+    with pytest.raises(export_tool.ExportCheckError) as err:
+        export_tool.main([str(tmp / "tiny.py"), "--load-from", str(tmp / "net.pth"), "--out", str(tmp / "bad.onnx")])
+    assert "\n" not in str(err.value) and "batch 1 logits" in str(err.value)
+    assert "FAIL" in capsys.readouterr().out
+    assert not (tmp / "bad.onnx").exists() and not list(tmp.glob(".bad.onnx*"))
+
+
+def test_tool_bad_checkpoint_is_one_error_line(checkpoint):
+    tmp = checkpoint
+    result = subprocess.run([sys.executable, str(ROOT / "tools" / "export.py"), str(tmp / "tiny.py"), "--load-from",
+                             str(tmp / "missing.pth"), "--out", str(tmp / "x.onnx")], capture_output=True, text=True)
+    assert result.returncode == 1 and result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+
+
+def test_speed_times_onnxruntime_next_to_eager(checkpoint, capsys, tmp_path):
+    tmp = checkpoint
+    export_onnx(trained_like(r18(64, 160)), tmp_path / "m.onnx", 64, 160)
+    out = tmp_path / "speed.json"
+    result = speed.main([str(tmp / "tiny.py"), "--iters", "2", "--warmup", "1", "--threads", "1", "--load-from",
+                         str(tmp / "net.pth"), "--onnx", str(tmp_path / "m.onnx"), "--json", str(out)])
+    table = capsys.readouterr().out
+    assert result["onnx_forward_ms"] > 0 and result["forward_ms"] > 0
+    assert result["onnx_vs_eager_forward"] == result["onnx_forward_ms"] / result["forward_ms"]
+    assert result["onnx_max_abs_diff"] <= 1e-4 and result["onnx_providers"][0] == "CPUExecutionProvider"
+    assert "onnxruntime forward ms/batch" in table and "onnxruntime / eager forward" in table
+    assert json.loads(out.read_text())["onnx_forward_fps"] == result["onnx_forward_fps"]
+    export_onnx(r18(96, 160), tmp_path / "other.onnx", 96, 160)
+    with pytest.raises(SystemExit):
+        speed.main([str(tmp / "tiny.py"), "--iters", "1", "--warmup", "0", "--onnx", str(tmp_path / "other.onnx")])
+    assert "160x96" in capsys.readouterr().err

@@ -1,0 +1,103 @@
+"""Export a trained SRLane to ONNX (the network only; decoding stays outside the graph).
+
+    python tools/export.py CONFIG --load-from CKPT --out model.onnx [--fp16] [--opset N] [--batch B]
+
+The file takes ``img`` (batch, 3, img_h, img_w), RGB in [0, 1] after the crop and resize (float16
+with --fp16), and returns ``predictions`` float32 (batch, 40, 76), as ``net(img)`` in eval mode;
+the batch dimension is dynamic (docs/outputs.md). Before the file is put in place, onnxruntime
+runs it on random images at batch 1, 3 and B and its outputs are compared with PyTorch's float32
+network: max |diff| <= 1e-4 (fp32) or 5e-2 on the logits and 5e-3 on start, length and xs
+(fp16). A larger difference leaves no file and exits with status 1.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from srlane.config import ConfigError
+from srlane.engine.checkpoint import CheckpointError, inference_weights, load_checkpoint, load_net_weights
+from srlane.engine.defaults import load_experiment
+from srlane.fileio import atomic_path
+from srlane.models import build_net
+from srlane.models.export import (DEFAULT_OPSET, MIN_OPSET, TOLERANCES, OnnxModel, compare_with_torch,
+                                  export_onnx)
+
+
+class ExportCheckError(RuntimeError):
+    """onnxruntime and PyTorch disagree beyond the tolerance."""
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config", help="experiment config file (see configs/)")
+    parser.add_argument("--load-from", "--load_from", dest="load_from", required=True, metavar="CKPT",
+                        help="network weights (a run's .pth: its moving average when it has one)")
+    parser.add_argument("--out", required=True, metavar="FILE", help="the .onnx file to write")
+    parser.add_argument("--fp16", action="store_true", help="half-precision weights and input")
+    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, metavar="N",
+                        help=f"ONNX opset (default {DEFAULT_OPSET}; at least {MIN_OPSET} for grid_sample)")
+    parser.add_argument("--batch", type=int, default=1, metavar="B",
+                        help="example batch for tracing and checking (the file takes any batch; default 1)")
+    parser.add_argument("--set", nargs="+", default=[], action="extend", metavar="KEY=VALUE",
+                        help="config overrides")
+    args = parser.parse_args(argv)
+    if args.batch < 1:
+        parser.error(f"--batch must be at least 1, got {args.batch}")
+    if args.opset < MIN_OPSET:
+        parser.error(f"--opset {args.opset}: the refine head's grid_sample needs opset {MIN_OPSET} or later")
+    return args
+
+
+def check_table(rows: list[tuple[int, str, float]], tolerances: dict[str, float]) -> tuple[str, list[str]]:
+    """The aligned table of the check and the failed lines."""
+    header = ("batch", "output", "max |diff|", "tolerance", "")
+    lines = [header] + [(str(b), name, f"{diff:.2e}", f"{tolerances[name]:.0e}",
+                         "ok" if diff <= tolerances[name] else "FAIL") for b, name, diff in rows]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    text = "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in lines)
+    failed = [f"batch {b} {name} max |diff| {diff:.2e} > {tolerances[name]:.0e}"
+              for b, name, diff in rows if not diff <= tolerances[name]]
+    return text, failed
+
+
+def export(args: argparse.Namespace) -> dict:
+    """Run the command line; returns the check's rows and the file's size."""
+    cfg = load_experiment(args.config, args.set)
+    cfg.model.backbone.pretrained = False  # the checkpoint holds every weight
+    net = build_net(cfg)
+    load_net_weights(net, inference_weights(load_checkpoint(args.load_from)), args.load_from)
+    net.eval()
+    img_h, img_w = int(cfg.img_h), int(cfg.img_w)
+    precision = "fp16" if args.fp16 else "fp32"
+    tolerances = TOLERANCES[precision]
+    batches = sorted({1, 3, args.batch})
+    with atomic_path(args.out, suffix=".onnx") as tmp:  # nothing in place unless the check passes
+        export_onnx(net, tmp, img_h, img_w, opset=args.opset, fp16=args.fp16, batch=args.batch)
+        model = OnnxModel(tmp, providers=["CPUExecutionProvider"])
+        rows = compare_with_torch(net, model, batches)
+        table, failed = check_table(rows, tolerances)
+        print(f"onnxruntime (CPU) vs PyTorch float32 on random {img_w}x{img_h} images, {precision}, opset {args.opset}")
+        print(table)
+        if failed:
+            raise ExportCheckError(f"onnxruntime disagrees with PyTorch ({'; '.join(failed)}); "
+                                   f"{args.out} not written")
+        del model
+    size_mb = os.path.getsize(args.out) / 2**20
+    print(f"wrote {os.path.abspath(args.out)} ({size_mb:.1f} MB): input img (batch, 3, {img_h}, {img_w}) "
+          f"{'float16' if args.fp16 else 'float32'}, output predictions "
+          f"(batch, {net.rpn_head.num_priors}, {4 + int(cfg.num_points)}) float32")
+    return {"rows": rows, "precision": precision, "size_mb": size_mb}
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    return export(parse_args(argv))
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (ConfigError, CheckpointError, ExportCheckError, ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
