@@ -177,7 +177,9 @@ DDP_SCRIPT = textwrap.dedent("""
         # 16 images: 8 per process at batch 4, 2 steps per epoch as in one process with 8
         runner = scripted_runner(work.parent, PLATEAU, name=work.name, gpus=(0, 1), toy_size=16, **extra)
         runner.train()
-        print(f"RANK {{runner.fabric.global_rank}} STEP {{runner.step}} REASON {{runner.stop_reason}}")
+        # one file per rank: the processes share stdout, where lines can interleave
+        (work / f"rank{{runner.fabric.global_rank}}.txt").write_text(
+            f"RANK {{runner.fabric.global_rank}} STEP {{runner.step}} REASON {{runner.stop_reason}}")
 """)
 
 
@@ -192,7 +194,7 @@ def test_stop_requests_are_agreed_by_all_processes(tmp_path):
         out = subprocess.run([sys.executable, str(script), mode, str(tmp_path / mode)], env=env, capture_output=True,
                              text=True, timeout=240)
         assert out.returncode == 0, out.stderr[-3000:]
-        results[mode] = sorted(line for line in out.stdout.splitlines() if line.startswith("RANK "))
+        results[mode] = [(tmp_path / mode / f"rank{r}.txt").read_text() for r in (0, 1)]
     assert results["early"] == [f"RANK {r} STEP 10 REASON early stop: no improvement of the metric by more than 0 "
                                 f"in 3 validations (best 0.3000 at step 4)" for r in (0, 1)]
     assert results["one_rank"] == ["RANK 0 STEP 3 REASON stop requested on another process",
