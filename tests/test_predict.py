@@ -27,6 +27,18 @@ SYNTHETIC = ROOT / "configs" / "srlane_r18_synthetic.py"
 SIZES = {"a.jpg": (590, 1640), "b.png": (590, 1640), "sub/c.jpg": (720, 1280)}  # name: (height, width)
 
 
+def lane_emitting_net(cfg):
+    """A random-init network (seed 0) whose proposals decode as lanes: random proposals have
+    length ~0, so the refine head's length bias gives them the full height."""
+    torch.manual_seed(0)
+    net = build_net(cfg).eval()
+    with torch.no_grad():
+        for name, param in net.named_parameters():
+            if name.endswith("reg_layers.bias"):
+                param[1] = 1.0
+    return net
+
+
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """A 256x96 config for CULane's 1640x590 images, a random-init checkpoint and three images
@@ -35,12 +47,7 @@ def setup(tmp_path_factory):
     config = tmp / "tiny.py"
     config.write_text(f"_base_ = [{str(SYNTHETIC)!r}]\nimg_w = 256\nimg_h = 96\n")
     cfg = load_experiment(config)
-    torch.manual_seed(0)
-    net = build_net(cfg).eval()
-    with torch.no_grad():  # random proposals have length ~0; give them the full height so lanes come out
-        for name, param in net.named_parameters():
-            if name.endswith("reg_layers.bias"):
-                param[1] = 1.0
+    net = lane_emitting_net(cfg)
     torch.save({"net": net.state_dict()}, tmp / "net.pth")
     rng = np.random.default_rng(0)
     for name, (h, w) in SIZES.items():

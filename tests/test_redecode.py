@@ -17,9 +17,9 @@ from srlane.benchmarks import build_benchmark  # noqa: E402
 from srlane.data.dataset import build_dataset  # noqa: E402
 from srlane.data.loader import make_loader  # noqa: E402
 from srlane.engine.defaults import load_experiment  # noqa: E402
-from srlane.models import build_net  # noqa: E402
 from srlane.models.decode import LaneDecoder  # noqa: E402
 from srlane.synthetic import generate  # noqa: E402
+from test_predict import lane_emitting_net  # noqa: E402
 from tools import predict, redecode  # noqa: E402
 
 SYNTHETIC = ROOT / "configs" / "srlane_r18_synthetic.py"
@@ -37,12 +37,7 @@ def raw_run(tmp_path_factory):
                       f"dataset = dict(data_root={str(tmp / 'data')!r}, cache_dir={str(tmp / 'cache')!r}, "
                       "generate=None)\n")
     cfg = load_experiment(config)
-    torch.manual_seed(0)
-    net = build_net(cfg).eval()
-    with torch.no_grad():  # random proposals have length ~0; give them the full height so lanes come out
-        for name, param in net.named_parameters():
-            if name.endswith("reg_layers.bias"):
-                param[1] = 1.0
+    net = lane_emitting_net(cfg)
     torch.save({"net": net.state_dict()}, tmp / "net.pth")
     predict.main([str(config), str(tmp / "data" / "list" / "test.txt"), "--root", str(tmp / "data"), "--load-from",
                   str(tmp / "net.pth"), "--out", str(tmp / "pred"), "--save-raw", "--batch", "4", "--workers", "0",

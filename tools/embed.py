@@ -34,6 +34,7 @@ from tqdm import tqdm
 from srlane.benchmarks import build_benchmark
 from srlane.config import ConfigError
 from srlane.data.dataset import build_dataset
+from srlane.data.input_checks import image_crops, readable_part
 from srlane.data.loader import make_loader
 from srlane.data.records import DataFormatError
 from srlane.engine.checkpoint import CheckpointError, inference_weights, load_checkpoint, load_net_weights
@@ -113,19 +114,20 @@ def embed(args: argparse.Namespace) -> dict:
     lane_rows: list[np.ndarray] = []
     names: list[str] = []
     columns: dict[str, list] = {"image": [], "lane": [], "proposal": [], "score": []}
-    unreadable = 0
+    unreadable: list[str] = []
+
+    def report(meta: dict) -> None:
+        tqdm.write(f"error: cannot read image {meta['img_path']}; left out", file=sys.stderr)
+        unreadable.append(meta["img_path"])
+
     with torch.inference_mode():
         for batch in tqdm(loader, desc="Embed", unit="batch", dynamic_ncols=True):
-            for meta in batch["meta"]:
-                if meta["unreadable"]:
-                    tqdm.write(f"error: cannot read image {meta['img_path']}; left out", file=sys.stderr)
-                    unreadable += 1
-            keep = [i for i, meta in enumerate(batch["meta"]) if not meta["unreadable"]]
-            if not keep:
+            readable = readable_part(batch, report)
+            if readable is None:
                 continue
-            metas = [batch["meta"][i] for i in keep]
-            output = net(batch["img"][keep].to(device)).float()
-            lanes = decoder(output, [(meta["cut_height"], meta["img_size"][0]) for meta in metas])
+            images, metas = readable
+            output = net(images.to(device)).float()
+            lanes = decoder(output, image_crops(metas))
             indices, valid = decoder.select(output)
             predictions = output.cpu().numpy()
             scores = torch.softmax(output[..., :2], dim=-1)[..., 1].cpu().numpy()
@@ -162,11 +164,11 @@ def embed(args: argparse.Namespace) -> dict:
     save_npy(os.path.join(args.out, "global.npy"), global_features)
     save_npy(os.path.join(args.out, "lanes.npy"), lane_features)
     atomic_write_text(os.path.join(args.out, "index.json"), json.dumps(index, indent=1) + "\n")
-    summary = {"images": len(names), "lanes": len(lane_features), "unreadable": unreadable,
+    summary = {"images": len(names), "lanes": len(lane_features), "unreadable": len(unreadable),
                "global_shape": global_features.shape, "lanes_shape": lane_features.shape}
     print(f"{len(names)} images, {len(lane_features)} lanes; wrote global.npy {global_features.shape}, "
           f"lanes.npy {lane_features.shape} and index.json to {os.path.abspath(args.out)}"
-          + (f"; {unreadable} unreadable image(s) left out" if unreadable else ""))
+          + (f"; {len(unreadable)} unreadable image(s) left out" if unreadable else ""))
     return summary
 
 

@@ -59,7 +59,7 @@ from srlane.benchmarks import BENCHMARKS
 from srlane.config import Config, ConfigError
 from srlane.data.crop import Crop, build_crop
 from srlane.data.dataset import build_dataset, read_image
-from srlane.data.input_checks import InputChecks, expected_sizes
+from srlane.data.input_checks import InputChecks, expected_sizes, image_crops, readable_part
 from srlane.data.loader import make_loader
 from srlane.data.records import DataFormatError, LaneRecord, relative_name, require_image
 from srlane.data.video import Frame, VideoFrames, is_video, lanes_json_line, prepare_image
@@ -233,18 +233,21 @@ def predict_images(args: argparse.Namespace, cfg: Config, records: list[LaneReco
     done: list[LaneRecord] = []
     found: list[list[Lane]] = []
     run_times: list[float] = []
-    unreadable = 0
+    unreadable: list[str] = []
+
+    def report(meta: dict) -> None:
+        tqdm.write(f"error: cannot read image {meta['img_path']}; nothing written for it", file=sys.stderr)
+        unreadable.append(meta["img_path"])
+
     for batch in tqdm(loader, desc="Predict", unit="batch", dynamic_ncols=True):
-        for meta in checks.unreadable_items(batch["meta"]):
-            tqdm.write(f"error: cannot read image {meta['img_path']}; nothing written for it", file=sys.stderr)
-            unreadable += 1
-        keep = [i for i, meta in enumerate(batch["meta"]) if not meta["unreadable"]]
-        if not keep:
+        checks.check_sizes(batch["meta"])
+        readable = readable_part(batch, report)
+        if readable is None:
             continue
-        metas = [batch["meta"][i] for i in keep]
+        images, metas = readable
         start = time.perf_counter()
-        output = model(batch["img"][keep].to(device)).float()
-        lanes = decoder(output, [(meta["cut_height"], meta["img_size"][0]) for meta in metas])
+        output = model(images.to(device)).float()
+        lanes = decoder(output, image_crops(metas))
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         elapsed_ms = 1000 * (time.perf_counter() - start) / len(metas)
@@ -259,7 +262,7 @@ def predict_images(args: argparse.Namespace, cfg: Config, records: list[LaneReco
                 write_picture(args.out, meta, image_lanes)
     writer.write_predictions(done, found, args.out, run_times)
     return {"images": len(done), "lanes": sum(map(len, found)), "ms_per_image": sum(run_times) / max(1, len(done)),
-            "unreadable": unreadable}
+            "unreadable": len(unreadable)}
 
 
 class _NothingKept(Exception):

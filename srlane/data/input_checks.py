@@ -6,8 +6,29 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
+import torch
+
 from srlane.data.dataset import MAX_REPLACEMENTS
 from srlane.data.records import DataFormatError
+
+
+def image_crops(metas: Sequence[dict]) -> list[tuple[int, int]]:
+    """``(rows cropped, image height)`` of each item: what the decoder needs per image."""
+    return [(meta["cut_height"], meta["img_size"][0]) for meta in metas]
+
+
+def readable_part(batch: dict, report: Callable[[dict], None]) -> tuple[torch.Tensor, list[dict]] | None:
+    """The images and metas of a collated batch that could be read; ``report`` is called with the
+    meta of each one that could not. None when no image of the batch was read."""
+    keep = []
+    for i, meta in enumerate(batch["meta"]):
+        if meta.get("unreadable"):
+            report(meta)
+        else:
+            keep.append(i)
+    if not keep:
+        return None
+    return batch["img"][keep], [batch["meta"][i] for i in keep]
 
 
 def expected_sizes(cfg: Mapping[str, Any]) -> list[tuple[int, int]]:

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from srlane.benchmarks import Benchmark, Evaluator, build_benchmark
 from srlane.config import Config, ConfigError
 from srlane.data.dataset import build_dataset
-from srlane.data.input_checks import InputChecks, expected_sizes
+from srlane.data.input_checks import InputChecks, expected_sizes, image_crops
 from srlane.data.loader import build_dataloader
 from srlane.data.records import DataFormatError
 from srlane.engine import checkpoint as ckpt
@@ -319,8 +319,7 @@ class Runner:
             images = self.fabric.to_device(batch["img"])
             with self.fabric.autocast():
                 output = net(images)
-            crops = [(meta["cut_height"], meta["img_size"][0]) for meta in batch["meta"]]
-            for meta, lanes in zip(batch["meta"], self.decoder(output.float(), crops)):
+            for meta, lanes in zip(batch["meta"], self.decoder(output.float(), image_crops(batch["meta"]))):
                 predictions[int(meta["index"])] = lanes
         net.train(was_training)
         metrics = self._score(loader.dataset, self._gather(predictions))
