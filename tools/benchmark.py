@@ -1,13 +1,14 @@
 """Benchmarks of the data pipeline and the metric.
 
     python tools/benchmark.py data [--json OUT]     dataset items per second (one process, one thread)
+    python tools/benchmark.py loader [--json OUT]   training loader samples/s with 0, 1, 2 workers
     python tools/benchmark.py metric [--json OUT]   CULane metric: ms per image, full-test seconds
 """
 import argparse
 
-from throughput import data, metric  # tools/throughput/, next to this script
+from throughput import data, loader, metric  # tools/throughput/, next to this script
 
-BENCHMARKS = {"data": data, "metric": metric}
+BENCHMARKS = {"data": data, "loader": loader, "metric": metric}
 
 
 def main() -> None:
