@@ -18,7 +18,6 @@ import argparse
 import glob
 import os
 import sys
-from collections.abc import Callable
 
 from srlane.config import ConfigError
 from srlane.data.records import DataFormatError
@@ -27,6 +26,7 @@ from srlane.engine.defaults import load_experiment
 from srlane.engine.fabric import ACCELERATORS
 from srlane.engine.recorder import default_work_dir, format_metrics
 from srlane.engine.runner import Runner
+from srlane.synthetic import preparation
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -63,24 +63,6 @@ def latest_checkpoint(work_dirs: str, config_path: str) -> str:
     return max(found, key=os.path.getmtime)
 
 
-def synthetic_preparation(cfg) -> Callable[[Callable[[str], None]], None] | None:
-    """When the config asks for the synthetic set (``dataset.generate``): a step that writes it
-    in ``dataset.data_root`` unless a complete one with these parameters is there."""
-    spec = cfg.dataset.get("generate")
-    if not spec:
-        return None
-    root, fmt, size = cfg.dataset.data_root, cfg.dataset.type, (int(spec.train), int(spec.test), int(spec.seed))
-
-    def prepare(log: Callable[[str], None]) -> None:
-        from srlane import synthetic
-
-        if not synthetic.is_complete(root, fmt, *size):
-            log(f"generating the synthetic {fmt} set ({size[0]} train, {size[1]} test) in {root}")
-            synthetic.generate(root, fmt, *size, workers=max(1, int(cfg.workers)))
-
-    return prepare
-
-
 def check_work_dir(path: str) -> None:
     """ConfigError when a folder on the way to ``path`` is a file."""
     existing = os.path.abspath(path)
@@ -105,7 +87,7 @@ def main(argv: list[str] | None = None) -> dict | None:
                                  else default_work_dir(cfg.work_dirs, args.config))
     check_work_dir(work_dir)
 
-    runner = Runner(cfg, work_dir, gpus=args.gpus, view=args.view, prepare=synthetic_preparation(cfg))
+    runner = Runner(cfg, work_dir, gpus=args.gpus, view=args.view, prepare=preparation(cfg.dataset, int(cfg.workers)))
     if load_from:
         runner.load_weights(load_from)
     if args.validate_only:

@@ -111,3 +111,33 @@ def test_validate_only_on_cuda_counts_like_cpu(experiment, tmp_path):
     for category, counts in cpu["categories"].items():
         for name in ("tp", "fp", "fn"):
             assert abs(gpu["categories"][category]["0.5"][name] - counts["0.5"][name]) <= 2
+
+
+def test_decoder_nms_on_cuda_keeps_the_cpu_indices_and_lanes():
+    """On CUDA tensors the decoder runs the threshold and NMS on the GPU (lane_nms_torch); with ties
+    in score and in lanes it keeps the indices of the NumPy NMS on the same scores, and its lanes
+    equal the CPU decoder's."""
+    import numpy as np
+
+    from srlane.models.nms import lane_nms, lane_nms_torch
+
+    preds = random_predictions()
+    preds[:, 1::2, :2] = preds[:, ::2, :2]  # equal scores
+    preds[:, 1::4, 4:] = preds[:, ::4, 4:][:, :preds[:, 1::4].shape[1]]  # equal lanes
+    cuda_preds = preds.cuda()
+    for conf in (None, 0.0, 0.3):
+        decoder = LaneDecoder(_cfg(), conf_threshold=conf)
+        assert decoder.on_device(cuda_preds) and not decoder.on_device(preds)
+        scores = torch.softmax(cuda_preds[..., :2], dim=-1)[..., 1]
+        args = (cuda_preds[..., 2] * decoder.n_strips, cuda_preds[..., 3] * decoder.n_strips,
+                cuda_preds[..., 4:] * decoder.img_w)
+        indices, valid = lane_nms_torch(scores, *args, decoder.conf_threshold, decoder.nms_thres, decoder.top_k)
+        assert indices.is_cuda and valid.is_cuda
+        want = lane_nms(scores.cpu().numpy(), *(a.cpu().numpy() for a in args), decoder.conf_threshold,
+                        decoder.nms_thres, decoder.top_k)
+        assert [i[v].tolist() for i, v in zip(indices.cpu(), valid.cpu())] == [w.tolist() for w in want]
+        on_cpu, on_gpu = decoder(preds), decoder(cuda_preds)
+        assert sum(map(len, on_cpu)) > 8 and [len(a) for a in on_cpu] == [len(b) for b in on_gpu]
+        for a, b in zip(on_cpu, on_gpu):
+            for x, y in zip(a, b):
+                assert np.array_equal(x.points, y.points)

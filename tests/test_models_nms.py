@@ -85,3 +85,93 @@ def test_batch_with_unequal_candidate_counts():
     scores = np.array([[0.1, 0.2, 0.3], [0.1, 0.9, 0.3], [0.5, 0.7, 0.6]])
     got = lane_nms(scores, starts, lengths, np.stack([xs] * 3), 0.4, 50.0, 4)
     assert [g.tolist() for g in got] == [[], [1], [1, 2, 0]]
+
+
+def _random_case(g, trial):
+    """One batch of NMS inputs with score ties (scores on a grid of eighths) and equal
+    distances (integer xs, lanes offset by whole multiples of the threshold's 5 px)."""
+    b, n, p = 4, [12, 40][trial % 2], [24, 72][trial % 2]
+    starts = torch.randint(-6, p + 4, (b, n), generator=g).float()
+    lengths = torch.randint(-2, p + 2, (b, n), generator=g).float()
+    if trial % 3:  # fractional parts, some at .5 exactly
+        starts += torch.randint(-2, 3, (b, n), generator=g).float() / 4
+        lengths += torch.randint(-2, 3, (b, n), generator=g).float() / 4
+    offsets = torch.randint(-4, 5, (b, n, 1), generator=g).float() * 5
+    noise = torch.randint(-3, 4, (b, n, p), generator=g).float() * (trial % 4 == 3)
+    xs = torch.randint(0, 400, (b, 1, p), generator=g).float() + offsets + noise
+    scores = torch.randint(0, 9, (b, n), generator=g).float() / 8
+    return scores, starts, lengths, xs
+
+
+def test_torch_nms_keeps_the_same_indices_as_numpy():
+    """>= 200 random cases: ties in score and in distance, thresholds that keep none, some and all
+    proposals, top_k below and above the candidates (16 as for CurveLanes): the same indices."""
+    from srlane.models.nms import lane_nms_torch
+
+    g = torch.Generator().manual_seed(0)
+    images = ties = none = every = capped = 0
+    for trial in range(72):
+        scores, starts, lengths, xs = _random_case(g, trial)
+        conf = [0.0, 0.5, 1.01, 0.375][trial % 4]
+        top_k = [1, 4, 16, 50][(trial // 4) % 4]
+        want = lane_nms(scores.numpy(), starts.numpy(), lengths.numpy(), xs.numpy(), conf, 5.0, top_k)
+        indices, valid = lane_nms_torch(scores, starts, lengths, xs, conf, 5.0, top_k)
+        assert indices.shape == valid.shape == (4, top_k)
+        for i in range(4):
+            assert indices[i][valid[i]].tolist() == want[i].tolist(), (trial, i)
+            assert valid[i].tolist() == sorted(valid[i].tolist(), reverse=True)  # a prefix
+            candidates = scores[i][scores[i] >= conf]
+            images += 1
+            ties += len(candidates) > len(set(candidates.tolist()))
+            none += len(candidates) == 0
+            every += len(candidates) == scores.shape[1]
+            capped += len(want[i]) == top_k
+    assert images >= 200 and min(ties, none, every, capped) > 10, (images, ties, none, every, capped)
+
+
+def test_torch_nms_strict_threshold_and_ties_by_index():
+    from srlane.models.nms import lane_nms_torch
+
+    xs = torch.stack([torch.full((10,), 100.0 + 10 * k) for k in range(6)])[None]
+    starts, lengths = torch.zeros(1, 6), torch.full((1, 6), 10.0)
+    scores = torch.tensor([[0.5, 0.5, 0.5, 0.4, 0.5, 0.5]])
+    for conf in (0.0, 0.4, 0.45, 0.5, 0.6):
+        for thres in (10.0, 20.0, 50.0, 60.0):  # lanes exactly 10, 20 or 50 px apart: not below
+            want = lane_nms(scores.numpy(), starts.numpy(), lengths.numpy(), xs.numpy(), conf, thres, 4)[0].tolist()
+            indices, valid = lane_nms_torch(scores, starts, lengths, xs, conf, thres, 4)
+            assert indices[0][valid[0]].tolist() == want
+    indices, valid = lane_nms_torch(scores, starts, lengths, xs, 0.4, 10.0, 4)
+    assert indices[0][valid[0]].tolist() == [0, 1, 2, 4]  # 0.5 ties by index; 10 px apart is not below 10
+
+
+def _decoder_cases():
+    from test_models_detector import _cfg, random_predictions
+    from tools.speed import crafted_predictions
+
+    preds = random_predictions()
+    tied = preds.clone()
+    tied[:, 1::2, :2] = tied[:, ::2, :2]  # equal scores
+    tied[:, 1::4, 4:] = tied[:, ::4, 4:][:, :tied[:, 1::4].shape[1]]  # equal lanes
+    cfg16 = _cfg(w=320, h=128)
+    cfg16.max_lanes, cfg16.test_parameters.nms_topk, cfg16.test_parameters.nms_thres = 16, 16, 5.0
+    for conf in (None, 0.0, 0.3, 0.9, 1.0):
+        yield _cfg(), conf, preds
+        yield _cfg(), conf, tied
+    yield cfg16, None, crafted_predictions(2, 40, 72, 12)
+    yield cfg16, 0.0, preds
+
+
+def test_decoder_torch_backend_gives_the_numpy_lanes():
+    from srlane.models.decode import LaneDecoder
+
+    for cfg, conf, preds in _decoder_cases():
+        numpy_path = LaneDecoder(cfg, conf_threshold=conf)
+        torch_path = LaneDecoder(cfg, conf_threshold=conf, nms_backend="torch")
+        assert not numpy_path.on_device(preds) and torch_path.on_device(preds)  # auto: NumPy on the CPU
+        for (a, va), (b, vb) in [(numpy_path.select(p), torch_path.select(p)) for p in (preds, preds[:1])]:
+            assert torch.equal(va, vb) and torch.equal(a[va], b[vb])
+        want, got = numpy_path(preds), torch_path(preds)
+        assert [len(lanes) for lanes in want] == [len(lanes) for lanes in got]
+        for lanes_a, lanes_b in zip(want, got):
+            for x, y in zip(lanes_a, lanes_b):
+                assert np.array_equal(x.points, y.points)

@@ -17,3 +17,20 @@ def test_loader_benchmark_writes_one_row_per_worker_count(tmp_path):
     assert all(row["samples_per_s"] > 0 and row["first_batch_s"] > 0 and row["efficiency"] > 0 for row in result["rows"])
     assert result["one_process_items_per_s"] > 0 and result["batch_size"] == 4
     assert "samples/s" in out.stdout and "efficiency" in out.stdout
+
+
+def test_train_benchmark_splits_the_iteration(tmp_path):
+    """A tiny config (generated 8 + 4 scene set): the iteration is the data wait plus the step."""
+    data = tmp_path / "data"
+    out = subprocess.run([sys.executable, "tools/benchmark.py", "train", "--iters", "3", "--warmup", "1",
+                          "--accelerator", "cpu", "--json", str(tmp_path / "train.json"), "--set", "img_w=256",
+                          "img_h=96", "batch_size=2", "workers=0", f"dataset.data_root={str(data)!r}",
+                          "dataset.generate.train=8", "dataset.generate.test=4", "dataset.generate.seed=0",
+                          f"dataset.cache_dir={str(tmp_path / 'cache')!r}"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads((tmp_path / "train.json").read_text())
+    assert result["device"] == "cpu" and result["batch_size"] == 2 and result["device_step_ms"] is None
+    assert abs(result["iteration_ms"] - (result["data_wait_ms"] + result["step_ms"])) < 1e-6
+    assert result["step_ms"] > 0 and result["cached_batch_step_ms"] > 0 and 0 <= result["data_wait_share"] < 1
+    assert (data / ".complete").exists() and "steady iteration ms" in out.stdout

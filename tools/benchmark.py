@@ -1,14 +1,15 @@
-"""Benchmarks of the data pipeline and the metric.
+"""Benchmarks of the data pipeline, the training iteration and the metric.
 
     python tools/benchmark.py data [--json OUT]     dataset items per second (one process, one thread)
     python tools/benchmark.py loader [--json OUT]   training loader samples/s with 0, 1, 2 workers
     python tools/benchmark.py metric [--json OUT]   CULane metric: ms per image, full-test seconds
+    python tools/benchmark.py train [--json OUT]    steady training iteration: data wait, step, cached-batch step
 """
 import argparse
 
-from throughput import data, loader, metric  # tools/throughput/, next to this script
+from throughput import data, loader, metric, train  # tools/throughput/, next to this script
 
-BENCHMARKS = {"data": data, "loader": loader, "metric": metric}
+BENCHMARKS = {"data": data, "loader": loader, "metric": metric, "train": train}
 
 
 def main() -> None:

@@ -3,11 +3,13 @@
 After the threshold an image keeps a handful of its 40 proposals, so the pairwise test runs on
 those only (a (B, K, K, P) array for the whole batch, K the most candidates of any image) and
 the greedy pass of each image stops at ``top_k`` kept lanes. NumPy keeps this free of thread
-start-up costs on small arrays.
+start-up costs on small arrays. :func:`lane_nms_torch` is the same NMS in torch for predictions on
+a GPU: batched over all N proposals, ``top_k`` greedy rounds, no host sync.
 """
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 
 def suppression_matrix(starts: np.ndarray, lengths: np.ndarray, xs: np.ndarray, thres: float) -> np.ndarray:
@@ -62,3 +64,60 @@ def lane_nms(scores: np.ndarray, starts: np.ndarray, lengths: np.ndarray, xs: np
     suppress = suppression_matrix(np.take_along_axis(starts, order, -1), np.take_along_axis(lengths, order, -1),
                                   np.take_along_axis(xs, take, -2), thres)
     return [idx[greedy_nms(sup[:n, :n], top_k)] for idx, sup, n in zip(order, suppress, counts)]
+
+
+def _suppression_matrix_torch(starts: torch.Tensor, lengths: torch.Tensor, xs: torch.Tensor,
+                              thres: float) -> torch.Tensor:
+    """:func:`suppression_matrix` in torch on the tensors' device, the same arithmetic: the rows in
+    dtype of ``starts`` (float32 from the decoder), the distance in float64, ``thres * rows`` in
+    the rows' dtype."""
+    n_rows = xs.shape[-1]
+    first = torch.trunc(starts + 0.5)
+    last = torch.trunc(starts + lengths - 1.0 + 0.5)
+    lo = torch.maximum(first[..., :, None], first[..., None, :])
+    hi = torch.minimum(torch.minimum(last[..., :, None], last[..., None, :]),
+                       torch.tensor(float(n_rows - 1), dtype=last.dtype, device=xs.device))
+    rows = hi - lo + 1
+    row = torch.arange(n_rows, dtype=torch.float32, device=xs.device)
+    common = (row >= lo[..., None]) & (row <= hi[..., None])
+    xs = xs.double()
+    dist = torch.where(common, (xs[..., :, None, :] - xs[..., None, :, :]).abs(), 0.0).sum(-1)
+    limit = torch.tensor(thres, dtype=rows.dtype, device=xs.device) * rows
+    return (rows > 0) & (dist < limit.double())
+
+
+def lane_nms_torch(scores: torch.Tensor, starts: torch.Tensor, lengths: torch.Tensor, xs: torch.Tensor,
+                   conf_threshold: float, nms_thres: float, top_k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`lane_nms` in torch, batched, on the tensors' device and without a host sync.
+
+    ``scores``, ``starts``, ``lengths`` (B, N), ``xs`` (B, N, P) tensors. Returns ``indices`` (B, top_k)
+    long and ``valid`` (B, top_k) bool on that device: ``indices[b][valid[b]]`` are the kept
+    proposals of image b, best first, the same as ``lane_nms``'s (``score >= conf_threshold``,
+    ties in score to the lower index, the same suppression test); ``valid`` is a prefix mask and
+    the padding indices are 0. The greedy pass runs ``min(top_k, N)`` rounds, each keeping the
+    best candidate of every image that no kept lane suppresses.
+    """
+    batch, n = scores.shape
+    device = scores.device
+    candidate = scores >= torch.tensor(conf_threshold, dtype=scores.dtype, device=device)
+    key = torch.where(candidate, -scores, torch.full_like(scores, float("inf")))
+    order = torch.sort(key, dim=-1, stable=True).indices
+    suppress = _suppression_matrix_torch(starts.gather(-1, order), lengths.gather(-1, order),
+                                         xs.gather(-2, order[..., None].expand(-1, -1, xs.shape[-1])), nms_thres)
+    alive = candidate.gather(-1, order)  # candidates come first in ``order``
+    positions, found = [], []
+    for _ in range(min(top_k, n)):
+        has = alive.any(-1)
+        pos = alive.to(torch.uint8).argmax(-1)  # the first alive position (argmax returns the first maximum)
+        row = suppress.gather(1, pos[:, None, None].expand(-1, 1, n))[:, 0]
+        alive = alive & ~row
+        alive = alive.scatter(1, pos[:, None], False)
+        positions.append(pos)
+        found.append(has)
+    indices = torch.zeros(batch, top_k, dtype=torch.long, device=device)
+    valid = torch.zeros(batch, top_k, dtype=torch.bool, device=device)
+    if positions:
+        rounds = len(positions)
+        valid[:, :rounds] = torch.stack(found, -1)
+        indices[:, :rounds] = torch.where(valid[:, :rounds], order.gather(-1, torch.stack(positions, -1)), 0)
+    return indices, valid

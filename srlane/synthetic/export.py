@@ -16,9 +16,10 @@ import json
 import multiprocessing
 import os
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -174,3 +175,20 @@ def generate(out_dir: str | os.PathLike, fmt: str = "culane", n_train: int = 100
         "lanes": sum(r["lanes"] for r in records),
         "categories": {split: dict(Counter(r["category"] for r in records if r["split"] == split)) for split in SPLITS},
     }
+
+
+def preparation(dataset_cfg: Mapping[str, Any], workers: int = 1) -> Callable[[Callable[[str], None]], None] | None:
+    """When a dataset config asks for the synthetic set (``generate=dict(train, test, seed)``): a
+    step (given a log function) that writes it in ``data_root``, in the layout of ``type``,
+    unless a complete one with these parameters is there; else None."""
+    spec = dataset_cfg.get("generate")
+    if not spec:
+        return None
+    root, fmt, size = dataset_cfg["data_root"], dataset_cfg["type"], (int(spec["train"]), int(spec["test"]), int(spec["seed"]))
+
+    def prepare(log: Callable[[str], None]) -> None:
+        if not is_complete(root, fmt, *size):
+            log(f"generating the synthetic {fmt} set ({size[0]} train, {size[1]} test) in {root}")
+            generate(root, fmt, *size, workers=max(1, workers))
+
+    return prepare
