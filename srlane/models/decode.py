@@ -73,9 +73,9 @@ class LaneDecoder:
         device, the same arithmetic as :meth:`_keep`."""
         predictions = predictions.detach().float()
         scores = torch.softmax(predictions[..., :2], dim=-1)[..., 1]
-        indices, valid = lane_nms_torch(scores, predictions[..., 2] * self.n_strips, predictions[..., 3] * self.n_strips,
-                                        predictions[..., 4:] * self.img_w, self.conf_threshold, self.nms_thres,
-                                        self.top_k)
+        indices, valid = lane_nms_torch(scores, predictions[..., 2] * self.n_strips,
+                                        predictions[..., 3] * self.n_strips, predictions[..., 4:] * self.img_w,
+                                        self.conf_threshold, self.nms_thres, self.top_k)
         return predictions, indices, valid
 
     def select(self, predictions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
