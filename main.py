@@ -17,16 +17,15 @@ from __future__ import annotations
 import argparse
 import glob
 import os
-import sys
 
 from srlane.config import ConfigError
-from srlane.data.records import DataFormatError
-from srlane.engine.checkpoint import CheckpointError, resolve_checkpoint
+from srlane.engine.checkpoint import resolve_checkpoint
 from srlane.engine.defaults import load_experiment
 from srlane.engine.fabric import ACCELERATORS
 from srlane.engine.recorder import default_work_dir, format_metrics
 from srlane.engine.runner import Runner
 from srlane.synthetic import preparation
+from srlane.cli import run_cli
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -102,8 +101,4 @@ def main(argv: list[str] | None = None) -> dict | None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ConfigError, CheckpointError, DataFormatError, OSError, FloatingPointError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
+    run_cli(main, FloatingPointError)

@@ -7,6 +7,7 @@ A launcher's variables (torchrun's, SLURM's) are removed for each test, so a sui
 ``srun`` or ``torchrun`` is not taken for a launched job, and a port that Lightning put into
 ``MASTER_PORT`` during one test does not reach the next test's subprocesses.
 """
+import cv2
 import pytest
 import torch
 
@@ -21,6 +22,17 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "cuda" in item.keywords and not HAS_CUDA:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _thread_counts_restored():
+    """Tools called in-process (speed.py --threads, the benchmarks) set global thread counts; a
+    later in-process training run must not inherit them (its float results would differ from the
+    same run in a fresh process)."""
+    torch_threads, cv2_threads = torch.get_num_threads(), cv2.getNumThreads()
+    yield
+    torch.set_num_threads(torch_threads)
+    cv2.setNumThreads(cv2_threads)
 
 
 @pytest.fixture(autouse=True)

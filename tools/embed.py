@@ -32,12 +32,12 @@ from torch import nn
 from tqdm import tqdm
 
 from srlane.benchmarks import build_benchmark
-from srlane.config import ConfigError
+from srlane.cli import run_cli
 from srlane.data.dataset import build_dataset
 from srlane.data.input_checks import image_crops, readable_part
 from srlane.data.loader import make_loader
 from srlane.data.records import DataFormatError
-from srlane.engine.checkpoint import CheckpointError, inference_weights, load_checkpoint, load_net_weights
+from srlane.engine.checkpoint import inference_weights, load_checkpoint, load_net_weights
 from srlane.engine.defaults import load_experiment
 from srlane.engine.fabric import ACCELERATORS, resolve_accelerator
 from srlane.fileio import atomic_path, atomic_write_text
@@ -177,8 +177,4 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(1 if main()["unreadable"] else 0)
-    except (ConfigError, CheckpointError, DataFormatError, OSError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
+    run_cli(main, ValueError, failed=lambda result: result["unreadable"] > 0)

@@ -15,13 +15,13 @@ Undefined ratios print as "-" and are null in json. Malformed input stops with o
 """
 import argparse
 import json
-import sys
 
 from srlane.benchmarks.curvelanes import split_list_path
 from srlane.evaluation.culane import MF1_THRESHOLDS, evaluate_culane_files, read_image_list, threshold_key
 from srlane.evaluation.curvelanes import evaluate_curvelanes_files
 from srlane.evaluation.tusimple import evaluate_tusimple_files
 from srlane.fileio import atomic_write_text
+from srlane.cli import run_cli
 
 
 def fmt(value, digits: int = 4) -> str:
@@ -129,12 +129,8 @@ def main() -> None:
     cl.add_argument("--json", help="write tp, fp, fn, precision, recall, f1 as json here")
     cl.set_defaults(run=run_curvelanes)
     args = parser.parse_args()
-    try:
-        args.run(args)
-    except (ValueError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
+    args.run(args)
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main, ValueError)

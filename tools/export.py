@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from collections.abc import Sequence
 
-from srlane.config import ConfigError
-from srlane.engine.checkpoint import CheckpointError, inference_weights, load_checkpoint, load_net_weights
+from srlane.cli import run_cli
+from srlane.engine.checkpoint import inference_weights, load_checkpoint, load_net_weights
 from srlane.engine.defaults import load_experiment
 from srlane.fileio import atomic_path
 from srlane.models import build_net
@@ -96,8 +95,4 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ConfigError, CheckpointError, ExportCheckError, ValueError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
+    run_cli(main, ExportCheckError, ValueError)

@@ -56,14 +56,15 @@ import torch
 from tqdm import tqdm
 
 from srlane.benchmarks import BENCHMARKS
-from srlane.config import Config, ConfigError
+from srlane.cli import run_cli
+from srlane.config import Config
 from srlane.data.crop import Crop, build_crop
 from srlane.data.dataset import build_dataset, read_image
 from srlane.data.input_checks import InputChecks, expected_sizes, image_crops, readable_part
 from srlane.data.loader import make_loader
 from srlane.data.records import DataFormatError, LaneRecord, relative_name, require_image
 from srlane.data.video import Frame, VideoFrames, is_video, lanes_json_line, prepare_image
-from srlane.engine.checkpoint import CheckpointError, inference_weights, load_checkpoint, load_net_weights
+from srlane.engine.checkpoint import inference_weights, load_checkpoint, load_net_weights
 from srlane.engine.defaults import load_experiment
 from srlane.engine.fabric import ACCELERATORS, resolve_accelerator
 from srlane.fileio import atomic_path, atomic_write_text
@@ -433,9 +434,4 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        result = main()
-        sys.exit(1 if result["unreadable"] or result["video_errors"] else 0)
-    except (InputError, ConfigError, CheckpointError, DataFormatError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
+    run_cli(main, InputError, failed=lambda result: bool(result["unreadable"] or result["video_errors"]))

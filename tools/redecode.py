@@ -32,7 +32,6 @@ import argparse
 import itertools
 import json
 import os
-import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -40,9 +39,9 @@ import numpy as np
 import torch
 
 from srlane.benchmarks import BENCHMARKS, build_benchmark
-from srlane.config import ConfigError
+from srlane.cli import run_cli
 from srlane.data.crop import build_crop
-from srlane.data.records import DataFormatError, LaneRecord
+from srlane.data.records import LaneRecord
 from srlane.data.video import lanes_json_line
 from srlane.engine.defaults import load_experiment
 from srlane.fileio import atomic_path, atomic_write_text
@@ -240,8 +239,4 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, ConfigError, DataFormatError, OSError) as err:  # RawError is a ValueError
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
+    run_cli(main, ValueError)  # RawError is a ValueError

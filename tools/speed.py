@@ -29,15 +29,15 @@ import json
 import os
 import platform
 import statistics
-import sys
 import time
 
 import torch
 
+from srlane.cli import run_cli
 from srlane.config import Config, ConfigError
 from srlane.engine.fabric import ACCELERATORS, resolve_accelerator
 from srlane.fileio import atomic_write_text
-from srlane.engine.checkpoint import (CheckpointError, inference_weights, load_checkpoint,
+from srlane.engine.checkpoint import (inference_weights, load_checkpoint,
                                       load_net_weights)
 from srlane.models import build_net
 from srlane.models.decode import LaneDecoder
@@ -188,8 +188,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except CheckpointError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
+    run_cli(main)

@@ -1,0 +1,25 @@
+"""The ending the command-line scripts share: errors a user can fix print as one line, never a
+traceback; the exit status says whether everything went through."""
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+from srlane.config import ConfigError
+from srlane.data.records import DataFormatError
+from srlane.engine.checkpoint import CheckpointError
+
+USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, DataFormatError, CheckpointError, OSError)
+
+
+def run_cli(main: Callable[[], Any], *errors: type[BaseException],
+            failed: Callable[[Any], bool] = lambda result: False) -> NoReturn:
+    """Run ``main`` and exit: 1 when ``failed(its result)`` (e.g. some inputs were unreadable),
+    else 0. ``USER_ERRORS`` and ``errors`` print as ``error: <message>`` and exit 1."""
+    try:
+        result = main()
+    except (*USER_ERRORS, *errors) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
+    sys.exit(1 if failed(result) else 0)
