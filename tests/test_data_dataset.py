@@ -104,7 +104,6 @@ def test_collate_stacks_levels_and_keeps_meta(culane, tmp_path):
 
 
 def epoch_batches(loader, epoch):
-    loader.dataset.set_epoch(epoch)
     loader.sampler.set_epoch(epoch)
     return list(loader)
 

@@ -30,10 +30,8 @@ class ToyData(Dataset):
     def __len__(self):
         return len(self.records)
 
-    def set_epoch(self, epoch):
-        pass  # no augmentation
-
-    def __getitem__(self, i):
+    def __getitem__(self, key):
+        i = key[1] if isinstance(key, tuple) else key  # (epoch, index) from the training sampler; no augmentation
         img = torch.rand(3, 4, 4, generator=torch.Generator().manual_seed(i))
         item = {"img": img, "meta": {"index": i, "img_name": f"{i}.jpg", "img_size": (4, 4), "cut_height": 0}}
         if self.training:
@@ -138,17 +136,18 @@ def weights(path):
 def test_epoch_sampler_is_a_function_of_seed_and_epoch_and_shards():
     a = EpochSampler(10, True, seed=3)
     a.set_epoch(1)
-    full = list(a)
+    assert {epoch for epoch, _ in a} == {1}
+    full = [index for _, index in a]
     assert sorted(full) == list(range(10))
     a.set_epoch(1, start=4)
-    assert list(a) == full[4:] and len(a) == 6
+    assert list(a) == [(1, index) for index in full[4:]] and len(a) == 6
     a.set_epoch(2)
-    assert list(a) != full
+    assert [index for _, index in a] != full
     shards = []
     for rank in range(3):
         s = EpochSampler(10, True, seed=3, rank=rank, world_size=3)
         s.set_epoch(1)
-        shards.append(list(s))
+        shards.append([index for _, index in s])
     assert [len(s) for s in shards] == [4, 4, 4]
     assert sorted(i for s in shards for i in s) == sorted(full + full[:2])
 

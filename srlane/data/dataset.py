@@ -2,8 +2,9 @@
 
 Reproducibility: item ``i`` of epoch ``e`` draws all its augmentation from
 ``numpy.random.default_rng([seed, e, i])``, so an item depends only on (seed, epoch, index): the
-same with 0 or N workers, different from one epoch to the next. Call ``set_epoch(e)`` before
-iterating epoch ``e`` (workers are re-created per epoch, so they see it).
+same with 0 or N workers, different from one epoch to the next. The training sampler asks for
+``dataset[(e, i)]``, so workers that live across epochs draw each epoch's augmentation; a plain
+``dataset[i]`` uses the epoch of ``set_epoch``.
 """
 from __future__ import annotations
 
@@ -78,16 +79,18 @@ class LaneDataset(Dataset):
         """Select the augmentation draws (and the training order) of ``epoch``."""
         self.epoch = int(epoch)
 
-    def item_rng(self, index: int) -> np.random.Generator:
-        """The generator of item ``index`` in the current epoch."""
-        return np.random.default_rng([self.seed, self.epoch, int(index)])
+    def item_rng(self, index: int, epoch: int | None = None) -> np.random.Generator:
+        """The generator of item ``index`` in ``epoch`` (default: the ``set_epoch`` one)."""
+        return np.random.default_rng([self.seed, self.epoch if epoch is None else int(epoch), int(index)])
 
-    def __getitem__(self, index: int) -> dict:
-        """The item of ``index``. An image that cannot be read never raises here (a worker's
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        """The item of ``key``: an index, or ``(epoch, index)`` as the training sampler asks.
+        An image that cannot be read never raises here (a worker's
         exception would reach the main process as a traceback): a training item takes the next
         readable image instead and lists the unreadable paths in ``meta["replaced"]``; when none
         is found, or outside training, the item is a black image without lanes marked
         ``meta["unreadable"]``, for the caller to report."""
+        epoch, index = key if isinstance(key, tuple) else (None, key)
         record, img, replaced = self._read(index)
         unreadable = img is None
         if unreadable:
@@ -104,7 +107,7 @@ class LaneDataset(Dataset):
             return {"img": to_tensor(img), "meta": meta}
         lanes = [] if unreadable else [lane - np.array([0.0, cut]) for lane in record.lanes if len(lane) >= 2]
         lanes = resize_lanes(lanes, self.img_w / ori_w, self.img_h / (ori_h - cut))
-        img, targets = self._augment_and_encode(img, lanes, self.item_rng(index), record.img_path)
+        img, targets = self._augment_and_encode(img, lanes, self.item_rng(index, epoch), record.img_path)
         return {
             "img": to_tensor(img),
             "gt_lane": torch.from_numpy(targets["gt_lane"]),

@@ -26,8 +26,10 @@ def collate(batch: Sequence[dict]) -> dict:
     return out
 
 
-class EpochSampler(Sampler[int]):
-    """Indices of one epoch: shuffled with ``seed + epoch``, sharded by rank, from ``start`` on.
+class EpochSampler(Sampler[tuple[int, int]]):
+    """``(epoch, index)`` keys of one epoch: indices shuffled with ``seed + epoch``, sharded by
+    rank, from ``start`` on. The key carries the epoch to the dataset, also in workers that live
+    across epochs (``persistent_workers``).
 
     The order is a function of (seed, epoch) alone, so a resumed run replays the same epoch and
     skips the samples it already trained on.
@@ -45,13 +47,13 @@ class EpochSampler(Sampler[int]):
     def __len__(self) -> int:
         return max(0, self.per_rank - self.start)
 
-    def __iter__(self) -> Iterator[int]:
+    def __iter__(self) -> Iterator[tuple[int, int]]:
         if self.shuffle:
             order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + self.epoch))
         else:
             order = torch.arange(self.size)
         padded = torch.cat([order, order[: self.per_rank * self.world_size - self.size]])
-        yield from padded[self.rank :: self.world_size][self.start :].tolist()
+        yield from ((self.epoch, index) for index in padded[self.rank :: self.world_size][self.start :].tolist())
 
 
 def _init_worker(_: int) -> None:
@@ -63,8 +65,9 @@ def _init_worker(_: int) -> None:
 def make_loader(dataset: Dataset, batch_size: int, workers: int, training: bool, seed: int = 0, rank: int = 0,
                 world_size: int = 1, collate_fn=collate) -> DataLoader:
     """Training: an ``EpochSampler`` (set its epoch with ``loader.sampler.set_epoch``), the last
-    partial batch dropped, a seedable ``loader.generator``. Otherwise the dataset order, rank
-    ``r`` of ``n`` reading indices ``r, r + n, ...`` (every image once over all ranks)."""
+    partial batch dropped, a seedable ``loader.generator``, workers kept from one epoch to the
+    next (no restart at every epoch). Otherwise the dataset order, rank ``r`` of ``n`` reading
+    indices ``r, r + n, ...`` (every image once over all ranks)."""
     if workers > 0:
         # One OpenCV thread per worker, set here in the parent before the workers fork: a
         # forked child that calls cv2.setNumThreads after the parent's OpenCV thread pool ran
@@ -74,7 +77,8 @@ def make_loader(dataset: Dataset, batch_size: int, workers: int, training: bool,
                else range(rank, len(dataset), world_size))
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, collate_fn=collate_fn,
                       drop_last=training, worker_init_fn=_init_worker if workers > 0 else None,
-                      generator=torch.Generator() if training else None, persistent_workers=False)
+                      generator=torch.Generator() if training else None,
+                      persistent_workers=training and workers > 0)
 
 
 def build_dataloader(cfg: Mapping[str, Any], dataset: Dataset, training: bool, rank: int = 0,

@@ -75,8 +75,8 @@ class Runner:
         net: the network (default ``srlane.models.build_net(cfg)``).
         benchmark: reads the splits' records and scores validation (default ``build_benchmark(cfg)``).
         build_loader: ``(split, training, rank, world size) -> DataLoader`` whose dataset has
-            ``records``; a training loader's sampler is an ``EpochSampler`` and its dataset has
-            ``set_epoch`` (default: the
+            ``records``; a training loader's sampler is an ``EpochSampler``, whose
+            ``(epoch, index)`` keys its dataset takes (default: the
             benchmark's split through ``build_dataset`` and ``build_dataloader``).
         decoder: ``(predictions, crops) -> lanes per image`` (default ``LaneDecoder(cfg)``).
         prepare: data preparation (e.g. generating the synthetic set), run once on rank 0
@@ -199,8 +199,7 @@ class Runner:
                 f"(batch_size {loader.batch_size} x accumulate {self.cfg.accumulate} x {self.fabric.world_size} process(es)); "
                 "lower batch_size or accumulate, or use a larger split"
             )
-        loader.sampler.set_epoch(self.epoch, start=self.batch_in_epoch * loader.batch_size)
-        loader.dataset.set_epoch(self.epoch)  # per-item augmentation draws of this epoch
+        loader.sampler.set_epoch(self.epoch, start=self.batch_in_epoch * loader.batch_size)  # its keys carry the epoch
         loader.generator.manual_seed(self.cfg.seed + self.epoch)
         group: list[Any] = []
         for batch in loader:

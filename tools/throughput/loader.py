@@ -39,7 +39,6 @@ def time_loader(loader, epochs: int) -> tuple[float, float, int]:
     samples, first, start = 0, 0.0, time.perf_counter()
     for epoch in range(epochs):
         loader.sampler.set_epoch(epoch)
-        loader.dataset.set_epoch(epoch)
         begin = time.perf_counter()
         for k, batch in enumerate(loader):
             if k == 0:
