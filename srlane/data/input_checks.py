@@ -86,8 +86,3 @@ class InputChecks:
             if meta.get("unreadable"):
                 raise DataFormatError(meta["img_path"], None, f"cannot read this training image nor the "
                                       f"{MAX_REPLACEMENTS} after it in the list")
-
-    def unreadable_items(self, metas: Sequence[dict]) -> list[dict]:
-        """Outside training: warn about sizes, return the items whose image could not be read."""
-        self.check_sizes(metas)
-        return [meta for meta in metas if meta.get("unreadable")]

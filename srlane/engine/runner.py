@@ -26,7 +26,7 @@ from tqdm import tqdm
 from srlane.benchmarks import Benchmark, Evaluator, build_benchmark
 from srlane.config import Config, ConfigError
 from srlane.data.dataset import build_dataset
-from srlane.data.input_checks import InputChecks, expected_sizes, image_crops
+from srlane.data.input_checks import InputChecks, expected_sizes, image_crops, readable_part
 from srlane.data.loader import build_dataloader
 from srlane.data.records import DataFormatError
 from srlane.engine import checkpoint as ckpt
@@ -50,6 +50,11 @@ def split_loader(cfg: Config, benchmark: Benchmark, split: str, training: bool, 
     """The loader of a benchmark split as the config says (dataset, batch size, workers, seed)."""
     dataset = build_dataset(cfg, benchmark.read_split(split, training), training)
     return build_dataloader(cfg, dataset, training, rank, world_size)
+
+
+def _reject_unreadable(meta: dict) -> None:
+    raise DataFormatError(meta["img_path"], None, "cannot read this validation image (validation scores every "
+                          "image of the split); repair it or remove it from the list")
 
 
 def _default_net(cfg: Config) -> nn.Module:
@@ -238,8 +243,11 @@ class Runner:
             self.ema.update()
         if scale is not None:  # the scaler lowers its scale exactly when it skips the update
             self.scaler_skips += (self.scaler._scale < scale).squeeze().long()
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=_SCHEDULER_BEFORE_OPTIMIZER)
+        if self.scheduler.last_epoch == 0:  # torch checks the order on the schedule's first step only
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=_SCHEDULER_BEFORE_OPTIMIZER)
+                self.scheduler.step()
+        else:
             self.scheduler.step()
         self.step += 1
         self.nonfinite_in_row = 0
@@ -311,14 +319,11 @@ class Runner:
         predictions: dict[int, list] = {}
         bar = tqdm(loader, desc="Validate", disable=not self.fabric.is_global_zero, leave=False, dynamic_ncols=True)
         for batch in bar:
-            unreadable = self.input_checks.unreadable_items(batch["meta"])
-            if unreadable:
-                raise DataFormatError(unreadable[0]["img_path"], None, "cannot read this validation image (validation "
-                                      "scores every image of the split); repair it or remove it from the list")
-            images = self.fabric.to_device(batch["img"])
+            self.input_checks.check_sizes(batch["meta"])
+            images, metas = readable_part(batch, _reject_unreadable)
             with self.fabric.autocast():
-                output = net(images)
-            for meta, lanes in zip(batch["meta"], self.decoder(output.float(), image_crops(batch["meta"]))):
+                output = net(self.fabric.to_device(images))
+            for meta, lanes in zip(metas, self.decoder(output.float(), image_crops(metas))):
                 predictions[int(meta["index"])] = lanes
         net.train(was_training)
         metrics = self._score(loader.dataset, self._gather(predictions))
