@@ -350,7 +350,7 @@ class StandInOnnxModel:
         self.net = predict.load_net(load_experiment(spec["config"]), spec["checkpoint"], torch.device("cpu"))
 
     def __call__(self, img):
-        assert img.device.type == "cpu" and img.dtype == torch.float32
+        assert img.device.type == "cpu" and img.dtype == torch.uint8  # as the loaders deliver it
         return self.net(img)
 
 

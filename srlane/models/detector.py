@@ -16,9 +16,18 @@ from srlane.models.sketch_head import LocalAngleHead
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.", "_forward_module.")
 
 
+def input_images(img: torch.Tensor) -> torch.Tensor:
+    """The network's input from a batch's images: uint8 RGB (B, 3, H, W) as the loaders deliver
+    them (a quarter of float32's bytes through worker queues and host-to-device copies) becomes
+    float32 in [0, 1] (divided by 255, as the release) on the images' device; float images pass
+    unchanged."""
+    return img.float().div_(255.0) if img.dtype == torch.uint8 else img
+
+
 class SRLane(nn.Module):
     """Eval: ``net(img)`` or ``net({"img": img, ...})`` -> predictions (B, N, 4 + num_points).
     Train: ``net(batch)`` with ``img``, ``gt_lane``, ``gt_angle`` -> ``{"loss", "loss_status"}``.
+    ``img`` is uint8 RGB (see :func:`input_images`) or float in [0, 1].
 
     Submodule names match the released checkpoints (``backbone``, ``neck``, ``rpn_head``,
     ``roi_head``).
@@ -34,7 +43,7 @@ class SRLane(nn.Module):
         self.criterion = criterion
 
     def forward(self, batch: torch.Tensor | Mapping[str, Any]) -> torch.Tensor | dict:
-        img = batch["img"] if isinstance(batch, Mapping) else batch
+        img = input_images(batch["img"] if isinstance(batch, Mapping) else batch)
         feats = self.neck(self.backbone(img))
         priors, thetas = self.rpn_head(feats)
         stage_predictions = self.roi_head(feats, priors)

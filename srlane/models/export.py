@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from srlane.fileio import atomic_path
+from srlane.models.detector import input_images
 
 INPUT_NAME = "img"
 OUTPUT_NAME = "predictions"
@@ -127,11 +128,12 @@ class OnnxModel:
                              f"expects {int(img_w)}x{int(img_h)}; export it again from this config")
 
     def __call__(self, img: torch.Tensor) -> torch.Tensor:
-        """``img`` (B, 3, h, w) RGB in [0, 1], any device -> float32 CPU tensor (B, 40, 76)."""
+        """``img`` (B, 3, h, w) RGB, uint8 or in [0, 1] (as the network takes it), any device ->
+        float32 CPU tensor (B, 40, 76)."""
         if img.dim() != 4 or tuple(img.shape[2:]) != self.input_size:
             raise ValueError(f"ONNX model {self.path} takes (batch, 3, {self.input_size[0]}, {self.input_size[1]}) "
                              f"inputs, got {tuple(img.shape)}")
-        array = np.ascontiguousarray(img.detach().cpu().numpy(), dtype=self.input_dtype)
+        array = np.ascontiguousarray(input_images(img.detach()).cpu().numpy(), dtype=self.input_dtype)
         (out,) = self.session.run([OUTPUT_NAME], {self.input_name: array})
         return torch.from_numpy(np.asarray(out, dtype=np.float32))
 
