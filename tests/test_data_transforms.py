@@ -3,8 +3,8 @@ import cv2
 import numpy as np
 import pytest
 
-from srlane.data.transforms import (LaneAugmenter, adjust_hue_saturation, brightness_lut, clip_lanes,
-                                    flip_lanes, resize_lanes)
+from srlane.data.transforms import (LaneAugmenter, adjust_brightness, adjust_hue_saturation, affine_matrix,
+                                    brightness_lut, clip_lanes, flip_lanes, resize_lanes, warp_image)
 
 W, H = 400, 160
 
@@ -127,3 +127,23 @@ def test_colour_tables():
     hsv_after = cv2.cvtColor(adjust_hue_saturation(img, 10), cv2.COLOR_RGB2HSV)[0, 0].astype(int)
     assert abs(hsv_after[1] - hsv_before[1] - 10) <= 2
     assert abs((hsv_after[0] - hsv_before[0]) % 180 - 7) <= 1
+
+
+def test_fast_paths_equal_the_plain_opencv_calls():
+    """The warp goes through 4 channels and the brightness table touches luma alone (both for
+    speed): the pixels equal the plain 3-channel warp and the full 3-channel table."""
+    rng = np.random.default_rng(3)
+    img = cv2.GaussianBlur(rng.integers(0, 256, (H, W, 3), dtype=np.uint8), (0, 0), 1.0)
+    for seed in range(5):
+        r = np.random.default_rng(seed)
+        matrix = affine_matrix(W, H, (r.uniform(-40, 40), r.uniform(-16, 16)), r.uniform(-10, 10),
+                               r.uniform(0.8, 1.2), r.uniform(-10, 10))
+        cv_matrix = np.hstack([matrix[:, :2], (matrix[:, 2] + matrix[:, :2] @ [0.5, 0.5] - 0.5)[:, None]])
+        plain = cv2.warpAffine(img, cv_matrix, (W, H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        assert np.array_equal(warp_image(img, matrix), plain)
+        assert np.array_equal(warp_image(img[..., 0].copy(), matrix), plain[..., 0])  # one channel
+        mul, add, first = r.uniform(0.85, 1.15), int(r.integers(-10, 11)), bool(seed % 2)
+        identity = np.arange(256, dtype=np.uint8)
+        table = np.stack([brightness_lut(mul, add, first), identity, identity], axis=1)[None]
+        full = cv2.cvtColor(cv2.LUT(cv2.cvtColor(img, cv2.COLOR_RGB2YCrCb), table), cv2.COLOR_YCrCb2RGB)
+        assert np.array_equal(adjust_brightness(img, mul, add, first), full)

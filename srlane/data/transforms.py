@@ -11,6 +11,7 @@ gives the same image and lanes.
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Sequence
 
@@ -54,8 +55,12 @@ def warp_image(img: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     centre_offset = offset + linear @ np.array([0.5, 0.5]) - 0.5
     cv_matrix = np.hstack([linear, centre_offset[:, None]])
     h, w = img.shape[:2]
-    return cv2.warpAffine(img, cv_matrix, (w, h), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    warp = functools.partial(cv2.warpAffine, M=cv_matrix, dsize=(w, h), flags=cv2.INTER_LINEAR,
+                             borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    if img.ndim == 3 and img.shape[2] == 3:
+        # OpenCV's vectorised path for 4 channels takes under half the 3-channel time, same pixels
+        return cv2.cvtColor(warp(cv2.cvtColor(img, cv2.COLOR_RGB2RGBA)), cv2.COLOR_RGBA2RGB)
+    return warp(img)
 
 
 def warp_lanes(lanes: Sequence[np.ndarray], matrix: np.ndarray) -> Lanes:
@@ -125,9 +130,8 @@ def brightness_lut(mul: float, add: int, add_first: bool) -> np.ndarray:
 def adjust_brightness(img: np.ndarray, mul: float, add: int, add_first: bool) -> np.ndarray:
     """Multiply and add on the Y channel of YCrCb, as imgaug's MultiplyAndAddToBrightness."""
     ycc = cv2.cvtColor(img, cv2.COLOR_RGB2YCrCb)
-    identity = np.arange(256, dtype=np.uint8)
-    lut = np.stack([brightness_lut(mul, add, add_first), identity, identity], axis=1)[None]
-    return cv2.cvtColor(cv2.LUT(ycc, lut), cv2.COLOR_YCrCb2RGB)
+    cv2.insertChannel(cv2.LUT(cv2.extractChannel(ycc, 0), brightness_lut(mul, add, add_first)), ycc, 0)
+    return cv2.cvtColor(ycc, cv2.COLOR_YCrCb2RGB)
 
 
 def adjust_hue_saturation(img: np.ndarray, value: int) -> np.ndarray:
