@@ -18,7 +18,7 @@ img_w = 384
 img_h = 160
 model = dict(backbone=dict(pretrained=False))
 iou_pred_width = "target"
-optimizer = dict(type="AdamW", lr=1e-3)
+optimizer = dict(type="AdamW", lr=1e-3, fused=True)  # fused: one kernel per step
 scheduler = dict(type="warmup_cosine", warmup_iter=400)
 total_iter = 800
 batch_size = 8

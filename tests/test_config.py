@@ -122,7 +122,7 @@ def test_project_experiment_configs_validate():
         cfg = load_experiment(root / name)
         assert cfg.img_w % 32 == 0 and cfg.img_h % 32 == 0
     culane = load_experiment(root / "srlane_r18_culane.py")
-    assert culane.optimizer.to_dict() == {"type": "AdamW", "lr": 6e-4}
+    assert culane.optimizer.to_dict() == {"type": "AdamW", "lr": 6e-4, "fused": True}  # the release's, one kernel a step
     assert (culane.total_iter, culane.batch_size, culane.eval_ep, culane.log_interval) == (44440, 40, 3, 500)
     assert (culane.precision, culane.strategy, culane.workers, culane.seed) == ("16-mixed", "dp", 8, 0)
     assert culane.scheduler.warmup_iter == 800

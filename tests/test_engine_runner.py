@@ -371,3 +371,16 @@ def test_request_stop_ends_the_run_cleanly_after_the_step(tmp_path):
     assert runner.step == 3 and [s for s, _, _, _ in record.validations] == [2]  # no validation after the stop
     assert load_checkpoint(tmp_path / "run" / "last.pth")["step"] == 3
     assert "enough for now; stopped after iteration 3, saved last.pth" in (tmp_path / "run" / "log.txt").read_text()
+
+
+def test_channels_last_changes_the_memory_format_not_the_training(tmp_path):
+    """``channels_last`` (the default) holds the 4-d weights in NHWC memory; the run trains to the
+    same weights as NCHW up to float rounding."""
+    nhwc, nchw = make_runner(tmp_path, "nhwc", channels_last=True), make_runner(tmp_path, "nchw", channels_last=False)
+    assert nhwc.net.conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert not nchw.net.conv.weight.is_contiguous(memory_format=torch.channels_last)
+    nhwc.train()
+    nchw.train()
+    for a, b in zip(nhwc.net.parameters(), nchw.net.parameters()):
+        assert torch.allclose(a, b, rtol=0, atol=1e-5)
+    assert nhwc.net.conv.weight.is_contiguous(memory_format=torch.channels_last)

@@ -23,6 +23,8 @@ DEFAULTS: dict = dict(
     keep_iter_checkpoints=0,  # K > 0: every save_interval also iter_<step>.pth, the newest K kept; 0: off
     log_interval=500,  # log line every log_interval iterations
     accelerator="auto",  # "auto" (CUDA when present), "cpu" or "cuda"
+    channels_last=True,  # NHWC memory for the network's weights and activations: faster convolutions on
+    # CPU (oneDNN) and on CUDA tensor cores; the same maths, float rounding may differ
     precision="16-mixed",  # "16-mixed", "bf16-mixed" or "32-true"; always "32-true" on CPU
     matmul_precision="high",  # on CUDA: "high" or "medium" let float32 matmuls use TF32, "highest" not
     strategy="dp",  # "dp" (as the release) or "ddp" (one process per device); one device needs neither
@@ -35,6 +37,10 @@ DEFAULTS: dict = dict(
     # metric rising by more than 0.001 over its best (saves last.pth); None: off
     max_nonfinite=10,  # stop when more than this many steps in a row have a non-finite loss
     max_unreadable_images=10,  # training images that cannot be read are replaced; one more stops the run
+    # how validation (and, unless flags say otherwise, tools/predict.py and tools/speed.py) runs the
+    # network: precision "fp32" | "fp16" | "bf16" (autocast), fold_bn, channels_last, compile "none" |
+    # "compile" | "cudagraph" (CUDA only); see srlane.models.inference
+    inference=dict(precision="fp32", fold_bn=False, channels_last=False, compile="none"),
     work_dirs="work_dirs",  # runs go to <work_dirs>/<config name>/<timestamp>/
 )
 

@@ -46,10 +46,11 @@ _SCHEDULER_BEFORE_OPTIMIZER = r"Detected call of `lr_scheduler.step\(\)` before 
 
 
 def split_loader(cfg: Config, benchmark: Benchmark, split: str, training: bool, rank: int = 0,
-                 world_size: int = 1) -> DataLoader:
-    """The loader of a benchmark split as the config says (dataset, batch size, workers, seed)."""
+                 world_size: int = 1, pin_memory: bool = False) -> DataLoader:
+    """The loader of a benchmark split as the config says (dataset, batch size, workers, seed);
+    ``pin_memory`` (for CUDA) makes its host-to-device copies asynchronous."""
     dataset = build_dataset(cfg, benchmark.read_split(split, training), training)
-    return build_dataloader(cfg, dataset, training, rank, world_size)
+    return build_dataloader(cfg, dataset, training, rank, world_size, pin_memory)
 
 
 def _reject_unreadable(meta: dict) -> None:
@@ -114,6 +115,8 @@ class Runner:
             self.recorder.info(note)
         self.fabric.seed_everything(cfg.seed, verbose=False)
         self.net = net if net is not None else _default_net(cfg)
+        if cfg.channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
         optimizer = build_optimizer(cfg.optimizer, self.net)
         self.scheduler = build_scheduler(cfg.scheduler, optimizer, cfg.total_iter)
         self.model, self.optimizer = self.fabric.setup(self.net, optimizer)
@@ -121,7 +124,8 @@ class Runner:
         # updates the grad scaler skipped, counted on the device (read per log line)
         self.scaler_skips = torch.zeros((), dtype=torch.int64, device=self.fabric.device) if self.scaler is not None else None
         self.benchmark = benchmark if benchmark is not None else build_benchmark(cfg)
-        self.build_loader = build_loader or functools.partial(split_loader, cfg, self.benchmark)
+        self.build_loader = build_loader or functools.partial(split_loader, cfg, self.benchmark,
+                                                              pin_memory=self.fabric.device.type == "cuda")
         self.decoder = decoder or _default_decoder(cfg)
         self.prepare = prepare
         self.input_checks = InputChecks(expected_sizes(cfg), int(cfg.get("cut_height", 0)), self.recorder.info,
