@@ -1,10 +1,29 @@
-"""Inference-only rewrites of a trained network: BatchNorm folded into the preceding conv."""
+"""How a trained network runs for inference, shared by validation, tools/predict.py and
+tools/speed.py: BatchNorm folded into the preceding convolutions, channels-last memory, reduced
+precision under autocast, torch.compile or a captured CUDA graph.
+
+``InferenceOptions`` holds the four choices (one lookup table per axis: ``PRECISIONS``,
+``COMPILERS``); ``prepare_for_inference`` applies them to a copy of a network;
+``build_inference_options(cfg)`` reads them from a config's ``inference`` dict and
+``add_inference_arguments`` / ``inference_options_from_args`` from a command line.
+
+Reduced precision runs the network under ``torch.autocast`` rather than casting its weights
+(``net.half()``): autocast keeps the proposals, the attention softmax and the buffers in float32;
+a bfloat16-cast R18 gives NaN refined outputs, autocast stays within 1e-2 of float32.
+"""
 from __future__ import annotations
 
+import argparse
+import contextlib
 import copy
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
+
+from srlane.config import ConfigError
 
 
 def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
@@ -38,3 +57,146 @@ def fold_batch_norms(net: nn.Module) -> nn.Module:
                     setattr(module, name, fold_conv_bn(child, bn))
                     setattr(module, "bn" + name[4:], nn.Identity())
     return net
+
+
+class InferenceModel(nn.Module):
+    """``net(img)`` without gradients: the input in the network's memory format, the forward
+    under autocast at ``dtype`` (none for float32, so an enclosing autocast still applies), the
+    output float32 (what the decoder takes). ``img`` as ``net`` takes it: uint8 or float."""
+
+    def __init__(self, net: nn.Module, dtype: torch.dtype, channels_last: bool, device_type: str) -> None:
+        super().__init__()
+        self.net = net
+        self.dtype = dtype
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.device_type = device_type
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        autocast = (contextlib.nullcontext() if self.dtype == torch.float32
+                    else torch.autocast(self.device_type, dtype=self.dtype, cache_enabled=False))
+        with torch.no_grad(), autocast:
+            return self.net(img.contiguous(memory_format=self.memory_format)).float()
+
+
+class CudaGraphModel(nn.Module):
+    """``model`` replayed from a CUDA graph captured at its first call: inputs of that call's
+    shape and dtype are copied into the graph's input and the graph replays (the output is a
+    copy, the next replay does not overwrite it); other inputs run ``model`` eagerly."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.static_input: torch.Tensor | None = None
+        self.static_output: torch.Tensor | None = None
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        if self.graph is None:
+            self._capture(img)
+        if img.shape != self.static_input.shape or img.dtype != self.static_input.dtype:
+            return self.model(img)
+        self.static_input.copy_(img)
+        self.graph.replay()
+        return self.static_output.clone()
+
+    def _capture(self, img: torch.Tensor) -> None:
+        self.static_input = img.clone()
+        side = torch.cuda.Stream(img.device)
+        side.wait_stream(torch.cuda.current_stream(img.device))
+        with torch.cuda.stream(side):  # warm-up outside the graph (cuDNN choices, lazy inits)
+            for _ in range(3):
+                self.model(self.static_input)
+        torch.cuda.current_stream(img.device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            self.static_output = self.model(self.static_input)
+        self.graph = graph
+
+
+def _eager(model: nn.Module) -> nn.Module:
+    return model
+
+
+def _compiled(model: nn.Module) -> nn.Module:
+    # default mode: "max-autotune-no-cudagraphs" ran no faster on the measured CPU and its
+    # autotuning multiplies the compile time on CUDA; CUDA graphs are the "cudagraph" choice
+    return torch.compile(model)
+
+
+PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+COMPILERS: dict[str, Callable[[nn.Module], nn.Module]] = {"none": _eager, "compile": _compiled,
+                                                          "cudagraph": CudaGraphModel}
+CUDA_ONLY_COMPILERS = ("cudagraph",)
+# the values each InferenceOptions field takes
+ALLOWED: dict[str, tuple] = {"precision": tuple(PRECISIONS), "fold_bn": (False, True),
+                             "channels_last": (False, True), "compile": tuple(COMPILERS)}
+
+
+@dataclasses.dataclass(frozen=True)
+class InferenceOptions:
+    """How the network runs for inference (the config's ``inference`` dict, the tools' flags)."""
+
+    precision: str = dataclasses.field(default="fp32", metadata={
+        "help": "fp32 (default); fp16 or bf16: the network under autocast at that type, outputs "
+                "float32 (on CPU fp16 runs, slower than fp32; bf16 is the fast one)"})
+    fold_bn: bool = dataclasses.field(default=False, metadata={
+        "help": "fold BatchNorm into the preceding convolutions (same outputs to float rounding)"})
+    channels_last: bool = dataclasses.field(default=False, metadata={
+        "help": "NHWC memory format for the weights and the input"})
+    compile: str = dataclasses.field(default="none", metadata={
+        "help": "none (default); compile: torch.compile, default mode (the first call compiles); "
+                "cudagraph (CUDA only): a CUDA graph captured at the first call's input shape, replayed "
+                "for inputs of that shape, eager for the others"})
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value, allowed = getattr(self, field.name), ALLOWED[field.name]
+            if not (type(value) is type(allowed[0]) and value in allowed):
+                raise ConfigError(f"inference.{field.name} must be one of {', '.join(map(str, allowed))}, "
+                                  f"got {value!r}")
+
+
+
+def prepare_for_inference(net: nn.Module, options: InferenceOptions, device: torch.device | str) -> nn.Module:
+    """A copy of ``net`` on ``device`` in eval mode, without gradients, with ``options``
+    applied; ``net`` itself is left as it was. Call it as ``net``: ``model(img)`` -> float32
+    predictions. ConfigError (one line) for a CUDA-only choice on another device."""
+    device = torch.device(device)
+    if options.compile in CUDA_ONLY_COMPILERS and device.type != "cuda":
+        raise ConfigError(f"inference.compile {options.compile!r} needs a CUDA device, got {device.type}")
+    net = fold_batch_norms(net) if options.fold_bn else copy.deepcopy(net)
+    net = net.to(device).eval().requires_grad_(False)
+    if options.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    model = InferenceModel(net, PRECISIONS[options.precision], options.channels_last, device.type)
+    return COMPILERS[options.compile](model)
+
+
+def build_inference_options(cfg: Mapping[str, Any]) -> InferenceOptions:
+    """The config's ``inference`` dict as options (no key or ``None``: the defaults); ConfigError
+    (one line) naming an unknown key or a bad value with what is allowed."""
+    given = cfg.get("inference") or {}
+    unknown = sorted(set(given) - set(ALLOWED))
+    if unknown:
+        raise ConfigError(f"unknown config key inference.{unknown[0]}; inference takes {', '.join(ALLOWED)}")
+    return InferenceOptions(**given)
+
+
+def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--precision``, ``--[no-]fold-bn``, ``--[no-]channels-last``, ``--compile``: each left
+    unset (None) unless given, so that the config's ``inference`` values stand."""
+    group = parser.add_argument_group("inference", "how the network runs (default: the config's inference dict)")
+    for field in dataclasses.fields(InferenceOptions):
+        flag = "--" + field.name.replace("_", "-")
+        if isinstance(field.default, bool):
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
+                               help=field.metadata["help"])
+        else:
+            group.add_argument(flag, choices=ALLOWED[field.name], default=None, help=field.metadata["help"])
+
+
+def inference_options_from_args(args: argparse.Namespace,
+                                base: InferenceOptions = InferenceOptions()) -> InferenceOptions:
+    """``base`` (e.g. ``build_inference_options(cfg)``) with the flags that were given."""
+    given = {field.name: getattr(args, field.name) for field in dataclasses.fields(InferenceOptions)}
+    return dataclasses.replace(base, **{name: value for name, value in given.items() if value is not None})
