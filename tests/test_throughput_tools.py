@@ -34,3 +34,21 @@ def test_train_benchmark_splits_the_iteration(tmp_path):
     assert abs(result["iteration_ms"] - (result["data_wait_ms"] + result["step_ms"])) < 1e-6
     assert result["step_ms"] > 0 and result["cached_batch_step_ms"] > 0 and 0 <= result["data_wait_share"] < 1
     assert (data / ".complete").exists() and "steady iteration ms" in out.stdout
+
+
+def test_versus_benchmark_pairs_two_checkouts(tmp_path):
+    """This checkout against itself at a tiny size: both figures from fresh processes, their ratio."""
+    out = subprocess.run([sys.executable, "tools/benchmark.py", "versus", "--baseline", str(ROOT), "--pairs", "1",
+                          "--items", "4", "--iters", "1", "--warmup", "0", "--set", "img_w=256", "img_h=96",
+                          "--json", str(tmp_path / "versus.json")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads((tmp_path / "versus.json").read_text())
+    for key in ("item_cpu_ms", "step_ms"):
+        values = {name: [s[key] for s in result["samples"][name]] for name in ("baseline", "ours")}
+        assert all(len(v) == 1 and v[0] > 0 for v in values.values())
+        assert abs(result["ratios"][key] - values["ours"][0] / values["baseline"][0]) < 1e-9
+    assert "training step" in out.stdout and "<= 0.80" in out.stdout
+    bad = subprocess.run([sys.executable, "tools/benchmark.py", "versus", "--baseline", str(tmp_path)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "not a checkout of the project" in bad.stderr and "Traceback" not in bad.stderr

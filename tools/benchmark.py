@@ -4,12 +4,13 @@
     python tools/benchmark.py loader [--json OUT]   training loader samples/s with 0, 1, 2 workers
     python tools/benchmark.py metric [--json OUT]   CULane metric: ms per image, full-test seconds
     python tools/benchmark.py train [--json OUT]    steady training iteration: data wait, step, cached-batch step
+    python tools/benchmark.py versus --baseline DIR training item and step against another checkout
 """
 import argparse
 
-from throughput import data, loader, metric, train  # tools/throughput/, next to this script
+from throughput import data, loader, metric, train, versus  # tools/throughput/, next to this script
 
-BENCHMARKS = {"data": data, "loader": loader, "metric": metric, "train": train}
+BENCHMARKS = {"data": data, "loader": loader, "metric": metric, "train": train, "versus": versus}
 
 
 def main() -> None:
