@@ -125,27 +125,23 @@ class LaneTargetEncoder:
     def _angle_map(self, lane_xs: list[np.ndarray | None], stride: int,
                    ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         h, w = self.img_h // stride, self.img_w // stride
-        cells, thetas = [], []
-        for xs in lane_xs:
-            if xs is None or len(xs) < 2:
-                continue
-            x = xs / stride
-            col = np.trunc(x[1:])
-            row = np.trunc(ys[1:len(xs)] / stride)
-            keep = (col >= 0) & (col < w) & (row >= 0) & (row < h)
-            if not keep.any():
-                continue
-            steps = (x[1:] - x[:-1] + 1e-6)[keep]
-            theta = np.array([math.atan(1 / d) / math.pi for d in steps.tolist()])
-            thetas.append(np.where(theta > 0, theta, 1 - np.abs(theta)))
-            cells.append(row[keep].astype(np.int64) * w + col[keep].astype(np.int64))
         angle = np.zeros(h * w, dtype=np.float64)
         seg = np.zeros(h * w, dtype=np.float64)
-        if cells:
-            cell = np.concatenate(cells)[::-1]
-            theta = np.concatenate(thetas)[::-1]
-            unique, last = np.unique(cell, return_index=True)
-            angle[unique] = theta[last]
+        lanes = [xs for xs in lane_xs if xs is not None and len(xs) >= 2]
+        if lanes:
+            # all lanes at once: sample j >= 1 of a lane pairs with sample j - 1 of the same lane
+            x = np.concatenate([xs / stride for xs in lanes])
+            rows = np.concatenate([ys[:len(xs)] for xs in lanes])
+            first = np.zeros(len(x), dtype=bool)
+            first[np.cumsum([0] + [len(xs) for xs in lanes[:-1]])] = True
+            col, row = np.trunc(x[1:]), np.trunc(rows[1:] / stride)
+            keep = ~first[1:] & (col >= 0) & (col < w) & (row >= 0) & (row < h)
+            steps = (x[1:] - x[:-1] + 1e-6)[keep]
+            theta = np.array(list(map(math.atan, (1.0 / steps).tolist())), dtype=np.float64) / math.pi
+            theta = np.where(theta > 0, theta, 1 - np.abs(theta))
+            cell = (row[keep].astype(np.int64) * w + col[keep].astype(np.int64))[::-1]
+            unique, last = np.unique(cell, return_index=True)  # a later lane's sample wins its cell
+            angle[unique] = theta[::-1][last]
             seg[unique] = 1.0
         return angle.reshape(h, w).astype(self.dtype), seg.reshape(h, w).astype(self.dtype)
 
