@@ -1,35 +1,49 @@
-"""Time SRLane's forward pass and its decoding on one device.
+"""Time SRLane's forward pass and its decoding on one device: the release's protocol beside ours.
 
     python tools/speed.py CONFIG [--accelerator cpu|cuda|auto] [--batch B] [--warmup N] [--iters N]
-                          [--load-from CKPT] [--json OUT] [--threads T] [--fold-bn] [--channels-last]
-                          [--onnx MODEL.onnx]
+                          [--release-warmup N] [--release-iters N] [--load-from CKPT] [--json OUT]
+                          [--threads T] [--onnx MODEL.onnx] [--precision fp32|fp16|bf16]
+                          [--[no-]fold-bn] [--[no-]channels-last] [--compile none|compile|cudagraph]
 
-Forward: ``net(img)`` in eval mode under ``torch.no_grad`` on a random input of the config's
-size. Decode: :class:`LaneDecoder` on outputs that yield ``max_lanes`` lanes per image: the
-network's own outputs when a checkpoint is given and they do, else crafted proposals
-(``max_lanes`` confident, well separated lanes plus low-score rest; the table says which).
-CUDA timings are synchronised. Times are medians over ``--iters`` calls (robust on a shared
-machine); ``decode_ms_batch8`` always times a batch of 8 crafted images as well. ``--fold-bn``
-folds BatchNorm into the convolutions and ``--channels-last`` uses NHWC memory (inference-only
-rewrites; outputs agree to float rounding).
+The network is the config's (random weights, or ``--load-from``'s) prepared by
+``srlane.models.inference.prepare_for_inference`` with the inference options: the config's
+``inference`` dict, overridden by the flags (the same flags as tools/predict.py). Every timed
+forward is one call of that prepared model, ``model(img)`` under ``torch.no_grad``: the layout
+change for ``--channels-last``, the autocast for fp16/bf16 and the float32 cast of the output
+included. The input is a random float image in [0, 1] already on the device (no image loading,
+no resizing). On CUDA each timed call is synchronised before and after.
+
+Release protocol (the release's speed script: 278 FPS for R18 on an RTX 3090): batch 1, one
+3 x img_h x img_w input (1x3x320x800 for the CULane config), the network alone (no decoding),
+``--release-warmup`` (200) untimed calls, then ``--release-iters`` (1000) timed calls;
+FPS = 1000 / mean ms. The release measured fp32 eager; here it runs with the chosen options
+(the row names the precision; the options row names the rest).
+
+Ours, at ``--batch``, each ``--warmup`` untimed calls then the median of ``--iters`` calls (robust
+on a shared machine): forward (as above); decode (:class:`LaneDecoder`: scores, NMS, lanes) of
+outputs that yield ``max_lanes`` lanes per image: the network's own outputs when a checkpoint is
+given and they do, else crafted proposals (``max_lanes`` confident, well separated lanes plus
+low-score rest; the table says which); ``decode_ms_batch8``: a batch of 8 crafted images; forward
++ decode (end to end without image loading).
 
 ``--onnx MODEL.onnx`` (a file of ``tools/export.py`` for the config's input size) also times
 onnxruntime on the same input (``OnnxModel``: all graph optimisations, as many intra-op threads
 as torch uses, the CUDA provider on ``--accelerator cuda`` when onnxruntime-gpu is installed; the
-input goes through host memory): its forward, timed in turn with the eager forward so that both
-see the same load, its forward + decode, the ratio to the eager forward and, with
-``--load-from`` (the checkpoint of the file), the max |difference| of the two outputs.
-``forward FPS`` (images per second of the forward alone) is the release's protocol at batch 1
-(278 FPS for R18 on an RTX 3090).
+input goes through host memory; the inference options do not apply to it): its forward, timed in
+turn with the eager forward so that both see the same load, its forward + decode, the ratio to
+the eager forward and, with ``--load-from`` (the checkpoint of the file), the max |difference|
+of the two outputs. ``--json OUT`` writes every number of the table (atomically).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
 import statistics
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -42,7 +56,8 @@ from srlane.engine.checkpoint import (inference_weights, load_checkpoint,
 from srlane.models import build_net
 from srlane.models.decode import LaneDecoder
 from srlane.models.export import OnnxModel
-from srlane.models.inference import fold_batch_norms
+from srlane.models.inference import (add_inference_arguments, build_inference_options,
+                                     inference_options_from_args, prepare_for_inference)
 
 
 def crafted_predictions(batch: int, num_priors: int, num_points: int, max_lanes: int) -> torch.Tensor:
@@ -57,8 +72,10 @@ def crafted_predictions(batch: int, num_priors: int, num_points: int, max_lanes:
     return preds
 
 
-def _timed(fn, device: torch.device, warmup: int, iters: int) -> float:
-    """Median milliseconds of ``fn()`` over ``iters`` calls after ``warmup`` calls."""
+def _timed(fn: Callable[[], object], device: torch.device, warmup: int, iters: int,
+           statistic: Callable[[list[float]], float] = statistics.median) -> float:
+    """``statistic`` (median) of the milliseconds of ``iters`` calls of ``fn()`` after ``warmup``
+    calls; on CUDA each call is synchronised before and after."""
     for _ in range(warmup):
         fn()
     times = []
@@ -70,7 +87,7 @@ def _timed(fn, device: torch.device, warmup: int, iters: int) -> float:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         times.append((time.perf_counter() - begin) * 1000.0)
-    return statistics.median(times)
+    return statistic(times)
 
 
 def _timed_alternating(fn_a, fn_b, device: torch.device, warmup: int, iters: int) -> tuple[float, float]:
@@ -94,18 +111,25 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--iters", type=int, default=20)
+    parser.add_argument("--release-warmup", type=int, default=200, metavar="N",
+                        help="warm-up calls of the release's protocol (default: 200, as the release)")
+    parser.add_argument("--release-iters", type=int, default=1000, metavar="N",
+                        help="timed calls of the release's protocol (default: 1000, as the release)")
     parser.add_argument("--load-from", default=None)
     parser.add_argument("--json", default=None)
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--fold-bn", action="store_true", help="fold BatchNorm into the convolutions")
-    parser.add_argument("--channels-last", action="store_true", help="NHWC memory format")
     parser.add_argument("--onnx", default=None, metavar="MODEL.onnx",
                         help="also time this exported file with onnxruntime on the same input")
+    add_inference_arguments(parser)
     args = parser.parse_args(argv)
+    for name in ("batch", "iters", "release_iters"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = Config.fromfile(args.config)
     cfg.model.backbone.pretrained = False
+    options = inference_options_from_args(args, build_inference_options(cfg))
     try:
         device = torch.device(resolve_accelerator(args.accelerator))
     except ConfigError as err:
@@ -113,13 +137,13 @@ def main(argv: list[str] | None = None) -> dict:
     net = build_net(cfg)
     if args.load_from:
         load_net_weights(net, inference_weights(load_checkpoint(args.load_from)), args.load_from)
-    net = net.to(device).eval()
-    if args.fold_bn:
-        net = fold_batch_norms(net)
-    img = torch.rand(args.batch, 3, int(cfg.img_h), int(cfg.img_w), device=device)
-    if args.channels_last:
-        net = net.to(memory_format=torch.channels_last)
-        img = img.contiguous(memory_format=torch.channels_last)
+    model = prepare_for_inference(net, options, device)
+    # a model per input shape: a CUDA graph replays only the shape it captured, torch.compile would
+    # recompile its graph for dynamic shapes
+    release_model = model if args.batch == 1 else prepare_for_inference(net, options, device)
+    size = (3, int(cfg.img_h), int(cfg.img_w))
+    img = torch.rand(args.batch, *size, device=device)
+    release_img = torch.rand(1, *size, device=device)
     decoder = LaneDecoder(cfg)
     onnx_model = None
     if args.onnx:
@@ -132,12 +156,14 @@ def main(argv: list[str] | None = None) -> dict:
             parser.error(str(err))
 
     with torch.no_grad():
+        release_ms = _timed(lambda: release_model(release_img), device, args.release_warmup, args.release_iters,
+                            statistics.fmean)
         if onnx_model is None:
-            forward_ms = _timed(lambda: net(img), device, args.warmup, args.iters)
+            forward_ms = _timed(lambda: model(img), device, args.warmup, args.iters)
         else:  # eager and onnxruntime in turn on the same input
-            forward_ms, onnx_forward_ms = _timed_alternating(lambda: net(img), lambda: onnx_model(img), device,
+            forward_ms, onnx_forward_ms = _timed_alternating(lambda: model(img), lambda: onnx_model(img), device,
                                                              args.warmup, args.iters)
-        outputs = net(img)
+        outputs = model(img)
         source = "network outputs"
         if not args.load_from or any(len(lanes) < decoder.top_k for lanes in decoder(outputs)):
             outputs = crafted_predictions(args.batch, outputs.shape[1], int(cfg.num_points),
@@ -146,31 +172,39 @@ def main(argv: list[str] | None = None) -> dict:
         decode_ms = _timed(lambda: decoder(outputs), device, args.warmup, args.iters)
         crafted8 = crafted_predictions(8, outputs.shape[1], int(cfg.num_points), decoder.top_k).to(device)
         decode8_ms = _timed(lambda: decoder(crafted8), device, args.warmup, args.iters)
-        end_to_end_ms = _timed(lambda: decoder(net(img)), device, args.warmup, args.iters)
+        end_to_end_ms = _timed(lambda: decoder(model(img)), device, args.warmup, args.iters)
         if onnx_model is not None:
             onnx_end_to_end_ms = _timed(lambda: decoder(onnx_model(img)), device, args.warmup, args.iters)
             # comparable only when both hold the checkpoint's weights
-            onnx_diff = float((onnx_model(img) - net(img).float().cpu()).abs().max()) if args.load_from else None
+            onnx_diff = float((onnx_model(img) - model(img).cpu()).abs().max()) if args.load_from else None
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
-    result = {"forward_ms": forward_ms, "decode_ms": decode_ms, "decode_ms_batch8": decode8_ms,
-              "end_to_end_ms": end_to_end_ms, "fps": 1000.0 * args.batch / end_to_end_ms,
-              "threads": torch.get_num_threads(), "fold_bn": args.fold_bn, "channels_last": args.channels_last,
-              "forward_fps": 1000.0 * args.batch / forward_ms, "load_average_1min": os.getloadavg()[0]}
+    release = {"batch": 1, "img_w": int(cfg.img_w), "img_h": int(cfg.img_h), "warmup": args.release_warmup,
+               "iters": args.release_iters, "statistic": "mean"}
+    result = {**dataclasses.asdict(options), "release_protocol": release, "release_forward_ms_mean": release_ms,
+              "release_forward_fps": 1000.0 / release_ms, "batch": args.batch, "forward_ms": forward_ms,
+              "decode_ms": decode_ms, "decode_ms_batch8": decode8_ms, "end_to_end_ms": end_to_end_ms,
+              "fps": 1000.0 * args.batch / end_to_end_ms, "forward_fps": 1000.0 * args.batch / forward_ms,
+              "threads": torch.get_num_threads(), "load_average_1min": os.getloadavg()[0]}
     if onnx_model is not None:
         result.update({"onnx_forward_ms": onnx_forward_ms, "onnx_end_to_end_ms": onnx_end_to_end_ms,
                        "onnx_forward_fps": 1000.0 * args.batch / onnx_forward_ms,
                        "onnx_vs_eager_forward": onnx_forward_ms / forward_ms, "onnx_max_abs_diff": onnx_diff,
                        "onnx_providers": onnx_model.providers, "onnx_file": os.path.abspath(args.onnx)})
+    shape = f"{int(cfg.img_w)}x{int(cfg.img_h)}"
     rows = [("device", f"{name} ({device.type}, {torch.get_num_threads()} threads)"),
-            ("protocol", f"batch {args.batch}, {int(cfg.img_w)}x{int(cfg.img_h)}, warmup {args.warmup}, "
-                         f"median of {args.iters}, no_grad fp32, fold_bn {args.fold_bn}, "
-                         f"channels_last {args.channels_last}"),
+            ("options", ", ".join(f"{key} {value}" for key, value in dataclasses.asdict(options).items())),
             ("load average (1 min)", f"{result['load_average_1min']:.2f}"),
-            ("decode input", f"{source}, {decoder.top_k} lanes per image"),
-            ("forward ms/batch", f"{forward_ms:.2f}"), ("decode ms/batch", f"{decode_ms:.3f}"),
-            ("decode ms/batch of 8", f"{decode8_ms:.3f}"),
-            ("forward+decode ms/batch", f"{end_to_end_ms:.2f}"), ("FPS (images/s)", f"{result['fps']:.1f}"),
-            ("forward FPS (images/s)", f"{result['forward_fps']:.1f}")]
+            ("release protocol", f"batch 1, {shape} random input, network alone, {args.release_warmup} warm-up "
+                                 f"+ {args.release_iters} timed calls, FPS = 1000 / mean ms"),
+            (f"release protocol: forward FPS (bs1, {options.precision}, {args.release_warmup} warm-up, "
+             f"{args.release_iters} calls, mean)", f"{result['release_forward_fps']:.1f} ({release_ms:.2f} ms)"),
+            ("ours", f"batch {args.batch}, {shape} random input, {args.warmup} warm-up, median of {args.iters} calls"),
+            ("ours: decode input", f"{source}, {decoder.top_k} lanes per image"),
+            ("ours: forward ms/batch", f"{forward_ms:.2f}"), ("ours: decode ms/batch", f"{decode_ms:.3f}"),
+            ("ours: decode ms/batch of 8", f"{decode8_ms:.3f}"),
+            ("ours: forward+decode ms/batch", f"{end_to_end_ms:.2f}"),
+            ("ours: FPS (images/s, forward+decode)", f"{result['fps']:.1f}"),
+            ("ours: forward FPS (images/s)", f"{result['forward_fps']:.1f}")]
     if onnx_model is not None:
         rows += [("onnxruntime", f"{os.path.basename(args.onnx)}, {onnx_model.providers[0]}, "
                                  + (f"max |diff| to eager {onnx_diff:.1e}" if onnx_diff is not None
@@ -185,7 +219,6 @@ def main(argv: list[str] | None = None) -> dict:
     if args.json:
         atomic_write_text(args.json, json.dumps(result, indent=1))
     return result
-
 
 if __name__ == "__main__":
     run_cli(main)
