@@ -375,6 +375,33 @@ def test_onnx_wiring_with_a_stand_in_module(setup, tmp_path, monkeypatch):
         predict.parse_args([str(tmp / "tiny.py"), "x.jpg", "--out", "o", "--onnx", "m.onnx", "--load-from", "c.pth"])
 
 
+def test_fold_bn_and_channels_last_write_the_same_lines_files(setup, tmp_path):
+    """The shared inference flags on the checkpoint: outputs within 1e-5 of the plain run's
+    (measured 1.2e-7), the same lanes with the same rows, x within 0.01 px (measured 1.2e-3 px:
+    the files print 5 decimals, so the float rounding shows in the last ones and the bytes
+    differ); with --onnx a flag asking for anything but the defaults is one line."""
+    tmp, _, _ = setup
+    common = [str(tmp / "tiny.py"), str(tmp / "images"), "--conf-threshold", "0", "--workers", "0", "--batch", "2",
+              "--load-from", str(tmp / "net.pth"), "--device", "cpu", "--save-raw"]
+    predict.main(common + ["--out", str(tmp_path / "plain")])
+    summary = predict.main(common + ["--out", str(tmp_path / "fast"), "--fold-bn", "--channels-last"])
+    assert summary["images"] == 3 and summary["lanes"] > 0
+    plain, fast = (np.load(tmp_path / d / "raw" / "outputs.npy") for d in ("plain", "fast"))
+    assert plain.shape == fast.shape == (3, 40, 76) and np.abs(plain - fast).max() <= 1e-5
+    files = sorted((tmp_path / "plain").rglob("*.lines.txt"))
+    assert len(files) == 3
+    for path in files:
+        ours, theirs = read_lines_file(path), read_lines_file(tmp_path / "fast" / path.relative_to(tmp_path / "plain"))
+        assert len(ours) == len(theirs)
+        for a, b in zip(ours, theirs):
+            assert a.shape == b.shape and np.array_equal(a[:, 1], b[:, 1]) and np.abs(a - b).max() <= 1e-2
+    with pytest.raises(predict.InputError) as err:
+        predict.main([str(tmp / "tiny.py"), str(tmp / "images"), "--onnx", str(tmp_path / "m.onnx"), "--fold-bn",
+                      "--out", str(tmp_path / "x")])
+    assert str(err.value) == ("--onnx runs the exported model as it is; --precision, --fold-bn, --channels-last "
+                              "and --compile apply to --load-from checkpoints")
+
+
 def export_onnx(cfg, net, path):
     """The network as ONNX through the project's exporter (dynamic batch)."""
     from srlane.models.export import export_onnx as export

@@ -3,6 +3,8 @@
     python tools/predict.py CONFIG (--load-from CKPT | --onnx MODEL.onnx) INPUT [INPUT ...] --out DIR
                             [--format culane|tusimple|curvelanes] [--view] [--conf-threshold T]
                             [--batch B] [--accelerator auto|cpu|cuda] [--root DIR] [--workers N] [--save-raw]
+                            [--precision fp32|fp16|bf16] [--[no-]fold-bn] [--[no-]channels-last]
+                            [--compile none|compile|cudagraph]
 
 INPUT: image files, video files (.mp4, .avi, .mov, .mkv, ...: whatever OpenCV's VideoCapture
 decodes), folders (searched recursively for *.jpg and *.png) or list files (.txt, one image per
@@ -31,6 +33,12 @@ network runs in eval mode in batches and the lanes are written in the pixels of 
               tools/redecode.py decodes them again with other thresholds
 --onnx runs an exported model (srlane.models.export.OnnxModel: onnxruntime) instead of a
 checkpoint; its input size must be the config's img_w x img_h.
+
+A checkpoint's network runs with the inference options (srlane.models.inference, the same flags
+as tools/speed.py): the config's inference dict, overridden by --precision fp32|fp16|bf16,
+--[no-]fold-bn, --[no-]channels-last and --compile none|compile|cudagraph; its outputs are float32
+whatever the precision. They do not apply to --onnx: the config's dict is ignored there and a flag
+that asks for anything but the defaults is an error.
 
 An image or frame whose size differs from the config's ori_img_w x ori_img_h gets a warning
 (once per size): the same cut_height rows are cropped, so a very different size or framing may
@@ -71,6 +79,8 @@ from srlane.fileio import atomic_path, atomic_write_text
 from srlane.lanes import Lane
 from srlane.models import build_net
 from srlane.models.decode import LaneDecoder
+from srlane.models.inference import (InferenceOptions, add_inference_arguments, build_inference_options,
+                                     inference_options_from_args, prepare_for_inference)
 from srlane.visualize import draw_lanes, lane_pixels, write_image
 
 IMAGE_PATTERNS = ("*.jpg", "*.png")
@@ -109,6 +119,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, metavar="N", help="image reading processes (default: 2)")
     parser.add_argument("--save-raw", action="store_true",
                         help="also keep the network outputs before threshold and NMS in <out>/raw (tools/redecode.py)")
+    add_inference_arguments(parser)
     args = parser.parse_args(argv)
     if args.batch < 1:
         parser.error(f"--batch must be at least 1, got {args.batch}")
@@ -386,6 +397,9 @@ def predict_video(args: argparse.Namespace, cfg: Config, path: str, model: Model
 def predict(args: argparse.Namespace) -> dict:
     """Run the command line; returns the summary numbers (images, lanes, ms per image, unreadable
     images; videos, frames, their lanes, frames per second, video errors)."""
+    if args.onnx and inference_options_from_args(args) != InferenceOptions():
+        raise InputError("--onnx runs the exported model as it is; --precision, --fold-bn, --channels-last "
+                         "and --compile apply to --load-from checkpoints")
     cfg = load_experiment(args.config)
     root = args.root if args.root is not None else cfg.get("dataset", {}).get("data_root")
     records, videos = collect_inputs(args.inputs, root)
@@ -393,7 +407,8 @@ def predict(args: argparse.Namespace) -> dict:
         device, model, where = torch.device("cpu"), load_onnx(cfg, args.onnx), "onnxruntime"
     else:
         device = torch.device(resolve_accelerator(args.accelerator or cfg.accelerator))
-        model = load_net(cfg, args.load_from, device)
+        options = inference_options_from_args(args, build_inference_options(cfg))
+        model = prepare_for_inference(load_net(cfg, args.load_from, device), options, device)
         where = device.type
     decoder = LaneDecoder(cfg, args.conf_threshold)
     crop = build_crop(cfg)
