@@ -141,3 +141,80 @@ def test_decoder_nms_on_cuda_keeps_the_cpu_indices_and_lanes():
         for a, b in zip(on_cpu, on_gpu):
             for x, y in zip(a, b):
                 assert np.array_equal(x.points, y.points)
+
+
+@pytest.fixture
+def exact_float32():
+    """float32 matmuls and convolutions without TF32 while the test runs."""
+    previous = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
+    torch.set_float32_matmul_precision("highest")
+    torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.set_float32_matmul_precision(previous[0])
+    torch.backends.cudnn.allow_tf32 = previous[1]
+
+
+@pytest.mark.parametrize("options, tolerance", [
+    (dict(fold_bn=True, channels_last=True), 1e-4),
+    (dict(precision="fp16"), 0.01),
+    (dict(precision="fp16", fold_bn=True, channels_last=True), 0.01),
+    (dict(precision="bf16"), 0.05),
+    (dict(compile="compile", fold_bn=True), 1e-4),
+    (dict(compile="cudagraph", precision="fp16", channels_last=True), 0.01),
+], ids=["fold+cl", "fp16", "fp16+fold+cl", "bf16", "compile", "cudagraph+fp16"])
+def test_inference_options_on_cuda_agree_with_float32(exact_float32, options, tolerance):
+    """uint8 images in, float32 predictions out, within the precision's tolerance of the plain
+    float32 network (the tolerances of test_eval_forward_under_autocast_agrees_with_float32)."""
+    from srlane.models.inference import InferenceOptions, prepare_for_inference
+
+    torch.manual_seed(0)
+    net = build_net(_cfg()).cuda().eval()
+    img = torch.randint(0, 256, (4, 3, 64, 160), dtype=torch.uint8, device="cuda")
+    with torch.no_grad():
+        ref = net(img)
+    model = prepare_for_inference(net, InferenceOptions(**options), "cuda")
+    for _ in range(2):  # the first call compiles or captures, the second replays
+        out = model(img)
+        assert out.dtype == torch.float32 and out.is_cuda and torch.isfinite(out).all()
+        assert (out - ref).abs().max() < tolerance
+
+
+def test_cudagraph_replays_its_shape_and_runs_other_shapes_eagerly(exact_float32):
+    """New inputs of the captured shape give their own outputs (not the captured ones, not a
+    buffer the next replay overwrites); another batch size runs the network eagerly."""
+    from srlane.models.inference import CudaGraphModel, InferenceOptions, prepare_for_inference
+
+    torch.manual_seed(0)
+    net = build_net(_cfg()).cuda().eval()
+    eager = prepare_for_inference(net, InferenceOptions(), "cuda")
+    graphed = prepare_for_inference(net, InferenceOptions(compile="cudagraph"), "cuda")
+    assert isinstance(graphed, CudaGraphModel)
+    first, second = (torch.rand(2, 3, 64, 160, device="cuda") for _ in range(2))
+    out_first = graphed(first)
+    assert graphed.graph is not None and tuple(graphed.static_input.shape) == (2, 3, 64, 160)
+    out_second = graphed(second)
+    torch.testing.assert_close(out_first, eager(first), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out_second, eager(second), atol=1e-5, rtol=0)
+    one = torch.rand(1, 3, 64, 160, device="cuda")
+    torch.testing.assert_close(graphed(one), eager(one), atol=1e-5, rtol=0)
+    torch.testing.assert_close(graphed(first), out_first, atol=1e-5, rtol=0)
+
+
+def test_speed_tool_on_cuda_with_a_cuda_graph(tmp_path):
+    """tools/speed.py at batch 2 with --compile cudagraph: the release protocol (batch 1) gets its
+    own captured model."""
+    import json
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root))
+    from tools import speed
+
+    out = tmp_path / "speed.json"
+    result = speed.main([str(root / "configs" / "srlane_r18_synthetic.py"), "--accelerator", "cuda", "--batch", "2",
+                         "--iters", "3", "--warmup", "1", "--release-iters", "5", "--release-warmup", "1",
+                         "--compile", "cudagraph", "--precision", "fp16", "--json", str(out)])
+    assert json.loads(out.read_text()) == result
+    assert result["compile"] == "cudagraph" and result["precision"] == "fp16"
+    assert result["release_forward_fps"] > 0 and result["forward_ms"] > 0

@@ -7,8 +7,10 @@ seeded R18 networks (3 seeds, 160x64 and 256x96, uint8 images) and carry a margi
     bf16 (autocast, CPU)          8.3e-3                       (3e-2)
     fp16 (autocast, CPU)          4.8e-4                       (2e-3)
 
-Decoded lanes of fp32 with fold_bn and channels_last equal the plain network's to < 1e-3 px
-(tolerance here: 0.01 px at 1640 px). The CUDA paths are in test_cuda.py.
+Decoded lanes of fp32 with fold_bn and channels_last equal the plain network's to ~1e-3 px
+(tolerance here: 0.01 px at 1640 px). Reduced precision is compared on the outputs alone: a
+random network's lane scores lie within ~1e-3 of each other, so bf16 changes NMS's order.
+The CUDA paths are in test_cuda.py.
 """
 import argparse
 import dataclasses
