@@ -218,3 +218,18 @@ def test_speed_tool_on_cuda_with_a_cuda_graph(tmp_path):
     assert json.loads(out.read_text()) == result
     assert result["compile"] == "cudagraph" and result["precision"] == "fp16"
     assert result["release_forward_fps"] > 0 and result["forward_ms"] > 0
+
+
+def test_cuda_loaders_pin_uint8_batches_and_train(experiment, tmp_path):
+    """On CUDA both loaders deliver page-locked uint8 images (a quarter of float32's bytes, copied
+    without blocking the host); the run trains on them and validates."""
+    from srlane.engine.defaults import load_experiment
+    from srlane.engine.runner import Runner
+
+    cfg = load_experiment(experiment / "exp.py", ["accelerator='cuda'", "workers=2", "total_iter=2"])
+    runner = Runner(cfg, str(tmp_path / "run"))
+    for loader in (runner.train_loader(), runner.val_loader()):
+        batch = next(iter(loader))
+        assert loader.pin_memory and batch["img"].dtype == torch.uint8 and batch["img"].is_pinned()
+    runner.train()
+    assert runner.step == 2 and runner.last_metrics  # validated at the end
