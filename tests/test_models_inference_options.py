@@ -162,6 +162,7 @@ def test_fp32_leaves_an_enclosing_autocast_in_force(seeded):
     assert out.dtype == torch.float32 and 1e-4 < (out - ref).abs().max() < 3e-2
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 def test_torch_compile_on_cpu_agrees_with_eager(seeded):
     """torch.compile (default mode) with fold_bn and channels_last: ~20 s to compile on 2 cores."""
     _, net, img, ref = seeded
