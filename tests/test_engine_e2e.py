@@ -72,6 +72,25 @@ if __name__ == "__main__":
 """
 
 
+def test_validation_runs_the_network_as_the_inference_options_say(experiment, tmp_path, monkeypatch):
+    """``inference`` reaches validation: BatchNorm folded into NHWC convolutions scores exactly as
+    the plain network; a bad value is one line before anything runs."""
+    import srlane.engine.runner as runner_module
+
+    prepared = []
+    real = runner_module.prepare_for_inference
+    monkeypatch.setattr(runner_module, "prepare_for_inference", lambda *a: prepared.append(a[1]) or real(*a))
+    common = [str(experiment / "exp.py"), "--validate-only", "--load-from", str(experiment / "full" / "best.pth")]
+    plain = main.main(common + ["--work-dir", str(tmp_path / "plain")])
+    folded = main.main(common + ["--work-dir", str(tmp_path / "folded"), "--set", "inference.fold_bn=True",
+                                 "inference.channels_last=True"])
+    assert folded == plain and [(o.fold_bn, o.channels_last) for o in prepared] == [(False, False), (True, True)]
+    done = subprocess.run([sys.executable, "main.py", *common, "--work-dir", str(tmp_path / "bad"), "--set",
+                           "inference.precision='fp64'"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and done.stderr.strip().count("\n") == 0 and "Traceback" not in done.stderr
+    assert "inference.precision must be one of fp32, fp16, bf16, got 'fp64'" in done.stderr
+
+
 def test_kill9_between_checkpoints_then_resume_is_bitwise_exact(experiment, tmp_path):
     """main.py killed with SIGKILL after step 3 (last.pth holds step 2): --resume ends with the
     weights and metric of the uninterrupted run. The run waits at step 3 to be killed, so the

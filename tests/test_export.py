@@ -160,8 +160,9 @@ def test_speed_times_onnxruntime_next_to_eager(checkpoint, capsys, tmp_path):
     tmp = checkpoint
     export_onnx(trained_like(r18(64, 160)), tmp_path / "m.onnx", 64, 160)
     out = tmp_path / "speed.json"
-    result = speed.main([str(tmp / "tiny.py"), "--iters", "2", "--warmup", "1", "--threads", "1", "--load-from",
-                         str(tmp / "net.pth"), "--onnx", str(tmp_path / "m.onnx"), "--json", str(out)])
+    result = speed.main([str(tmp / "tiny.py"), "--iters", "2", "--warmup", "1", "--release-iters", "2",
+                         "--release-warmup", "0", "--threads", "1", "--load-from", str(tmp / "net.pth"),
+                         "--onnx", str(tmp_path / "m.onnx"), "--json", str(out)])
     table = capsys.readouterr().out
     assert result["onnx_forward_ms"] > 0 and result["forward_ms"] > 0
     assert result["onnx_vs_eager_forward"] == result["onnx_forward_ms"] / result["forward_ms"]

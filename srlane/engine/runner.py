@@ -35,6 +35,7 @@ from srlane.engine.fabric import build_fabric
 from srlane.engine.hooks import CheckpointHook, EarlyStopHook, Hook, LoggerHook
 from srlane.engine.optim import build_optimizer, build_scheduler
 from srlane.engine.recorder import Recorder
+from srlane.models.inference import build_inference_options, prepare_for_inference
 
 LoaderBuilder = Callable[[str, bool, int, int], DataLoader]  # (split, training, rank, world size)
 Prepare = Callable[[Callable[[str], None]], None]  # data preparation, given a log function
@@ -127,6 +128,7 @@ class Runner:
         self.build_loader = build_loader or functools.partial(split_loader, cfg, self.benchmark,
                                                               pin_memory=self.fabric.device.type == "cuda")
         self.decoder = decoder or _default_decoder(cfg)
+        self.inference = build_inference_options(cfg)  # how validation runs the network
         self.prepare = prepare
         self.input_checks = InputChecks(expected_sizes(cfg), int(cfg.get("cut_height", 0)), self.recorder.info,
                                         int(cfg.max_unreadable_images))
@@ -317,9 +319,7 @@ class Runner:
     def evaluate(self) -> dict:
         """Predict every validation image once and score them on rank 0; every rank gets the metrics."""
         loader = self.val_loader()
-        net = self.eval_net()
-        was_training = net.training
-        net.eval()
+        net = prepare_for_inference(self.eval_net(), self.inference, self.fabric.device)  # an eval-mode copy
         predictions: dict[int, list] = {}
         bar = tqdm(loader, desc="Validate", disable=not self.fabric.is_global_zero, leave=False, dynamic_ncols=True)
         for batch in bar:
@@ -327,9 +327,8 @@ class Runner:
             images, metas = readable_part(batch, _reject_unreadable)
             with self.fabric.autocast():
                 output = net(self.fabric.to_device(images))
-            for meta, lanes in zip(metas, self.decoder(output.float(), image_crops(metas))):
+            for meta, lanes in zip(metas, self.decoder(output, image_crops(metas))):
                 predictions[int(meta["index"])] = lanes
-        net.train(was_training)
         metrics = self._score(loader.dataset, self._gather(predictions))
         return self.fabric.broadcast(metrics, src=0)
 
