@@ -30,6 +30,7 @@ from srlane.data.input_checks import InputChecks, expected_sizes, image_crops, r
 from srlane.data.loader import build_dataloader
 from srlane.data.records import DataFormatError
 from srlane.engine import checkpoint as ckpt
+from srlane.engine.allocator import keep_freed_memory
 from srlane.engine.ema import ModelEMA
 from srlane.engine.fabric import build_fabric
 from srlane.engine.hooks import CheckpointHook, EarlyStopHook, Hook, LoggerHook
@@ -110,6 +111,8 @@ class Runner:
         self.fabric = build_fabric(cfg.accelerator, cfg.strategy, cfg.precision, gpus, notes.append,
                                    int(cfg.num_nodes), cfg.matmul_precision)
         self.fabric.launch()
+        if self.fabric.device.type == "cpu" and keep_freed_memory():
+            notes.append("host allocator keeps freed memory (glibc, no mmap): no page faults on each step's activations")
         self.work_dir = self.fabric.broadcast(os.path.abspath(work_dir), src=0)
         self.recorder = Recorder(self.work_dir, self.fabric.is_global_zero, cfg.total_iter)
         for note in notes:
