@@ -1,11 +1,14 @@
 """Inference options (srlane.models.inference): parsed alike from the command line and the config,
 one-line errors, and what each option does to the outputs on CPU. Tolerances were measured on
-seeded R18 networks (3 seeds, 160x64 and 256x96, uint8 images) and carry a margin:
+seeded R18 networks (3 seeds, 160x64 and 256x96, uint8 images) and carry a margin; the fixture's
+refine head outputs values of order one, as a trained one does (a random-init head scales its
+features' errors by 1e-3 and hid a wrong bfloat16 grouped convolution on CPU, see
+``grouped_conv1d_in_float32``: without it bf16 is off by ~1):
 
     option                        max |output - fp32 output|   (tolerance here)
-    fold_bn and/or channels_last  1.8e-7                       (1e-5)
-    bf16 (autocast, CPU)          8.3e-3                       (3e-2)
-    fp16 (autocast, CPU)          4.8e-4                       (2e-3)
+    fold_bn and/or channels_last  1.8e-7 (1.2e-6 with the order-one head)   (1e-5)
+    bf16 (autocast, CPU)          8.3e-3 (8.7e-3)              (3e-2)
+    fp16 (autocast, CPU)          4.8e-4 (9.4e-4)              (2e-3)
 
 Decoded lanes of fp32 with fold_bn and channels_last equal the plain network's to ~1e-3 px
 (tolerance here: 0.01 px at 1640 px). Reduced precision is compared on the outputs alone: a
@@ -57,6 +60,8 @@ def seeded():
         for name, param in net.named_parameters():
             if name.endswith("reg_layers.bias"):
                 param[1] = 1.0
+            if name.endswith(("cls_layers.weight", "reg_layers.weight")):  # outputs of order one, as trained
+                param.copy_(torch.randn(param.shape, generator=g) * 0.05)
     net.eval()
     img = torch.randint(0, 256, (4, 3, cfg.img_h, cfg.img_w), generator=g, dtype=torch.uint8)
     with torch.no_grad():

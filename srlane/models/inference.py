@@ -59,6 +59,30 @@ def fold_batch_norms(net: nn.Module) -> nn.Module:
     return net
 
 
+class Float32Conv(nn.Module):
+    """``conv`` computed in float32 outside autocast (output cast back to the input's dtype)."""
+
+    def __init__(self, conv: nn.Module) -> None:
+        super().__init__()
+        self.conv = conv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            return self.conv(x.float()).to(x.dtype)
+
+
+def grouped_conv1d_in_float32(net: nn.Module) -> nn.Module:
+    """Wrap every grouped ``nn.Conv1d`` of ``net`` (in place) in :class:`Float32Conv`. oneDNN's
+    bfloat16 grouped 1-d convolution on CPU (torch 2.13, an AVX-512/AMX Xeon) returns wrong
+    values (relative error ~1 on the refine head's ``gather_fc``, which made every lane of a
+    trained net wrong); in float32 these small layers cost little."""
+    for module in list(net.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, nn.Conv1d) and child.groups > 1:
+                setattr(module, name, Float32Conv(child))
+    return net
+
+
 class InferenceModel(nn.Module):
     """``net(img)`` without gradients: the input in the network's memory format, the forward
     under autocast at ``dtype`` (none for float32, so an enclosing autocast still applies), the
@@ -169,6 +193,8 @@ def prepare_for_inference(net: nn.Module, options: InferenceOptions, device: tor
     net = net.to(device).eval().requires_grad_(False)
     if options.channels_last:
         net = net.to(memory_format=torch.channels_last)
+    if device.type == "cpu":  # also under a caller's bfloat16 autocast; unchanged values in float32
+        net = grouped_conv1d_in_float32(net)
     model = InferenceModel(net, PRECISIONS[options.precision], options.channels_last, device.type)
     return COMPILERS[options.compile](model)
 
