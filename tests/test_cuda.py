@@ -15,6 +15,7 @@ from srlane.models import build_net
 from srlane.models.decode import LaneDecoder
 from test_engine_e2e import experiment  # noqa: F401 (the fixture: a tiny synthetic set, trained 4 steps on CPU)
 from test_engine_runner import Interrupt, Record, make_runner, weights
+from test_export import trained_like  # a refine head with outputs of order one, where precision errors show
 from test_models_detector import _cfg, random_predictions
 
 pytestmark = pytest.mark.cuda
@@ -71,7 +72,7 @@ def test_eval_forward_under_autocast_agrees_with_float32(dtype, tolerance):
     """Outputs (scores, start, angle, length, x offsets, all of order 1) within ``tolerance`` of
     the float32 forward (TF32 off for the reference)."""
     torch.manual_seed(0)
-    net = build_net(_cfg()).cuda().eval()
+    net = trained_like(build_net(_cfg())).cuda().eval()
     img = torch.rand(4, 3, 64, 160, device="cuda")
     previous = torch.get_float32_matmul_precision()
     torch.set_float32_matmul_precision("highest")
@@ -168,7 +169,7 @@ def test_inference_options_on_cuda_agree_with_float32(exact_float32, options, to
     from srlane.models.inference import InferenceOptions, prepare_for_inference
 
     torch.manual_seed(0)
-    net = build_net(_cfg()).cuda().eval()
+    net = trained_like(build_net(_cfg())).cuda().eval()
     img = torch.randint(0, 256, (4, 3, 64, 160), dtype=torch.uint8, device="cuda")
     with torch.no_grad():
         ref = net(img)
