@@ -48,7 +48,7 @@ def crop_and_resize(img: np.ndarray, img_w: int, img_h: int, crop: Crop) -> tupl
 def to_tensor(img: np.ndarray) -> torch.Tensor:
     """HWC uint8 -> CHW uint8; the network divides by 255 on its device
     (``srlane.models.detector.input_images``)."""
-    return torch.from_numpy(np.ascontiguousarray(img[..., :3].transpose(2, 0, 1)))
+    return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
 
 
 class LaneDataset(Dataset):

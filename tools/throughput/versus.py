@@ -48,6 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def step_ms(config: str, batch: int, warmup: int, iters: int, overrides: Sequence[str] = ()) -> float:
     """Median milliseconds of the importable checkout's ``Runner.run_step`` (run in a child)."""
+    # imported here, in the child whose PYTHONPATH names the checkout being measured
     import time
 
     import numpy as np
