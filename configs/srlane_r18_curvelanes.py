@@ -10,16 +10,6 @@ up to 16 lanes, about 20 epochs at batch 40. On the synthetic CurveLanes set (CP
         test_parameters.nms_thres=24.0
 """
 
-_base_ = ["models/srlane_r18.py", "datasets/curvelanes.py"]
+_base_ = ["models/srlane_r18.py", "datasets/curvelanes.py", "schedules/release_r18.py"]
 
-optimizer = dict(type="AdamW", lr=6e-4, fused=True)  # fused: one kernel per step
-scheduler = dict(type="warmup_cosine", warmup_iter=800)
 total_iter = 50000  # about 20 epochs of the 100k training images at batch 40
-batch_size = 40
-workers = 8
-eval_ep = 3
-save_interval = 1000
-log_interval = 500
-precision = "16-mixed"
-strategy = "dp"
-seed = 0
