@@ -47,3 +47,13 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         handle.write(data)
+
+
+def line_fields(path: str | os.PathLike) -> Iterator[tuple[int, list[str]]]:
+    """``(line number, whitespace-split fields)`` of each non-blank line of a text file (UTF-8):
+    how list files and ``.lines.txt`` files are read."""
+    with open(path, encoding="utf-8") as f:
+        for line_no, text in enumerate(f, 1):
+            fields = text.split()
+            if fields:
+                yield line_no, fields

@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from srlane.fileio import atomic_path, atomic_write_bytes, atomic_write_text
+from srlane.fileio import atomic_path, atomic_write_bytes, atomic_write_text, line_fields
 
 
 def test_target_appears_only_complete(tmp_path):
@@ -81,3 +81,9 @@ def test_long_names_fit(tmp_path):
     name = "x" * 250 + ".txt"
     atomic_write_text(tmp_path / name, "ok")
     assert (tmp_path / name).read_text() == "ok"
+
+
+def test_line_fields_numbers_lines_and_skips_blank_ones(tmp_path):
+    path = tmp_path / "list.txt"
+    path.write_text("/a/b.jpg 1 0\n\n   \n  c.jpg\t2 \nstraße.jpg\n", encoding="utf-8")
+    assert list(line_fields(path)) == [(1, ["/a/b.jpg", "1", "0"]), (4, ["c.jpg", "2"]), (5, ["straße.jpg"])]

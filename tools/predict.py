@@ -75,7 +75,7 @@ from srlane.data.video import Frame, VideoFrames, is_video, lanes_json_line, pre
 from srlane.engine.checkpoint import inference_weights, load_checkpoint, load_net_weights
 from srlane.engine.defaults import load_experiment
 from srlane.engine.fabric import ACCELERATORS, resolve_accelerator
-from srlane.fileio import atomic_path, atomic_write_text
+from srlane.fileio import atomic_path, atomic_write_text, line_fields
 from srlane.lanes import Lane
 from srlane.models import build_net
 from srlane.models.decode import LaneDecoder
@@ -165,14 +165,11 @@ def read_list(path: str, root: str | None) -> list[LaneRecord]:
     if root is None:
         raise InputError(f"{path}: list paths are relative to a root; give --root (the config has no dataset.data_root)")
     records = []
-    with open(path, encoding="utf-8") as f:
-        for line_no, text in enumerate(f, 1):
-            fields = text.split()
-            if fields:
-                name = relative_name(fields[0])
-                img_path = os.path.abspath(os.path.join(root, name))
-                require_image(img_path, path, line_no)
-                records.append(LaneRecord(img_path, name))
+    for line_no, fields in line_fields(path):
+        name = relative_name(fields[0])
+        img_path = os.path.abspath(os.path.join(root, name))
+        require_image(img_path, path, line_no)
+        records.append(LaneRecord(img_path, name))
     if not records:
         raise DataFormatError(path, None, "the list names no image")
     return records

@@ -21,7 +21,7 @@ from srlane.data.cache import cached_records
 from srlane.data.crop import Crop
 from srlane.data.records import DataFormatError, LaneRecord, clean_lane, relative_name, require_image
 from srlane.evaluation.culane import CULaneEvaluator, lines_file_name
-from srlane.fileio import atomic_write_text
+from srlane.fileio import atomic_write_text, line_fields
 from srlane.lanes import Lane, write_culane_lines
 
 SPLIT_LISTS = {
@@ -61,20 +61,16 @@ def read_annotation(path: str) -> list[np.ndarray]:
     """Lanes of one annotation ``.lines.txt`` (strict: a malformed line is an error naming it);
     negative-coordinate points and lanes with < 2 points dropped."""
     lanes = []
-    with open(path) as f:
-        for line_no, text in enumerate(f, 1):
-            fields = text.split()
-            if not fields:
-                continue
-            if len(fields) % 2:
-                raise DataFormatError(path, line_no, f"odd number of values ({len(fields)}); expected x y pairs")
-            try:
-                values = np.array([float(v) for v in fields], dtype=np.float32)
-            except ValueError as err:
-                raise DataFormatError(path, line_no, f"non-numeric value: {err}") from None
-            lane = clean_lane(values)
-            if lane is not None:
-                lanes.append(lane)
+    for line_no, fields in line_fields(path):
+        if len(fields) % 2:
+            raise DataFormatError(path, line_no, f"odd number of values ({len(fields)}); expected x y pairs")
+        try:
+            values = np.array([float(v) for v in fields], dtype=np.float32)
+        except ValueError as err:
+            raise DataFormatError(path, line_no, f"non-numeric value: {err}") from None
+        lane = clean_lane(values)
+        if lane is not None:
+            lanes.append(lane)
     return lanes
 
 
@@ -93,15 +89,11 @@ def image_categories(data_root: str) -> dict[str, str]:
     """Image name -> test category from the ``test_split`` lists (an image in two lists is an error)."""
     owner: dict[str, str] = {}
     for name, path in category_lists(data_root).items():
-        with open(path) as f:
-            for line_no, text in enumerate(f, 1):
-                fields = text.split()
-                if not fields:
-                    continue
-                img_name = relative_name(fields[0])
-                if owner.get(img_name, name) != name:
-                    raise DataFormatError(path, line_no, f"{img_name} is already in category {owner[img_name]!r}")
-                owner[img_name] = name
+        for line_no, fields in line_fields(path):
+            img_name = relative_name(fields[0])
+            if owner.get(img_name, name) != name:
+                raise DataFormatError(path, line_no, f"{img_name} is already in category {owner[img_name]!r}")
+            owner[img_name] = name
     return owner
 
 
@@ -109,25 +101,21 @@ def parse_culane_list(data_root: str, list_path: str, categories: dict[str, str]
     """Records of every line of a list file (blank lines skipped), with their lanes."""
     data_root = os.path.abspath(data_root)
     records = []
-    with open(list_path) as f:
-        for line_no, text in enumerate(f, 1):
-            fields = text.split()
-            if not fields:
-                continue
-            img_name, mask, flags = parse_list_line(fields, list_path, line_no)
-            img_path = os.path.join(data_root, img_name)
-            require_image(img_path, list_path, line_no)
-            anno_path = os.path.join(data_root, lines_file_name(img_name))
-            if not os.path.isfile(anno_path):
-                raise DataFormatError(list_path, line_no, f"annotation not found: {anno_path}")
-            records.append(LaneRecord(
-                img_path=img_path,
-                img_name=img_name,
-                lanes=read_annotation(anno_path),
-                category=(categories or {}).get(img_name),
-                mask_path=os.path.join(data_root, mask) if mask else None,
-                lane_exist=flags,
-            ))
+    for line_no, fields in line_fields(list_path):
+        img_name, mask, flags = parse_list_line(fields, list_path, line_no)
+        img_path = os.path.join(data_root, img_name)
+        require_image(img_path, list_path, line_no)
+        anno_path = os.path.join(data_root, lines_file_name(img_name))
+        if not os.path.isfile(anno_path):
+            raise DataFormatError(list_path, line_no, f"annotation not found: {anno_path}")
+        records.append(LaneRecord(
+            img_path=img_path,
+            img_name=img_name,
+            lanes=read_annotation(anno_path),
+            category=(categories or {}).get(img_name),
+            mask_path=os.path.join(data_root, mask) if mask else None,
+            lane_exist=flags,
+        ))
     return records
 
 

@@ -27,7 +27,7 @@ from srlane.data.cache import cached_records
 from srlane.data.records import DataFormatError, LaneRecord, relative_name, require_image
 from srlane.evaluation.curvelanes import (CurveLanesEvaluator, CurveLanesFormatError, image_size, label_path,
                                           read_lines_json)
-from srlane.fileio import atomic_write_text
+from srlane.fileio import atomic_write_text, line_fields
 from srlane.lanes import Lane
 
 SPLITS = ("train", "valid", "test")
@@ -73,31 +73,27 @@ def parse_list(data_root: str, list_path: str, labelled: bool) -> list[LaneRecor
     """Records of a list file: image, size and (when ``labelled``) the label's lanes."""
     data_root = os.path.abspath(data_root)
     records = []
-    with open(list_path, encoding="utf-8") as f:
-        for line_no, text in enumerate(f, 1):
-            fields = text.split()
-            if not fields:
-                continue
-            img_name = relative_name(fields[0])
-            img_path = os.path.join(data_root, img_name)
-            require_image(img_path, list_path, line_no)
-            lanes: list[np.ndarray] = []
-            if labelled:
-                try:
-                    path = label_path(data_root, img_name)
-                except ValueError as err:
-                    raise DataFormatError(list_path, line_no, str(err)) from None
-                if not os.path.isfile(path):
-                    raise DataFormatError(list_path, line_no, f"label not found: {path}")
-                try:
-                    lanes = read_label(path)
-                except CurveLanesFormatError as err:
-                    raise DataFormatError(list_path, line_no, f"malformed label: {err}") from None
+    for line_no, fields in line_fields(list_path):
+        img_name = relative_name(fields[0])
+        img_path = os.path.join(data_root, img_name)
+        require_image(img_path, list_path, line_no)
+        lanes: list[np.ndarray] = []
+        if labelled:
             try:
-                width, height = image_size(img_path)
+                path = label_path(data_root, img_name)
             except ValueError as err:
                 raise DataFormatError(list_path, line_no, str(err)) from None
-            records.append(LaneRecord(img_path=img_path, img_name=img_name, lanes=lanes, img_size=(height, width)))
+            if not os.path.isfile(path):
+                raise DataFormatError(list_path, line_no, f"label not found: {path}")
+            try:
+                lanes = read_label(path)
+            except CurveLanesFormatError as err:
+                raise DataFormatError(list_path, line_no, f"malformed label: {err}") from None
+        try:
+            width, height = image_size(img_path)
+        except ValueError as err:
+            raise DataFormatError(list_path, line_no, str(err)) from None
+        records.append(LaneRecord(img_path=img_path, img_name=img_name, lanes=lanes, img_size=(height, width)))
     return records
 
 

@@ -20,6 +20,7 @@ from scipy.optimize import linear_sum_assignment
 
 from srlane.evaluation.raster import LaneMask, Rasterizer, mask_iou
 from srlane.evaluation.spline import sample_lanes_flat
+from srlane.fileio import line_fields
 
 MF1_THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
 _NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
@@ -293,15 +294,11 @@ def read_categories(categories_dir: str | os.PathLike, names: list[str]) -> dict
         path = os.path.join(categories_dir, file)
         category = re.sub(r"^test\d+_", "", file[:-4])
         indices = []
-        with open(path, encoding="utf-8") as f:
-            for number, line in enumerate(f, 1):
-                fields = line.split()
-                if not fields:
-                    continue
-                name = fields[0].lstrip("/")
-                if name not in position:
-                    raise ValueError(f"{path}, line {number}: image {name!r} is not in the evaluated list")
-                indices.append(position[name])
+        for number, fields in line_fields(path):
+            name = fields[0].lstrip("/")
+            if name not in position:
+                raise ValueError(f"{path}, line {number}: image {name!r} is not in the evaluated list")
+            indices.append(position[name])
         categories[category] = indices
     if not categories:
         raise ValueError(f"no category lists (*.txt) in {categories_dir}")
