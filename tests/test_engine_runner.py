@@ -384,3 +384,27 @@ def test_channels_last_changes_the_memory_format_not_the_training(tmp_path):
     for a, b in zip(nhwc.net.parameters(), nchw.net.parameters()):
         assert torch.allclose(a, b, rtol=0, atol=1e-5)
     assert nhwc.net.conv.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_validation_prepares_the_network_once_and_refreshes_its_weights(tmp_path, monkeypatch):
+    """Three validations, one prepared copy (a CUDA graph would be captured once): at each
+    validation its tensors are the same memory and hold the weights validation must use (the
+    moving average here), not the first validation's."""
+    prepared = []
+    real = runner_module.prepare_for_inference
+    monkeypatch.setattr(runner_module, "prepare_for_inference", lambda *a: prepared.append(a[1]) or real(*a))
+    seen = []
+
+    class CompareWeights(Hook):
+        def after_validation(self, runner, metrics, is_best):
+            copy_state = runner._inference_net.net.state_dict()
+            current = runner.eval_net().state_dict()
+            assert copy_state.keys() == current.keys()
+            assert all(torch.equal(copy_state[k], current[k]) for k in current)
+            seen.append((copy_state["conv.weight"].data_ptr(), copy_state["conv.weight"].clone()))
+
+    runner = make_runner(tmp_path, hooks=[CompareWeights()], eval_ep=1, ema_decay=0.5)
+    runner.train()
+    assert len(prepared) == 1 and len(seen) == 3
+    assert len({ptr for ptr, _ in seen}) == 1
+    assert not torch.equal(seen[0][1], seen[2][1])

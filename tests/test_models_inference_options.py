@@ -16,6 +16,7 @@ random network's lane scores lie within ~1e-3 of each other, so bf16 changes NMS
 The CUDA paths are in test_cuda.py.
 """
 import argparse
+import copy
 import dataclasses
 from pathlib import Path
 
@@ -28,7 +29,8 @@ from srlane.engine.defaults import DEFAULTS, load_experiment
 from srlane.models import build_net
 from srlane.models.decode import LaneDecoder
 from srlane.models.inference import (COMPILERS, PRECISIONS, InferenceOptions, add_inference_arguments,
-                                     build_inference_options, inference_options_from_args, prepare_for_inference)
+                                     build_inference_options, inference_options_from_args, prepare_for_inference,
+                                     refresh_weights)
 
 ROOT = Path(__file__).resolve().parents[1]
 OPTIMISED_FP32 = [InferenceOptions(fold_bn=True), InferenceOptions(channels_last=True),
@@ -67,6 +69,19 @@ def seeded():
     with torch.no_grad():
         ref = net(img)
     return cfg, net, img, ref
+
+
+def _later(net: nn.Module) -> nn.Module:
+    """``net`` after some training: every parameter and BatchNorm statistic moved (the fixed
+    geometry buffers, such as the prior rows, stay)."""
+    later = copy.deepcopy(net)
+    moved = {name for name, _ in later.named_parameters()}
+    g = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for name, tensor in later.state_dict().items():
+            if name in moved or name.endswith(("running_mean", "running_var")):
+                tensor.mul_(1 + torch.rand(tensor.shape, generator=g) * 0.02)
+    return later
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
@@ -169,7 +184,38 @@ def test_fp32_leaves_an_enclosing_autocast_in_force(seeded):
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 def test_torch_compile_on_cpu_agrees_with_eager(seeded):
-    """torch.compile (default mode) with fold_bn and channels_last: ~20 s to compile on 2 cores."""
+    """torch.compile (default mode) with fold_bn and channels_last: ~20 s to compile on 2 cores;
+    refreshed weights reach the compiled code (it holds no copy of them)."""
     _, net, img, ref = seeded
-    model = prepare_for_inference(net, InferenceOptions(fold_bn=True, channels_last=True, compile="compile"), "cpu")
+    options = InferenceOptions(fold_bn=True, channels_last=True, compile="compile")
+    model = prepare_for_inference(net, options, "cpu")
     torch.testing.assert_close(model(img), ref, atol=1e-5, rtol=0)
+    later = _later(net)
+    refresh_weights(model, later, options)  # as validation after an epoch: the compiled code sees the new weights
+    torch.testing.assert_close(model(img), later(img), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("options", [InferenceOptions(), *OPTIMISED_FP32], ids=["plain", "fold_bn", "channels_last", "both"])
+def test_refreshed_weights_run_as_a_fresh_preparation(seeded, options):
+    """``refresh_weights`` copies a later state of the network into the prepared copy's own
+    tensors (BatchNorm folded again): the outputs equal a copy prepared from that state."""
+    _, net, img, _ = seeded
+    model = prepare_for_inference(net, options, "cpu")
+    tensors = [t.data_ptr() for t in model.state_dict().values()]
+    later = _later(net)
+    refresh_weights(model, later, options)
+    assert [t.data_ptr() for t in model.state_dict().values()] == tensors
+    assert torch.equal(model(img), prepare_for_inference(later, options, "cpu")(img))
+    assert not torch.equal(model(img), prepare_for_inference(net, options, "cpu")(img))
+
+
+def test_memory_format_follows_the_option_not_the_training_network(seeded):
+    """A network trained in channels-last (the default) runs NCHW when the option is off."""
+    _, net, img, ref = seeded
+    nhwc = copy.deepcopy(net).to(memory_format=torch.channels_last)
+    for channels_last in (False, True):
+        model = prepare_for_inference(nhwc, InferenceOptions(channels_last=channels_last), "cpu")
+        weight = model.net.backbone.model.conv1.weight
+        assert weight.is_contiguous(memory_format=torch.channels_last) == channels_last
+        assert weight.is_contiguous() != channels_last
+        torch.testing.assert_close(model(img), ref, atol=1e-5, rtol=0)

@@ -36,7 +36,7 @@ from srlane.engine.fabric import build_fabric
 from srlane.engine.hooks import CheckpointHook, EarlyStopHook, Hook, LoggerHook
 from srlane.engine.optim import build_optimizer, build_scheduler
 from srlane.engine.recorder import Recorder
-from srlane.models.inference import build_inference_options, prepare_for_inference
+from srlane.models.inference import build_inference_options, prepare_for_inference, refresh_weights
 
 LoaderBuilder = Callable[[str, bool, int, int], DataLoader]  # (split, training, rank, world size)
 Prepare = Callable[[Callable[[str], None]], None]  # data preparation, given a log function
@@ -152,6 +152,7 @@ class Runner:
         self._train_loader: DataLoader | None = None
         self._val_loader: DataLoader | None = None
         self._evaluator: Evaluator | None = None
+        self._inference_net: nn.Module | None = None
         self._prepared = False
         if self.fabric.is_global_zero:
             cfg.dump(os.path.join(self.work_dir, "config.py"))
@@ -308,6 +309,16 @@ class Runner:
         """The weights validation uses: the moving average when enabled, else the network."""
         return self.ema.module if self.ema is not None else self.net
 
+    def inference_net(self) -> nn.Module:
+        """The eval-mode copy of ``eval_net()`` that validation runs, with the inference options:
+        made at the first validation, its weights refreshed in place at the later ones (a CUDA
+        graph is captured once)."""
+        if self._inference_net is None:
+            self._inference_net = prepare_for_inference(self.eval_net(), self.inference, self.fabric.device)
+        else:
+            refresh_weights(self._inference_net, self.eval_net(), self.inference)
+        return self._inference_net
+
     def validate(self) -> dict:
         """Evaluate, keep the best metric (agreed by all ranks) and run the validation hooks."""
         metrics = self.evaluate()
@@ -322,7 +333,7 @@ class Runner:
     def evaluate(self) -> dict:
         """Predict every validation image once and score them on rank 0; every rank gets the metrics."""
         loader = self.val_loader()
-        net = prepare_for_inference(self.eval_net(), self.inference, self.fabric.device)  # an eval-mode copy
+        net = self.inference_net()
         predictions: dict[int, list] = {}
         bar = tqdm(loader, desc="Validate", disable=not self.fabric.is_global_zero, leave=False, dynamic_ncols=True)
         for batch in bar:

@@ -3,7 +3,8 @@ tools/speed.py: BatchNorm folded into the preceding convolutions, channels-last 
 precision under autocast, torch.compile or a captured CUDA graph.
 
 ``InferenceOptions`` holds the four choices (one lookup table per axis: ``PRECISIONS``,
-``COMPILERS``); ``prepare_for_inference`` applies them to a copy of a network;
+``COMPILERS``); ``prepare_for_inference`` applies them to a copy of a network and
+``refresh_weights`` gives that copy the network's later weights (validation after each epoch);
 ``build_inference_options(cfg)`` reads them from a config's ``inference`` dict and
 ``add_inference_arguments`` / ``inference_options_from_args`` from a command line.
 
@@ -101,13 +102,18 @@ class InferenceModel(nn.Module):
         with torch.no_grad(), autocast:
             return self.net(img.contiguous(memory_format=self.memory_format)).float()
 
+    def load_weights(self, net: nn.Module) -> None:
+        """Copy ``net``'s weights (made ready as this copy was) into this copy's own tensors,
+        which a compiled forward and a captured CUDA graph read."""
+        self.net.load_state_dict(net.state_dict())  # copy_ into the existing tensors, names checked
+
 
 class CudaGraphModel(nn.Module):
     """``model`` replayed from a CUDA graph captured at its first call: inputs of that call's
     shape and dtype are copied into the graph's input and the graph replays (the output is a
     copy, the next replay does not overwrite it); other inputs run ``model`` eagerly."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: InferenceModel) -> None:
         super().__init__()
         self.model = model
         self.graph: torch.cuda.CUDAGraph | None = None
@@ -123,6 +129,10 @@ class CudaGraphModel(nn.Module):
         self.graph.replay()
         return self.static_output.clone()
 
+    def load_weights(self, net: nn.Module) -> None:
+        """As :meth:`InferenceModel.load_weights`; the graph replays with the new weights."""
+        self.model.load_weights(net)
+
     def _capture(self, img: torch.Tensor) -> None:
         self.static_input = img.clone()
         side = torch.cuda.Stream(img.device)
@@ -137,19 +147,20 @@ class CudaGraphModel(nn.Module):
         self.graph = graph
 
 
-def _eager(model: nn.Module) -> nn.Module:
+def _eager(model: InferenceModel) -> nn.Module:
     return model
 
 
-def _compiled(model: nn.Module) -> nn.Module:
-    # default mode: on the 2-core Xeon R18 800x320 ran 59 ms with it, 61 ms with
-    # "max-autotune-no-cudagraphs", whose autotuning lengthens the compilation (CUDA graphs are
-    # the "cudagraph" choice)
-    return torch.compile(model)
+def _compiled(model: InferenceModel) -> nn.Module:
+    # in place (the module stays an InferenceModel); default mode: on the 2-core Xeon R18 800x320
+    # ran 59 ms with it, 61 ms with "max-autotune-no-cudagraphs", whose autotuning lengthens the
+    # compilation (CUDA graphs are the "cudagraph" choice)
+    model.compile()
+    return model
 
 
 PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-COMPILERS: dict[str, Callable[[nn.Module], nn.Module]] = {"none": _eager, "compile": _compiled,
+COMPILERS: dict[str, Callable[[InferenceModel], nn.Module]] = {"none": _eager, "compile": _compiled,
                                                           "cudagraph": CudaGraphModel}
 CUDA_ONLY_COMPILERS = ("cudagraph",)
 # the values each InferenceOptions field takes
@@ -181,22 +192,35 @@ class InferenceOptions:
                                   f"got {value!r}")
 
 
+def inference_copy(net: nn.Module, options: InferenceOptions, device: torch.device | str) -> nn.Module:
+    """A copy of ``net`` on ``device`` in eval mode without gradients, BatchNorm folded and
+    memory format as ``options`` say; on CPU grouped Conv1d layers in float32 (also under a
+    caller's bfloat16 autocast; unchanged values in float32)."""
+    device = torch.device(device)
+    net = fold_batch_norms(net) if options.fold_bn else copy.deepcopy(net)
+    net = net.to(device).eval().requires_grad_(False)
+    net = net.to(memory_format=torch.channels_last if options.channels_last else torch.contiguous_format)
+    return grouped_conv1d_in_float32(net) if device.type == "cpu" else net
+
 
 def prepare_for_inference(net: nn.Module, options: InferenceOptions, device: torch.device | str) -> nn.Module:
-    """A copy of ``net`` on ``device`` in eval mode, without gradients, with ``options``
-    applied; ``net`` itself is left as it was. Call it as ``net``: ``model(img)`` -> float32
-    predictions. ConfigError (one line) for a CUDA-only choice on another device."""
+    """A copy of ``net`` on ``device`` with ``options`` applied; ``net`` itself is left as it
+    was. Call it as ``net``: ``model(img)`` -> float32 predictions;
+    ``refresh_weights(model, net, options)`` gives it later weights of ``net``. ConfigError
+    (one line) for a CUDA-only choice on another device."""
     device = torch.device(device)
     if options.compile in CUDA_ONLY_COMPILERS and device.type != "cuda":
         raise ConfigError(f"inference.compile {options.compile!r} needs a CUDA device, got {device.type}")
-    net = fold_batch_norms(net) if options.fold_bn else copy.deepcopy(net)
-    net = net.to(device).eval().requires_grad_(False)
-    if options.channels_last:
-        net = net.to(memory_format=torch.channels_last)
-    if device.type == "cpu":  # also under a caller's bfloat16 autocast; unchanged values in float32
-        net = grouped_conv1d_in_float32(net)
-    model = InferenceModel(net, PRECISIONS[options.precision], options.channels_last, device.type)
+    model = InferenceModel(inference_copy(net, options, device), PRECISIONS[options.precision],
+                           options.channels_last, device.type)
     return COMPILERS[options.compile](model)
+
+
+def refresh_weights(model: nn.Module, net: nn.Module, options: InferenceOptions) -> None:
+    """Give ``model`` (``prepare_for_inference(<net earlier>, options, device)``) the current
+    weights of ``net``, copied into its own tensors: validation does this after each epoch of
+    training, so that a CUDA graph is captured once per run, not once per validation."""
+    model.load_weights(inference_copy(net, options, next(model.parameters()).device))
 
 
 def build_inference_options(cfg: Mapping[str, Any]) -> InferenceOptions:
