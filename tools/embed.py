@@ -32,7 +32,7 @@ from torch import nn
 from tqdm import tqdm
 
 from srlane.benchmarks import build_benchmark
-from srlane.cli import run_cli
+from srlane.cli import checkpoint_tool_parser, run_cli
 from srlane.data.dataset import build_dataset
 from srlane.data.input_checks import image_crops, readable_part
 from srlane.data.loader import make_loader
@@ -69,10 +69,7 @@ class FeatureTap:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("config", help="experiment config file (see configs/)")
-    parser.add_argument("--load-from", "--load_from", dest="load_from", required=True, metavar="CKPT",
-                        help="network weights (a run's .pth: its moving average when it has one)")
+    parser = checkpoint_tool_parser(__doc__)
     parser.add_argument("--split", default="test", help="split of the config's benchmark (default: test)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
     parser.add_argument("--accelerator", "--device", dest="accelerator", choices=ACCELERATORS,
@@ -81,8 +78,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, metavar="N", help="image reading processes (default: 2)")
     parser.add_argument("--conf-threshold", type=float, metavar="T",
                         help="lane score threshold (default: the config's test_parameters.conf_threshold)")
-    parser.add_argument("--set", nargs="+", default=[], action="extend", metavar="KEY=VALUE",
-                        help="config overrides (e.g. dataset.data_root=...)")
     args = parser.parse_args(argv)
     if args.batch < 1:
         parser.error(f"--batch must be at least 1, got {args.batch}")

@@ -15,7 +15,7 @@ import argparse
 import os
 from collections.abc import Sequence
 
-from srlane.cli import run_cli
+from srlane.cli import checkpoint_tool_parser, run_cli
 from srlane.engine.checkpoint import inference_weights, load_checkpoint, load_net_weights
 from srlane.engine.defaults import load_experiment
 from srlane.fileio import atomic_path
@@ -29,18 +29,13 @@ class ExportCheckError(RuntimeError):
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("config", help="experiment config file (see configs/)")
-    parser.add_argument("--load-from", "--load_from", dest="load_from", required=True, metavar="CKPT",
-                        help="network weights (a run's .pth: its moving average when it has one)")
+    parser = checkpoint_tool_parser(__doc__)
     parser.add_argument("--out", required=True, metavar="FILE", help="the .onnx file to write")
     parser.add_argument("--fp16", action="store_true", help="half-precision weights and input")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, metavar="N",
                         help=f"ONNX opset (default {DEFAULT_OPSET}; at least {MIN_OPSET} for grid_sample)")
     parser.add_argument("--batch", type=int, default=1, metavar="B",
                         help="example batch for tracing and checking (the file takes any batch; default 1)")
-    parser.add_argument("--set", nargs="+", default=[], action="extend", metavar="KEY=VALUE",
-                        help="config overrides")
     args = parser.parse_args(argv)
     if args.batch < 1:
         parser.error(f"--batch must be at least 1, got {args.batch}")
