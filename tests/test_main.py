@@ -22,6 +22,12 @@ def experiment(tmp_path, text):
     return str(path)
 
 
+def run_main(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
+    """main.py in a fresh process (its exit status and stderr as a user sees them)."""
+    return subprocess.run([sys.executable, "main.py", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
 def test_release_flag_aliases():
     args = main.parse_args(["c.py", "--validate", "--load_from", "w.pth", "--work_dirs", "out", "--gpus", "0", "1",
                             "--set", "a=1", "b.c='x'", "--seed", "3"])
@@ -34,8 +40,7 @@ def test_release_flag_aliases():
 
 def test_mistyped_key_stops_with_one_line(tmp_path):
     cfg = experiment(tmp_path, "total_iters = 5\n")
-    out = subprocess.run([sys.executable, "main.py", cfg, "--work-dir", str(tmp_path / "w")], cwd=ROOT,
-                         capture_output=True, text=True, timeout=120)
+    out = run_main(cfg, "--work-dir", str(tmp_path / "w"))
     assert out.returncode == 1
     assert out.stderr.strip() == f"error: {cfg}: unknown config key 'total_iters'; did you mean 'total_iter'?"
     assert not (tmp_path / "w").exists()
@@ -84,8 +89,7 @@ def test_training_split_too_small_for_one_step_stops_with_one_line(tmp_path):
     (root / "list" / "small.txt").write_text("a.jpg\n")
     cfg = experiment(tmp_path, f"dataset = dict(data_root={str(root)!r}, train_split='list/small.txt', generate=None, "
                                f"cache_dir={str(tmp_path / 'cache')!r})\nbatch_size = 2\nworkers = 0\n")
-    out = subprocess.run([sys.executable, "main.py", cfg, "--work-dir", str(tmp_path / "w")], cwd=ROOT,
-                         capture_output=True, text=True, timeout=240)
+    out = run_main(cfg, "--work-dir", str(tmp_path / "w"), timeout=240)
     assert out.returncode == 1
     assert "Traceback" not in out.stderr
     assert out.stderr.strip().splitlines()[-1] == (
@@ -95,8 +99,7 @@ def test_training_split_too_small_for_one_step_stops_with_one_line(tmp_path):
 
 def test_config_that_is_not_python_stops_with_one_line(tmp_path):
     cfg = experiment(tmp_path, "total_iter = (5\n")
-    out = subprocess.run([sys.executable, "main.py", cfg, "--work-dir", str(tmp_path / "w")], cwd=ROOT,
-                         capture_output=True, text=True, timeout=120)
+    out = run_main(cfg, "--work-dir", str(tmp_path / "w"))
     assert out.returncode == 1
     assert out.stderr.strip() == f"error: {cfg}:5: not valid Python: '(' was never closed"
     broken = experiment(tmp_path, "batch_size = workers * 2\n")
@@ -177,7 +180,6 @@ def test_unknown_checkpoint_name_stops_with_one_line(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     (run / "last.pth").write_bytes(b"")
-    out = subprocess.run([sys.executable, "main.py", cfg, "--validate-only", "--load-from", str(run / "bset")],
-                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    out = run_main(cfg, "--validate-only", "--load-from", str(run / "bset"))
     assert out.returncode == 1
     assert out.stderr.strip() == f"error: --load-from {run}/bset: no bset.pth in {run}; it holds last.pth"
