@@ -7,6 +7,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def test_data_benchmark_times_the_item_and_its_stages(tmp_path):
+    out = subprocess.run([sys.executable, "tools/benchmark.py", "data", "--items", "20", "--json",
+                          str(tmp_path / "data.json")], cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads((tmp_path / "data.json").read_text())
+    stages = ("train_samples_per_s", "val_samples_per_s", "decode_per_s", "augment_per_s", "targets_per_s")
+    assert all(result[key] > 0 for key in stages) and result["items"] == 20
+    # a training item decodes, augments and encodes: slower than each of its stages alone
+    assert result["train_samples_per_s"] < min(result[key] for key in stages[1:])
+    for label in ("train (augment + targets)", "JPEG decode only", "augmentation only", "target encoding only"):
+        assert label in out.stdout
+
+
 def test_loader_benchmark_writes_one_row_per_worker_count(tmp_path):
     out = subprocess.run([sys.executable, "tools/benchmark.py", "loader", "--workers", "0", "2", "--images", "8",
                           "--batch-size", "4", "--epochs", "1", "--json", str(tmp_path / "loader.json")],

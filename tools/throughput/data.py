@@ -2,8 +2,9 @@
 
 Writes a few 1640x590 road-like JPEGs with 4 lanes in the CULane layout (temporary folder) and
 times ``LaneDataset[i]`` with the CULane config: training (decode, crop, resize, full
-augmentation, target encoding) and validation (decode, crop, resize). JPEG decoding alone is
-shown for reference. The release's pipeline does about 31 training items/s on one core.
+augmentation, target encoding) and validation (decode, crop, resize). JPEG decoding, the
+augmentation and the target encoding are also timed alone, so the rows show where a training
+item's time goes. The release's pipeline does about 31 training items/s on one core.
 """
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ import torch
 from srlane.benchmarks import build_benchmark
 from srlane.benchmarks.culane import annotation_text, write_lists
 from srlane.config import Config
-from srlane.data.dataset import LaneDataset, build_dataset
+from srlane.data.dataset import LaneDataset, build_dataset, crop_and_resize, read_image
+from srlane.data.transforms import resize_lanes
 from srlane.evaluation.culane import lines_file_name
 from srlane.fileio import atomic_write_text
 
@@ -90,6 +92,26 @@ def time_decode(path: str, items: int) -> tuple[float, float]:
     return time.perf_counter() - start, time.process_time() - cpu
 
 
+def time_stages(dataset: LaneDataset, items: int) -> dict[str, tuple[float, float]]:
+    """Wall and CPU seconds of ``items`` calls of the training augmentation alone and of the
+    target encoding alone, on the dataset's images as the augmentation receives them (decoded,
+    cropped, resized) and the lanes it returns (each call draws from its own item generator)."""
+    inputs = []
+    for record in dataset.records:
+        img = read_image(record.img_path)
+        resized, cut = crop_and_resize(img, dataset.img_w, dataset.img_h, dataset.crop)
+        scale = (dataset.img_w / img.shape[1], dataset.img_h / (img.shape[0] - cut))
+        inputs.append((resized, resize_lanes([lane - np.array([0.0, cut]) for lane in record.lanes], *scale)))
+    rngs = [dataset.item_rng(k % len(inputs), k // len(inputs)) for k in range(items)]
+    start, cpu = time.perf_counter(), time.process_time()
+    augmented = [dataset.augmenter(*inputs[k % len(inputs)], rngs[k])[1] for k in range(items)]
+    augment = time.perf_counter() - start, time.process_time() - cpu
+    start, cpu = time.perf_counter(), time.process_time()
+    for lanes in augmented:
+        dataset.encoder(lanes)
+    return {"augment": augment, "targets": (time.perf_counter() - start, time.process_time() - cpu)}
+
+
 def run(args: argparse.Namespace) -> None:
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
@@ -106,13 +128,15 @@ def run(args: argparse.Namespace) -> None:
             "train": time_items(train, args.items),
             "val": time_items(val, args.items),
             "decode": time_decode(train.records[0].img_path, args.items),
+            **time_stages(train, args.items),
         }
     rates = {mode: args.items / wall for mode, (wall, _) in seconds.items()}
     cpu_rates = {mode: args.items / max(cpu, 1e-9) for mode, (_, cpu) in seconds.items()}
     load = os.getloadavg()
     print(f"data pipeline, one process, one thread ({args.items} items per row, {ORI_W}x{ORI_H} JPEG, 4 lanes)")
     print(f"{'mode':<30}{'items/s':>10}{'ms/item':>10}{'items/cpu-s':>13}")
-    labels = {"train": "train (augment + targets)", "val": "val (decode, crop, resize)", "decode": "JPEG decode only"}
+    labels = {"train": "train (augment + targets)", "val": "val (decode, crop, resize)", "decode": "JPEG decode only",
+              "augment": "augmentation only", "targets": "target encoding only"}
     for mode, label in labels.items():
         print(f"{label:<30}{rates[mode]:>10.1f}{1000 / rates[mode]:>10.2f}{cpu_rates[mode]:>13.1f}")
     print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} cores "
@@ -122,6 +146,8 @@ def run(args: argparse.Namespace) -> None:
             "train_samples_per_s": rates["train"],
             "val_samples_per_s": rates["val"],
             "decode_per_s": rates["decode"],
+            "augment_per_s": rates["augment"],
+            "targets_per_s": rates["targets"],
             "train_samples_per_cpu_s": cpu_rates["train"],
             "val_samples_per_cpu_s": cpu_rates["val"],
             "items": args.items,
