@@ -60,30 +60,6 @@ def fold_batch_norms(net: nn.Module) -> nn.Module:
     return net
 
 
-class Float32Conv(nn.Module):
-    """``conv`` computed in float32 outside autocast (output cast back to the input's dtype)."""
-
-    def __init__(self, conv: nn.Module) -> None:
-        super().__init__()
-        self.conv = conv
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(x.device.type, enabled=False):
-            return self.conv(x.float()).to(x.dtype)
-
-
-def grouped_conv1d_in_float32(net: nn.Module) -> nn.Module:
-    """Wrap every grouped ``nn.Conv1d`` of ``net`` (in place) in :class:`Float32Conv`. oneDNN's
-    bfloat16 grouped 1-d convolution on CPU (torch 2.13, an AVX-512/AMX Xeon) returns wrong
-    values (relative error ~1 on the refine head's ``gather_fc``, which made every lane of a
-    trained net wrong); in float32 these small layers cost little."""
-    for module in list(net.modules()):
-        for name, child in list(module.named_children()):
-            if isinstance(child, nn.Conv1d) and child.groups > 1:
-                setattr(module, name, Float32Conv(child))
-    return net
-
-
 class InferenceModel(nn.Module):
     """``net(img)`` without gradients: the input in the network's memory format, the forward
     under autocast at ``dtype`` (none for float32, so an enclosing autocast still applies), the
@@ -194,13 +170,10 @@ class InferenceOptions:
 
 def inference_copy(net: nn.Module, options: InferenceOptions, device: torch.device | str) -> nn.Module:
     """A copy of ``net`` on ``device`` in eval mode without gradients, BatchNorm folded and
-    memory format as ``options`` say; on CPU grouped Conv1d layers in float32 (also under a
-    caller's bfloat16 autocast; unchanged values in float32)."""
-    device = torch.device(device)
+    memory format as ``options`` say."""
     net = fold_batch_norms(net) if options.fold_bn else copy.deepcopy(net)
     net = net.to(device).eval().requires_grad_(False)
-    net = net.to(memory_format=torch.channels_last if options.channels_last else torch.contiguous_format)
-    return grouped_conv1d_in_float32(net) if device.type == "cpu" else net
+    return net.to(memory_format=torch.channels_last if options.channels_last else torch.contiguous_format)
 
 
 def prepare_for_inference(net: nn.Module, options: InferenceOptions, device: torch.device | str) -> nn.Module:

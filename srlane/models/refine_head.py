@@ -10,6 +10,20 @@ import torch.nn.functional as F
 from torch import nn
 
 
+class GroupedConv1d(nn.Conv1d):
+    """A grouped ``nn.Conv1d`` (the same parameters and checkpoint keys) computed in float32
+    under a CPU autocast. oneDNN's bfloat16 grouped 1-d convolution on CPU (torch 2.13, an
+    AVX-512/AMX Xeon) returns wrong values: relative error ~1 on ``gather_fc``, which made every
+    lane of a trained net wrong. In float32 these small layers cost little; without a CPU
+    autocast, and on CUDA, it is ``nn.Conv1d``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            with torch.autocast("cpu", enabled=False):
+                return super().forward(x.float())
+        return super().forward(x)
+
+
 class SegmentAttention(nn.Module):
     """Grouped attention among the proposals of one image.
 
@@ -24,7 +38,7 @@ class SegmentAttention(nn.Module):
         self.num_groups = num_groups
         self.group_dim = dim // num_groups
         self.q_proj = nn.Linear(dim, self.group_dim)
-        self.k_proj = nn.Conv1d(dim, dim, 1, groups=num_groups)
+        self.k_proj = GroupedConv1d(dim, dim, 1, groups=num_groups)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``x`` (B, N, C) -> output (B, N, C) and attention (B, groups, N, N)."""
@@ -51,7 +65,7 @@ class RefineStage(nn.Module):
         self.register_buffer("sample_x_indexs", idx)
         self.register_buffer("prior_feat_ys", torch.flip(1 - idx.float() / self.n_strips, dims=[-1]))
         self.z_embeddings = nn.Parameter(torch.empty(sample_points))
-        self.gather_fc = nn.Conv1d(sample_points, fc_hidden_dim, in_channels, groups=num_groups)
+        self.gather_fc = GroupedConv1d(sample_points, fc_hidden_dim, in_channels, groups=num_groups)
         # Present in the released checkpoints but unused by the released forward: kept for
         # strict loading, frozen so that it never asks DDP for a gradient.
         self.shuffle_fc = nn.Linear(fc_hidden_dim, fc_hidden_dim).requires_grad_(False)
