@@ -20,6 +20,16 @@ def test_data_benchmark_times_the_item_and_its_stages(tmp_path):
         assert label in out.stdout
 
 
+def test_metric_benchmark_writes_its_figures(tmp_path):
+    """The one-core part on 20 images: cached annotation rasters make the second pass cheaper."""
+    out = subprocess.run([sys.executable, "tools/benchmark.py", "metric", "--images", "20", "--skip-full", "--json",
+                          str(tmp_path / "metric.json")], cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads((tmp_path / "metric.json").read_text())
+    assert 0 < result["ms_per_image"] < result["ms_per_image_cold"] and result["ms_per_image_wall"] > 0
+    assert "full_test_s" not in result and "ms/image CPU with cached annotations" in out.stdout
+
+
 def test_loader_benchmark_writes_one_row_per_worker_count(tmp_path):
     out = subprocess.run([sys.executable, "tools/benchmark.py", "loader", "--workers", "0", "2", "--images", "8",
                           "--batch-size", "4", "--epochs", "1", "--json", str(tmp_path / "loader.json")],
