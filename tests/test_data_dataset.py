@@ -11,6 +11,7 @@ from srlane.benchmarks import build_benchmark
 from srlane.config import Config
 from srlane.data.crop import Crop
 from srlane.data.dataset import LaneDataset, build_dataset
+from srlane.data.input_checks import readable_part
 from srlane.data.loader import build_dataloader, collate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -180,3 +181,16 @@ def test_crop_by_image_size(culane, tmp_path):
     assert item["meta"]["cut_height"] == 64 and Crop(CUT, {"1x1": 0})(ORI_H, ORI_W) == CUT
     with pytest.raises(ValueError, match="needs both an augmenter and a target encoder"):
         LaneDataset(records, IMG_W, IMG_H, Crop(CUT), augmenter=lambda img, lanes, rng: (img, lanes))
+
+
+def test_readable_part_of_a_batch():
+    """The read images and their metas; each unreadable one reported; a batch read whole keeps
+    its own tensor (pinned memory stays pinned, no copy)."""
+    img = torch.arange(3 * 2, dtype=torch.uint8).view(3, 2)
+    metas = [{"index": 0}, {"index": 1, "unreadable": True}, {"index": 2}]
+    reported = []
+    images, kept = readable_part({"img": img, "meta": metas}, reported.append)
+    assert images.tolist() == [[0, 1], [4, 5]] and kept == [metas[0], metas[2]] and reported == [metas[1]]
+    whole, kept = readable_part({"img": img, "meta": [metas[0], metas[2], metas[0]]}, reported.append)
+    assert whole is img and len(kept) == 3 and len(reported) == 1
+    assert readable_part({"img": img[:1], "meta": [metas[1]]}, reported.append) is None and len(reported) == 2

@@ -19,7 +19,8 @@ def image_crops(metas: Sequence[dict]) -> list[tuple[int, int]]:
 
 def readable_part(batch: dict, report: Callable[[dict], None]) -> tuple[torch.Tensor, list[dict]] | None:
     """The images and metas of a collated batch that could be read; ``report`` is called with the
-    meta of each one that could not. None when no image of the batch was read."""
+    meta of each one that could not. None when no image of the batch was read. A batch read
+    whole keeps its own image tensor (no copy: pinned memory stays pinned)."""
     keep = []
     for i, meta in enumerate(batch["meta"]):
         if meta.get("unreadable"):
@@ -28,6 +29,8 @@ def readable_part(batch: dict, report: Callable[[dict], None]) -> tuple[torch.Te
             keep.append(i)
     if not keep:
         return None
+    if len(keep) == len(batch["meta"]):
+        return batch["img"], batch["meta"]
     return batch["img"][keep], [batch["meta"][i] for i in keep]
 
 
