@@ -106,8 +106,7 @@ class LaneDataset(Dataset):
                 "replaced": replaced, "unreadable": unreadable}
         if not self.training:
             return {"img": to_tensor(img), "meta": meta}
-        lanes = [] if unreadable else [lane - np.array([0.0, cut]) for lane in record.lanes if len(lane) >= 2]
-        lanes = resize_lanes(lanes, self.img_w / ori_w, self.img_h / (ori_h - cut))
+        lanes = [] if unreadable else self.input_lanes(record.lanes, ori_h, ori_w, cut)
         img, targets = self._augment_and_encode(img, lanes, self.item_rng(index, epoch), record.img_path)
         return {
             "img": to_tensor(img),
@@ -116,6 +115,12 @@ class LaneDataset(Dataset):
             "gt_seg": [torch.from_numpy(m) for m in targets["gt_seg"]],
             "meta": meta,
         }
+
+    def input_lanes(self, lanes: Sequence[np.ndarray], ori_h: int, ori_w: int, cut: int) -> list[np.ndarray]:
+        """Lanes in an ``ori_w x ori_h`` image's pixels as ``crop_and_resize`` maps them: in the
+        network input's pixels, ``cut`` rows dropped from the top (lanes of < 2 points dropped)."""
+        shifted = [lane - np.array([0.0, cut]) for lane in lanes if len(lane) >= 2]
+        return resize_lanes(shifted, self.img_w / ori_w, self.img_h / (ori_h - cut))
 
     def _read(self, index: int) -> tuple[LaneRecord, np.ndarray | None, list[str]]:
         """The record and image of ``index`` or, in training, of the next readable index (the

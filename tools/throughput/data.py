@@ -22,7 +22,6 @@ from srlane.benchmarks import build_benchmark
 from srlane.benchmarks.culane import annotation_text, write_lists
 from srlane.config import Config
 from srlane.data.dataset import LaneDataset, build_dataset, crop_and_resize, read_image
-from srlane.data.transforms import resize_lanes
 from srlane.evaluation.culane import lines_file_name
 from srlane.fileio import atomic_write_text
 
@@ -100,8 +99,7 @@ def time_stages(dataset: LaneDataset, items: int) -> dict[str, tuple[float, floa
     for record in dataset.records:
         img = read_image(record.img_path)
         resized, cut = crop_and_resize(img, dataset.img_w, dataset.img_h, dataset.crop)
-        scale = (dataset.img_w / img.shape[1], dataset.img_h / (img.shape[0] - cut))
-        inputs.append((resized, resize_lanes([lane - np.array([0.0, cut]) for lane in record.lanes], *scale)))
+        inputs.append((resized, dataset.input_lanes(record.lanes, *img.shape[:2], cut)))
     rngs = [dataset.item_rng(k % len(inputs), k // len(inputs)) for k in range(items)]
     start, cpu = time.perf_counter(), time.process_time()
     augmented = [dataset.augmenter(*inputs[k % len(inputs)], rngs[k])[1] for k in range(items)]
