@@ -220,5 +220,6 @@ def main(argv: list[str] | None = None) -> dict:
         atomic_write_text(args.json, json.dumps(result, indent=1))
     return result
 
+
 if __name__ == "__main__":
     run_cli(main)

@@ -66,6 +66,8 @@ def step_ms(config: str, batch: int, warmup: int, iters: int, overrides: Sequenc
     lanes = [np.stack([x0 + slope * (cfg.img_h - ys), ys], 1) for x0, slope in ((150, 0.6), (350, 0.2), (450, -0.2), (650, -0.6))]
     targets = [encode_lanes(lanes, cfg) for _ in range(batch)]
     images = [to_tensor(rng.integers(0, 256, (cfg.img_h, cfg.img_w, 3), dtype=np.uint8)) for _ in range(batch)]
+    # the batch as both collates make it, built here: collate moved (srlane.data.dataset at 1fdd21a,
+    # srlane.data.loader now), so no one import serves both checkouts
     data = {"img": torch.stack(images), "gt_lane": torch.stack([torch.from_numpy(t["gt_lane"]) for t in targets]),
             "meta": [{} for _ in range(batch)]}
     for key in ("gt_angle", "gt_seg"):
