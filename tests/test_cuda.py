@@ -184,7 +184,7 @@ def test_cudagraph_replays_its_shape_and_runs_other_shapes_eagerly(exact_float32
     """New inputs of the captured shape give their own outputs (not the captured ones, not a
     buffer the next replay overwrites); another batch size runs the network eagerly; refreshed
     weights replay through the same graph."""
-    from srlane.models.inference import CudaGraphModel, InferenceOptions, prepare_for_inference, refresh_weights
+    from srlane.models.inference import CudaGraphModel, InferenceOptions, prepare_for_inference
 
     torch.manual_seed(0)
     net = build_net(_cfg()).cuda().eval()
@@ -202,7 +202,7 @@ def test_cudagraph_replays_its_shape_and_runs_other_shapes_eagerly(exact_float32
     torch.testing.assert_close(graphed(first), out_first, atol=1e-5, rtol=0)
     graph = graphed.graph
     later = build_net(_cfg()).cuda().eval()  # other weights, as after an epoch of training
-    refresh_weights(graphed, later, InferenceOptions(compile="cudagraph"))
+    graphed.load_weights(later)
     assert graphed.graph is graph  # replayed, not captured again
     torch.testing.assert_close(graphed(first), prepare_for_inference(later, InferenceOptions(), "cuda")(first),
                                atol=1e-5, rtol=0)

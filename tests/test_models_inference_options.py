@@ -29,8 +29,7 @@ from srlane.engine.defaults import DEFAULTS, load_experiment
 from srlane.models import build_net
 from srlane.models.decode import LaneDecoder
 from srlane.models.inference import (COMPILERS, PRECISIONS, InferenceOptions, add_inference_arguments,
-                                     build_inference_options, inference_options_from_args, prepare_for_inference,
-                                     refresh_weights)
+                                     build_inference_options, inference_options_from_args, prepare_for_inference)
 
 ROOT = Path(__file__).resolve().parents[1]
 OPTIMISED_FP32 = [InferenceOptions(fold_bn=True), InferenceOptions(channels_last=True),
@@ -201,19 +200,19 @@ def test_torch_compile_on_cpu_agrees_with_eager(seeded):
     model = prepare_for_inference(net, options, "cpu")
     torch.testing.assert_close(model(img), ref, atol=1e-5, rtol=0)
     later = _later(net)
-    refresh_weights(model, later, options)  # as validation after an epoch: the compiled code sees the new weights
+    model.load_weights(later)  # as validation after an epoch: the compiled code sees the new weights
     torch.testing.assert_close(model(img), later(img), atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("options", [InferenceOptions(), *OPTIMISED_FP32], ids=["plain", "fold_bn", "channels_last", "both"])
 def test_refreshed_weights_run_as_a_fresh_preparation(seeded, options):
-    """``refresh_weights`` copies a later state of the network into the prepared copy's own
+    """``load_weights`` copies a later state of the network into the prepared copy's own
     tensors (BatchNorm folded again): the outputs equal a copy prepared from that state."""
     _, net, img, _ = seeded
     model = prepare_for_inference(net, options, "cpu")
     tensors = [t.data_ptr() for t in model.state_dict().values()]
     later = _later(net)
-    refresh_weights(model, later, options)
+    model.load_weights(later)
     assert [t.data_ptr() for t in model.state_dict().values()] == tensors
     assert torch.equal(model(img), prepare_for_inference(later, options, "cpu")(img))
     assert not torch.equal(model(img), prepare_for_inference(net, options, "cpu")(img))

@@ -36,7 +36,7 @@ from srlane.engine.fabric import build_fabric
 from srlane.engine.hooks import CheckpointHook, EarlyStopHook, Hook, LoggerHook
 from srlane.engine.optim import build_optimizer, build_scheduler
 from srlane.engine.recorder import Recorder
-from srlane.models.inference import build_inference_options, prepare_for_inference, refresh_weights
+from srlane.models.inference import build_inference_options, prepare_for_inference
 
 LoaderBuilder = Callable[[str, bool, int, int], DataLoader]  # (split, training, rank, world size)
 Prepare = Callable[[Callable[[str], None]], None]  # data preparation, given a log function
@@ -316,7 +316,7 @@ class Runner:
         if self._inference_net is None:
             self._inference_net = prepare_for_inference(self.eval_net(), self.inference, self.fabric.device)
         else:
-            refresh_weights(self._inference_net, self.eval_net(), self.inference)
+            self._inference_net.load_weights(self.eval_net())
         return self._inference_net
 
     def validate(self) -> dict:

@@ -3,8 +3,8 @@ tools/speed.py: BatchNorm folded into the preceding convolutions, channels-last 
 precision under autocast, torch.compile or a captured CUDA graph.
 
 ``InferenceOptions`` holds the four choices (one lookup table per axis: ``PRECISIONS``,
-``COMPILERS``); ``prepare_for_inference`` applies them to a copy of a network and
-``refresh_weights`` gives that copy the network's later weights (validation after each epoch);
+``COMPILERS``); ``prepare_for_inference`` applies them to a copy of a network, whose
+``load_weights`` gives it the network's later weights (validation after each epoch);
 ``build_inference_options(cfg)`` reads them from a config's ``inference`` dict and
 ``add_inference_arguments`` / ``inference_options_from_args`` from a command line.
 
@@ -61,27 +61,31 @@ def fold_batch_norms(net: nn.Module) -> nn.Module:
 
 
 class InferenceModel(nn.Module):
-    """``net(img)`` without gradients: the input in the network's memory format, the forward
-    under autocast at ``dtype`` (none for float32, so an enclosing autocast still applies), the
-    output float32 (what the decoder takes). ``img`` as ``net`` takes it: uint8 or float."""
+    """A copy of ``net`` run as ``options`` say (see :func:`inference_copy`): ``model(img)``
+    without gradients, the input in the copy's memory format, the forward under autocast at the
+    options' precision (none for float32, so an enclosing autocast still applies), the output
+    float32 (what the decoder takes). ``img`` as ``net`` takes it: uint8 or float."""
 
-    def __init__(self, net: nn.Module, dtype: torch.dtype, channels_last: bool, device_type: str) -> None:
+    def __init__(self, net: nn.Module, options: InferenceOptions, device: torch.device | str) -> None:
         super().__init__()
-        self.net = net
-        self.dtype = dtype
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.device_type = device_type
+        self.options = options
+        self.net = inference_copy(net, options, device)
+        self.dtype = PRECISIONS[options.precision]
+        self.memory_format = torch.channels_last if options.channels_last else torch.contiguous_format
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
         autocast = (contextlib.nullcontext() if self.dtype == torch.float32
-                    else torch.autocast(self.device_type, dtype=self.dtype, cache_enabled=False))
+                    else torch.autocast(img.device.type, dtype=self.dtype, cache_enabled=False))
         with torch.no_grad(), autocast:
             return self.net(img.contiguous(memory_format=self.memory_format)).float()
 
     def load_weights(self, net: nn.Module) -> None:
-        """Copy ``net``'s weights (made ready as this copy was) into this copy's own tensors,
-        which a compiled forward and a captured CUDA graph read."""
-        self.net.load_state_dict(net.state_dict())  # copy_ into the existing tensors, names checked
+        """Give this copy the current weights of ``net`` (the network it was made from, later in
+        training), made ready by the same options and copied into the copy's own tensors, which a
+        compiled forward and a captured CUDA graph read: validation does this after each epoch,
+        so that a CUDA graph is captured once per run, not once per validation."""
+        device = next(self.net.parameters()).device
+        self.net.load_state_dict(inference_copy(net, self.options, device).state_dict())  # copy_, names checked
 
 
 class CudaGraphModel(nn.Module):
@@ -178,22 +182,13 @@ def inference_copy(net: nn.Module, options: InferenceOptions, device: torch.devi
 
 def prepare_for_inference(net: nn.Module, options: InferenceOptions, device: torch.device | str) -> nn.Module:
     """A copy of ``net`` on ``device`` with ``options`` applied; ``net`` itself is left as it
-    was. Call it as ``net``: ``model(img)`` -> float32 predictions;
-    ``refresh_weights(model, net, options)`` gives it later weights of ``net``. ConfigError
-    (one line) for a CUDA-only choice on another device."""
+    was. Call it as ``net``: ``model(img)`` -> float32 predictions; ``model.load_weights(net)``
+    gives it later weights of ``net``. ConfigError (one line) for a CUDA-only choice on another
+    device."""
     device = torch.device(device)
     if options.compile in CUDA_ONLY_COMPILERS and device.type != "cuda":
         raise ConfigError(f"inference.compile {options.compile!r} needs a CUDA device, got {device.type}")
-    model = InferenceModel(inference_copy(net, options, device), PRECISIONS[options.precision],
-                           options.channels_last, device.type)
-    return COMPILERS[options.compile](model)
-
-
-def refresh_weights(model: nn.Module, net: nn.Module, options: InferenceOptions) -> None:
-    """Give ``model`` (``prepare_for_inference(<net earlier>, options, device)``) the current
-    weights of ``net``, copied into its own tensors: validation does this after each epoch of
-    training, so that a CUDA graph is captured once per run, not once per validation."""
-    model.load_weights(inference_copy(net, options, next(model.parameters()).device))
+    return COMPILERS[options.compile](InferenceModel(net, options, device))
 
 
 def build_inference_options(cfg: Mapping[str, Any]) -> InferenceOptions:
