@@ -2,7 +2,10 @@
 so nothing picks a GPU by accident; tests marked ``cuda`` run only where a GPU is at hand
 (``python -m pytest -m cuda``) and are skipped elsewhere.
 
-Subprocesses (main.py, torchrun) do not inherit the patch: their configs say ``accelerator='cpu'``.
+Subprocesses (main.py, the tools, torchrun) do not inherit the patch; they get
+``CUDA_VISIBLE_DEVICES=""`` instead (no device visible), whatever their configs or flags say. This
+process keeps seeing its devices: ``HAS_CUDA`` below initialises CUDA at import, before any test
+changes the variable, and CUDA reads it once.
 A launcher's variables (torchrun's, SLURM's) are removed for each test, so a suite started under
 ``srun`` or ``torchrun`` is not taken for a launched job, and a port that Lightning put into
 ``MASTER_PORT`` during one test does not reach the next test's subprocesses.
@@ -41,3 +44,4 @@ def _cpu_unless_marked_cuda(request, monkeypatch):
         monkeypatch.delenv(name, raising=False)
     if "cuda" not in request.keywords:
         monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")

@@ -86,7 +86,8 @@ def step_ms(config: str, batch: int, warmup: int, iters: int, overrides: Sequenc
 
 
 def _child(tree: str, args: list[str], threads: int | None) -> str:
-    env = dict(os.environ, PYTHONPATH=os.path.abspath(tree))
+    # the step on the CPU in both checkouts, also on a machine with a GPU (1fdd21a takes CUDA when it sees it)
+    env = dict(os.environ, PYTHONPATH=os.path.abspath(tree), CUDA_VISIBLE_DEVICES="")
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
     done = subprocess.run([sys.executable, *args], cwd=tree, env=env, capture_output=True, text=True)
