@@ -12,7 +12,7 @@ import torch
 import main
 from srlane.engine.checkpoint import load_checkpoint
 from srlane.models import build_net
-from srlane.models.decode import LaneDecoder
+from srlane.models.decode import build_decoder
 from test_engine_e2e import experiment  # noqa: F401 (the fixture: a tiny synthetic set, trained 4 steps on CPU)
 from test_engine_runner import Interrupt, Record, make_runner, weights
 from test_export import trained_like  # a refine head with outputs of order one, where precision errors show
@@ -89,7 +89,7 @@ def test_eval_forward_under_autocast_agrees_with_float32(dtype, tolerance):
 
 def test_decoder_on_cuda_tensors_equals_cpu():
     preds = random_predictions()
-    decoder = LaneDecoder(_cfg())
+    decoder = build_decoder(_cfg())
     on_cpu, on_gpu = decoder(preds), decoder(preds.cuda())
     assert sum(map(len, on_cpu)) > 8
     for a, b in zip(on_cpu, on_gpu):
@@ -127,7 +127,7 @@ def test_decoder_nms_on_cuda_keeps_the_cpu_indices_and_lanes():
     preds[:, 1::4, 4:] = preds[:, ::4, 4:][:, :preds[:, 1::4].shape[1]]  # equal lanes
     cuda_preds = preds.cuda()
     for conf in (None, 0.0, 0.3):
-        decoder = LaneDecoder(_cfg(), conf_threshold=conf)
+        decoder = build_decoder(_cfg(), conf_threshold=conf)
         assert decoder.on_device(cuda_preds) and not decoder.on_device(preds)
         scores = torch.softmax(cuda_preds[..., :2], dim=-1)[..., 1]
         args = (cuda_preds[..., 2] * decoder.n_strips, cuda_preds[..., 3] * decoder.n_strips,

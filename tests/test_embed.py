@@ -16,7 +16,7 @@ from srlane.benchmarks import build_benchmark  # noqa: E402
 from srlane.data.dataset import build_dataset  # noqa: E402
 from srlane.engine.defaults import load_experiment  # noqa: E402
 from srlane.models import build_net  # noqa: E402
-from srlane.models.decode import LaneDecoder  # noqa: E402
+from srlane.models.decode import build_decoder  # noqa: E402
 from srlane.synthetic import generate  # noqa: E402
 from tools import embed  # noqa: E402
 
@@ -70,7 +70,7 @@ def test_rows_match_the_decoded_lanes_and_a_plain_hook(setup):
     finally:
         for handle in handles:
             handle.remove()
-    decoder = LaneDecoder(cfg, conf_threshold=0.0)
+    decoder = build_decoder(cfg, conf_threshold=0.0)
     lanes = decoder(output, [(item["meta"]["cut_height"], item["meta"]["img_size"][0]) for item in items])
     indices, valid = decoder.select(output)
     scores = torch.softmax(output[..., :2], -1)[..., 1]

@@ -44,7 +44,7 @@ class ToyBenchmark:
 
     def evaluator(self, records):
         def evaluate(predictions):
-            errors = [abs(p - target) for target, p in zip(records, predictions, strict=True)]
+            errors = [abs(p[0] - target) for target, p in zip(records, predictions, strict=True)]
             return {"metric": -sum(errors) / len(errors), "count": len(predictions)}
 
         return evaluate
@@ -64,7 +64,7 @@ def toy_loader(cfg, split, training, rank=0, world_size=1):
 def toy_parts(cfg, net=None):
     """The Runner's seams for the stand-in: network, benchmark, loaders and decoder."""
     return dict(net=net or ToyNet(), benchmark=ToyBenchmark(), build_loader=functools.partial(toy_loader, cfg),
-                decoder=toy_decoder)
+                decoder=ToyDecoder())
 
 
 class ToyNet(nn.Module):
@@ -87,8 +87,11 @@ class ToyNet(nn.Module):
         return {"loss": loss, "loss_status": {"l2": loss.detach()}}
 
 
-def toy_decoder(output, crops=None):
-    return [float(v) for v in output]
+class ToyDecoder:
+    """One "lane" per image: the toy network's float output, as proposal 0."""
+
+    def decode(self, output, crops=None):
+        return [[(float(v), 0)] for v in output]
 
 
 def make_cfg(**overrides):

@@ -6,7 +6,7 @@ import torch
 
 from srlane.config import Config
 from srlane.models import build_net
-from srlane.models.decode import LaneDecoder
+from srlane.models.decode import build_decoder
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,7 +44,7 @@ def random_predictions(batch: int = 8) -> torch.Tensor:
 
 def test_batched_decoding_equals_single():
     preds = random_predictions()
-    decoder = LaneDecoder(_cfg())
+    decoder = build_decoder(_cfg())
     batched = decoder(preds)
     assert sum(len(lanes) for lanes in batched) > 8
     for i in range(8):
@@ -89,9 +89,9 @@ def test_sixteen_lanes_decode_train_and_stay_finite():
     cfg = _cfg(w=320, h=128)
     cfg.max_lanes, cfg.test_parameters.nms_topk, cfg.test_parameters.nms_thres = 16, 16, 5.0
     preds = crafted_predictions(2, 40, 72, 12)
-    assert [len(lanes) for lanes in LaneDecoder(cfg)(preds)] == [12, 12]
+    assert [len(lanes) for lanes in build_decoder(cfg)(preds)] == [12, 12]
     cfg.test_parameters.nms_topk = 4
-    assert [len(lanes) for lanes in LaneDecoder(cfg)(preds)] == [4, 4]
+    assert [len(lanes) for lanes in build_decoder(cfg)(preds)] == [4, 4]
     from srlane.data.targets import encode_lanes
 
     cfg.test_parameters.nms_topk = 16

@@ -10,7 +10,7 @@ import torch
 from srlane.config import Config
 from srlane.models import build_net, load_state_dict_compat
 from srlane.lanes import culane_lines
-from srlane.models.decode import LaneDecoder
+from srlane.models.decode import build_decoder
 
 ROOT = Path(__file__).resolve().parents[1]
 FIDELITY = Path(__file__).parent / "fixtures" / "fidelity"
@@ -75,7 +75,7 @@ def test_eval_outputs(seeded):
 def test_decoding(key):
     reference = json.loads((FIDELITY / "eval_decoded.json").read_text())[key]
     predictions = torch.from_numpy(np.load(FIDELITY / "eval_predictions.npy"))
-    decoder = LaneDecoder(_cfg(), conf_threshold=float(key.rsplit("_", 1)[1]))
+    decoder = build_decoder(_cfg(), conf_threshold=float(key.rsplit("_", 1)[1]))
     indices, valid = decoder.select(predictions)
     lanes = decoder(predictions)
     for i, image in enumerate(reference):

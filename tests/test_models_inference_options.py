@@ -27,7 +27,7 @@ from torch import nn
 from srlane.config import Config, ConfigError
 from srlane.engine.defaults import DEFAULTS, load_experiment
 from srlane.models import build_net
-from srlane.models.decode import LaneDecoder
+from srlane.models.decode import build_decoder
 from srlane.models.inference import (COMPILERS, PRECISIONS, InferenceOptions, add_inference_arguments,
                                      build_inference_options, inference_options_from_args, prepare_for_inference)
 
@@ -146,7 +146,7 @@ def test_fold_and_channels_last_agree_with_the_plain_network(seeded, options):
     out = model(img)
     assert out.dtype == torch.float32 and out.shape == ref.shape
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=0)
-    decoder = LaneDecoder(cfg, conf_threshold=0.0)
+    decoder = build_decoder(cfg, conf_threshold=0.0)
     ours, plain = decoder(out), decoder(ref)
     assert sum(map(len, plain)) > 0
     for a, b in zip(ours, plain):

@@ -162,11 +162,11 @@ def _decoder_cases():
 
 
 def test_decoder_torch_backend_gives_the_numpy_lanes():
-    from srlane.models.decode import LaneDecoder
+    from srlane.models.decode import build_decoder
 
     for cfg, conf, preds in _decoder_cases():
-        numpy_path = LaneDecoder(cfg, conf_threshold=conf)
-        torch_path = LaneDecoder(cfg, conf_threshold=conf, nms_backend="torch")
+        numpy_path = build_decoder(cfg, conf_threshold=conf)
+        torch_path = build_decoder(cfg, conf_threshold=conf, nms_backend="torch")
         assert not numpy_path.on_device(preds) and torch_path.on_device(preds)  # auto: NumPy on the CPU
         for (a, va), (b, vb) in [(numpy_path.select(p), torch_path.select(p)) for p in (preds, preds[:1])]:
             assert torch.equal(va, vb) and torch.equal(a[va], b[vb])

@@ -35,7 +35,7 @@ from srlane.config import Config
 from srlane.synthetic import render
 from srlane.data.targets import encode_lanes
 from srlane.models import build_net
-from srlane.models.decode import LaneDecoder
+from srlane.models.decode import build_decoder
 
 ROOT = Path(__file__).resolve().parents[1]
 IMG_W, IMG_H = 160, 64
@@ -128,7 +128,7 @@ def _overfit():
     assert last <= first / 20, (first, last)
     net.eval()
     with torch.no_grad():
-        decoded = LaneDecoder(cfg)(net(batch["img"]))
+        decoded = build_decoder(cfg)(net(batch["img"]))
     ious = []
     for lanes, annotated in zip(decoded, truth):
         predicted = [_raster(lane.to_culane(ORI_W, ORI_H)) for lane in lanes]

@@ -20,7 +20,7 @@ from srlane.evaluation.culane import read_lines_file  # noqa: E402
 from srlane.evaluation.curvelanes import read_lines_json  # noqa: E402
 from srlane.lanes import culane_lines  # noqa: E402
 from srlane.models import build_net  # noqa: E402
-from srlane.models.decode import LaneDecoder  # noqa: E402
+from srlane.models.decode import build_decoder  # noqa: E402
 from tools import predict  # noqa: E402
 
 SYNTHETIC = ROOT / "configs" / "srlane_r18_synthetic.py"
@@ -72,7 +72,7 @@ def expected_lines_of(cfg, net, images):
         output = net(torch.stack(imgs))
     out = []
     for i, (h, w) in enumerate(sizes):
-        lanes = LaneDecoder({**cfg, "ori_img_h": h}, conf_threshold=0.0)(output[i:i + 1])[0]
+        lanes = build_decoder({**cfg, "ori_img_h": h}, conf_threshold=0.0)(output[i:i + 1])[0]
         out.append(culane_lines(lanes, w, h, cfg.cut_height))
     return out
 

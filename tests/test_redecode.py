@@ -17,7 +17,7 @@ from srlane.benchmarks import build_benchmark  # noqa: E402
 from srlane.data.dataset import build_dataset  # noqa: E402
 from srlane.data.loader import make_loader  # noqa: E402
 from srlane.engine.defaults import load_experiment  # noqa: E402
-from srlane.models.decode import LaneDecoder  # noqa: E402
+from srlane.models.decode import build_decoder  # noqa: E402
 from srlane.synthetic import generate  # noqa: E402
 from test_predict import lane_emitting_net  # noqa: E402
 from tools import predict, redecode  # noqa: E402
@@ -74,7 +74,7 @@ def test_config_thresholds_reproduce_the_validation_metric_exactly(raw_run, tmp_
     assert entry["metrics"] == validated
     # and the evaluator applied to the decoder's output of the network run directly
     benchmark, records, outputs, crops = direct_outputs(cfg, net)
-    assert entry["metrics"] == benchmark.evaluator(records)(decoded(LaneDecoder(cfg), outputs, crops))
+    assert entry["metrics"] == benchmark.evaluator(records)(decoded(build_decoder(cfg), outputs, crops))
     block = entry["metrics"]["0.5"]
     assert entry["lanes"] > 0 and block["tp"] + block["fp"] == entry["lanes"]  # a non-trivial comparison
     raw = np.load(tmp / "pred" / "raw" / "outputs.npy")
@@ -92,7 +92,7 @@ def test_a_sweep_scores_every_combination_as_a_direct_decode(raw_run, capsys):
     evaluate = benchmark.evaluator(records)
     for r in results:
         custom = {**cfg, "test_parameters": {**cfg.test_parameters, "nms_thres": r["nms_thres"], "nms_topk": 4}}
-        lanes = decoded(LaneDecoder(custom, r["conf_threshold"]), outputs, crops)
+        lanes = decoded(build_decoder(custom, conf_threshold=r["conf_threshold"]), outputs, crops)
         assert r["metrics"] == evaluate(lanes) and r["lanes"] == sum(map(len, lanes))
     counts = [r["lanes"] for r in results]
     assert counts[0] > counts[4] and counts[0] >= counts[2] >= counts[4]

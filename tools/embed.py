@@ -42,7 +42,7 @@ from srlane.engine.defaults import load_experiment
 from srlane.engine.fabric import ACCELERATORS, resolve_accelerator
 from srlane.fileio import atomic_path, atomic_write_text
 from srlane.models import build_net
-from srlane.models.decode import LaneDecoder
+from srlane.models.decode import build_decoder
 
 
 class FeatureTap:
@@ -103,7 +103,7 @@ def embed(args: argparse.Namespace) -> dict:
     load_net_weights(net, inference_weights(load_checkpoint(args.load_from)), args.load_from)
     net = net.to(device).eval()
     loader = make_loader(build_dataset(cfg, records, training=False), args.batch, args.workers, training=False)
-    decoder = LaneDecoder(cfg, args.conf_threshold)
+    decoder = build_decoder(cfg, conf_threshold=args.conf_threshold)
     tap = FeatureTap(net)
     global_rows: list[np.ndarray] = []
     lane_rows: list[np.ndarray] = []

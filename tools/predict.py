@@ -78,7 +78,7 @@ from srlane.engine.fabric import ACCELERATORS, resolve_accelerator
 from srlane.fileio import atomic_path, atomic_write_text, line_fields
 from srlane.lanes import Lane
 from srlane.models import build_net
-from srlane.models.decode import LaneDecoder
+from srlane.models.decode import LaneDecoder, build_decoder
 from srlane.models.inference import (InferenceOptions, add_inference_arguments, build_inference_options,
                                      inference_options_from_args, prepare_for_inference)
 from srlane.visualize import draw_lanes, lane_pixels, write_image
@@ -407,7 +407,7 @@ def predict(args: argparse.Namespace) -> dict:
         options = inference_options_from_args(args, build_inference_options(cfg))
         model = prepare_for_inference(load_net(cfg, args.load_from, device), options, device)
         where = device.type
-    decoder = LaneDecoder(cfg, args.conf_threshold)
+    decoder = build_decoder(cfg, conf_threshold=args.conf_threshold)
     crop = build_crop(cfg)
     checks = InputChecks(expected_sizes(cfg), int(cfg.cut_height), lambda line: tqdm.write(line, file=sys.stderr))
     raw = RawOutputs() if args.save_raw else None

@@ -46,7 +46,7 @@ from srlane.data.video import lanes_json_line
 from srlane.engine.defaults import load_experiment
 from srlane.fileio import atomic_path, atomic_write_text
 from srlane.lanes import Lane
-from srlane.models.decode import LaneDecoder
+from srlane.models.decode import LaneDecoder, build_decoder
 
 RAW_FORMAT = "srlane-raw-outputs/1"  # tools/predict.py writes it
 DECODE_CHUNK = 256  # rows per decoder call
@@ -205,7 +205,7 @@ def redecode(args: argparse.Namespace) -> list[dict]:
     chosen_rows = rows if order is None else [rows[i] for i in order]
     results = []
     for conf, nms_thres, nms_topk in combos:
-        decoder = LaneDecoder(decoding_config(cfg, nms_thres, nms_topk), conf)
+        decoder = build_decoder(decoding_config(cfg, nms_thres, nms_topk), conf_threshold=conf)
         lanes = decode(chosen_outputs, chosen_rows, decoder)
         entry: dict[str, Any] = {"conf_threshold": conf, "nms_thres": nms_thres, "nms_topk": nms_topk,
                                  "lanes": sum(map(len, lanes))}

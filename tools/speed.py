@@ -54,7 +54,7 @@ from srlane.fileio import atomic_write_text
 from srlane.engine.checkpoint import (inference_weights, load_checkpoint,
                                       load_net_weights)
 from srlane.models import build_net
-from srlane.models.decode import LaneDecoder
+from srlane.models.decode import LaneDecoder, build_decoder
 from srlane.models.export import OnnxModel
 from srlane.models.inference import (add_inference_arguments, build_inference_options,
                                      inference_options_from_args, prepare_for_inference)
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> dict:
     size = (3, int(cfg.img_h), int(cfg.img_w))
     img = torch.rand(args.batch, *size, device=device)
     release_img = torch.rand(1, *size, device=device)
-    decoder = LaneDecoder(cfg)
+    decoder = build_decoder(cfg)
     onnx_model = None
     if args.onnx:
         providers = (["CUDAExecutionProvider", "CPUExecutionProvider"] if device.type == "cuda"

@@ -3,7 +3,7 @@ another size than the config's, warned once per size, and unreadable images, whi
 replaces (logged by name, counted, at most ``max_unreadable``) and everything else reports."""
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -72,6 +72,12 @@ class InputChecks:
                 self.log(f"warning: {meta['img_path']} is {size[1]}x{size[0]}, the config expects {expected} "
                          f"(ori_img_w x ori_img_h, cut_heights); its top {self.cut_height} rows (cut_height) are "
                          "dropped all the same (said once per size)")
+
+    def sized(self, batches: Iterable[dict]) -> Iterator[dict]:
+        """``batches`` passed on, each after ``check_sizes`` of its metas."""
+        for batch in batches:
+            self.check_sizes(batch["meta"])
+            yield batch
 
     def training(self, metas: Sequence[dict]) -> None:
         """Log each replaced image by name and count it; DataFormatError past ``max_unreadable``

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from srlane.benchmarks import Benchmark, Evaluator, build_benchmark
 from srlane.config import Config, ConfigError
 from srlane.data.dataset import build_dataset
-from srlane.data.input_checks import InputChecks, expected_sizes, image_crops, readable_part
+from srlane.data.input_checks import InputChecks, expected_sizes
 from srlane.data.loader import build_dataloader
 from srlane.data.records import DataFormatError
 from srlane.engine import checkpoint as ckpt
@@ -36,6 +36,7 @@ from srlane.engine.fabric import build_fabric
 from srlane.engine.hooks import CheckpointHook, EarlyStopHook, Hook, LoggerHook
 from srlane.engine.optim import build_optimizer, build_scheduler
 from srlane.engine.recorder import Recorder
+from srlane.inference import predict_batches
 from srlane.models.inference import build_inference_options, prepare_for_inference
 
 LoaderBuilder = Callable[[str, bool, int, int], DataLoader]  # (split, training, rank, world size)
@@ -67,9 +68,9 @@ def _default_net(cfg: Config) -> nn.Module:
 
 
 def _default_decoder(cfg: Config) -> Callable[..., list]:
-    from srlane.models.decode import LaneDecoder
+    from srlane.models.decode import build_decoder
 
-    return LaneDecoder(cfg)
+    return build_decoder(cfg)
 
 
 class Runner:
@@ -86,7 +87,7 @@ class Runner:
             ``records``; a training loader's sampler is an ``EpochSampler``, whose
             ``(epoch, index)`` keys its dataset takes (default: the
             benchmark's split through ``build_dataset`` and ``build_dataloader``).
-        decoder: ``(predictions, crops) -> lanes per image`` (default ``LaneDecoder(cfg)``).
+        decoder: ``(predictions, crops) -> lanes per image`` (default ``build_decoder(cfg)``).
         prepare: data preparation (e.g. generating the synthetic set), run once on rank 0
             before the first loader is built; it gets the log function.
         hooks: extra hooks, run after the standard ones.
@@ -336,13 +337,10 @@ class Runner:
         net = self.inference_net()
         predictions: dict[int, list] = {}
         bar = tqdm(loader, desc="Validate", disable=not self.fabric.is_global_zero, leave=False, dynamic_ncols=True)
-        for batch in bar:
-            self.input_checks.check_sizes(batch["meta"])
-            images, metas = readable_part(batch, _reject_unreadable)
-            with self.fabric.autocast():
-                output = net(self.fabric.to_device(images))
-            for meta, lanes in zip(metas, self.decoder(output, image_crops(metas))):
-                predictions[int(meta["index"])] = lanes
+        # the network runs at the inference options' precision, whatever the training precision
+        for batch in predict_batches(net, self.input_checks.sized(bar), self.decoder, self.fabric.device,
+                                     _reject_unreadable):
+            predictions.update((int(image.meta["index"]), image.lanes) for image in batch)
         metrics = self._score(loader.dataset, self._gather(predictions))
         return self.fabric.broadcast(metrics, src=0)
 

@@ -16,30 +16,35 @@ NMS_BACKENDS = ("auto", "numpy", "torch")
 class LaneDecoder:
     """Turns network outputs (B, N, 4 + num_points) into a list of :class:`Lane` per image.
 
-    It reads the decoding keys of a config: ``test_parameters.conf_threshold``, ``nms_thres`` and
-    ``nms_topk`` (else ``max_lanes``), ``img_w``, ``num_points``, and the default crop
-    ``cut_height`` of an ``ori_img_h`` high image (none when the config has neither: y is then a
-    fraction of the network's input; ``conf_threshold`` overrides the config's). The
-    config is the constructor's argument because the release-fidelity tests build it so.
-    Scores are computed on the predictions' device. ``nms_backend`` picks where the threshold
-    and NMS run: ``"auto"`` (the default) runs them in torch on the predictions' device when it is
-    not the CPU (:func:`lane_nms_torch`; only the kept rows are copied to the host, in one
-    transfer), else in NumPy on the few proposals above the threshold (:func:`lane_nms`, the
-    faster one on a CPU); ``"numpy"`` and ``"torch"`` force one. Both keep the same proposals,
-    so they give the same lanes.
+    Args:
+        img_w: the network's input width (x of the outputs is a fraction of it).
+        num_points: points per proposal (``4 + num_points`` values a row).
+        conf_threshold: lowest kept lane score.
+        nms_thres: lane NMS distance threshold (spec 7.2), in input pixels.
+        top_k: lanes kept per image at most.
+        default_crop: ``(cut rows, image height)`` of images given no crop of their own
+            (``(0, 1)``: y is a fraction of the network's input).
+        nms_backend: where the threshold and NMS run: ``"auto"`` in torch on the predictions'
+            device when it is not the CPU (:func:`lane_nms_torch`; only the kept rows are copied
+            to the host, in one transfer), else in NumPy on the few proposals above the
+            threshold (:func:`lane_nms`, the faster one on a CPU); ``"numpy"`` and ``"torch"``
+            force one. Both keep the same proposals, so they give the same lanes.
+
+    ``build_decoder(cfg)`` reads these from a config. Scores are computed on the predictions'
+    device.
     """
 
-    def __init__(self, cfg: Mapping[str, Any], conf_threshold: float | None = None, nms_backend: str = "auto") -> None:
+    def __init__(self, img_w: int, num_points: int, conf_threshold: float, nms_thres: float, top_k: int,
+                 default_crop: tuple[int, int] = (0, 1), nms_backend: str = "auto") -> None:
         if nms_backend not in NMS_BACKENDS:
             raise ValueError(f"nms_backend must be one of {NMS_BACKENDS}, not {nms_backend!r}")
         self.nms_backend = nms_backend
-        test = cfg["test_parameters"]
-        self.conf_threshold = float(test["conf_threshold"] if conf_threshold is None else conf_threshold)
-        self.nms_thres = float(test["nms_thres"])
-        self.top_k = int(test.get("nms_topk", cfg["max_lanes"]))
-        self.img_w = float(cfg["img_w"])
-        self.n_strips = int(cfg.get("num_points", 72)) - 1
-        self.default_crop = (int(cfg.get("cut_height", 0)), int(cfg.get("ori_img_h", 1)))
+        self.conf_threshold = float(conf_threshold)
+        self.nms_thres = float(nms_thres)
+        self.top_k = int(top_k)
+        self.img_w = float(img_w)
+        self.n_strips = int(num_points) - 1
+        self.default_crop = (int(default_crop[0]), int(default_crop[1]))
         self.rows = np.arange(self.n_strips + 1, dtype=np.float64)
         self._lane_ys: dict[tuple[int, int], np.ndarray] = {}
 
@@ -107,34 +112,61 @@ class LaneDecoder:
 
     def __call__(self, predictions: torch.Tensor, crops: Sequence[tuple[int, int]] | None = None) -> list[list[Lane]]:
         """Lanes per image; ``crops`` gives each image's ``(cut rows, height)`` (default: the
-        config's ``cut_height`` and ``ori_img_h`` for every image)."""
+        decoder's ``default_crop`` for every image)."""
+        return [[lane for lane, _ in image] for image in self.decode(predictions, crops)]
+
+    def decode(self, predictions: torch.Tensor,
+               crops: Sequence[tuple[int, int]] | None = None) -> list[list[tuple[Lane, int]]]:
+        """Per image, each lane with the index of the proposal it comes from (best score first):
+        what ``__call__`` returns, with the proposal ids that features and raw outputs are read at."""
         if self.on_device(predictions):
             preds, indices, valid = self._keep_on_device(predictions)
             kept_rows = preds.gather(1, indices[..., None].expand(-1, -1, preds.shape[-1]))
-            packed = torch.cat([kept_rows, valid[..., None].to(kept_rows.dtype)], -1).cpu().numpy()  # one transfer
-            found = packed[..., -1] > 0
-            rows, counts = packed[..., :-1][found], found.sum(-1).tolist()
+            packed = torch.cat([kept_rows, valid[..., None].to(kept_rows.dtype),
+                                indices[..., None].to(kept_rows.dtype)], -1).cpu().numpy()  # one transfer
+            found = packed[..., -2] > 0
+            rows, counts = packed[..., :-2][found], found.sum(-1).tolist()
+            ids = packed[..., -1][found].astype(np.int64)
         else:
             preds, scores = self._host(predictions)
             kept = self._keep(preds, scores)
             rows = np.concatenate([p[idx] for p, idx in zip(preds, kept)])
             counts = [len(idx) for idx in kept]
-        return self._lanes(rows, counts, crops)
+            ids = np.concatenate(kept).astype(np.int64) if kept else np.zeros(0, np.int64)
+        return self._lanes(rows, ids, counts, crops)
 
-    def _lanes(self, rows: np.ndarray, counts: Sequence[int],
-               crops: Sequence[tuple[int, int]] | None) -> list[list[Lane]]:
-        """Lanes per image from the kept (K, 4 + P) rows, ``counts[i]`` of them image i's."""
+    def _lanes(self, rows: np.ndarray, ids: np.ndarray, counts: Sequence[int],
+               crops: Sequence[tuple[int, int]] | None) -> list[list[tuple[Lane, int]]]:
+        """Lanes (with their proposal ids) per image from the kept (K, 4 + P) rows and their
+        (K,) ids, ``counts[i]`` of them image i's; a lane of fewer than two points is dropped."""
         masks = self.point_mask(rows)
         xs = rows[:, 4:].astype(np.float64)
-        out: list[list[Lane]] = []
+        out: list[list[tuple[Lane, int]]] = []
         lane = 0
         for image, count in enumerate(counts):
             lane_ys = self.lane_ys(*(crops[image] if crops is not None else self.default_crop))
             lanes = []
-            for keep, lane_xs in zip(masks[lane:lane + count], xs[lane:lane + count]):
+            for keep, lane_xs, proposal in zip(masks[lane:lane + count], xs[lane:lane + count], ids[lane:lane + count]):
                 if np.count_nonzero(keep) >= 2:  # points top first, as the release emits them
-                    lanes.append(Lane(np.stack((lane_xs[keep][::-1], lane_ys[keep][::-1]), axis=1)))
+                    lanes.append((Lane(np.stack((lane_xs[keep][::-1], lane_ys[keep][::-1]), axis=1)), int(proposal)))
             out.append(lanes)
             lane += count
         return out
 
+
+def build_decoder(cfg: Mapping[str, Any], **overrides: Any) -> LaneDecoder:
+    """The decoder a config describes: ``test_parameters.conf_threshold``, ``nms_thres`` and
+    ``nms_topk`` (else ``max_lanes``), ``img_w``, ``num_points`` and the default crop
+    ``cut_height`` of an ``ori_img_h`` high image (neither: y is a fraction of the input).
+    ``overrides`` replace any of the constructor's arguments (``conf_threshold=0.3``); None
+    leaves the config's value."""
+    test = cfg["test_parameters"]
+    args = {"img_w": int(cfg["img_w"]), "num_points": int(cfg["num_points"]),
+            "conf_threshold": float(test["conf_threshold"]), "nms_thres": float(test["nms_thres"]),
+            "top_k": int(test.get("nms_topk", cfg["max_lanes"])),
+            "default_crop": (int(cfg.get("cut_height", 0)), int(cfg.get("ori_img_h", 1)))}
+    unknown = sorted(set(overrides) - set(args) - {"nms_backend"})
+    if unknown:
+        raise TypeError(f"build_decoder: unknown argument {unknown[0]}")
+    args.update({key: value for key, value in overrides.items() if value is not None})
+    return LaneDecoder(**args)
