@@ -10,7 +10,7 @@ from typing import Any, NoReturn
 
 from srlane.config import ConfigError
 from srlane.data.records import DataFormatError
-from srlane.engine.checkpoint import CheckpointError
+from srlane.models.weights import CheckpointError
 
 USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, DataFormatError, CheckpointError, OSError)
 

@@ -15,7 +15,7 @@ import pprint
 import runpy
 import traceback
 import types
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from srlane.fileio import atomic_write_text
@@ -256,3 +256,16 @@ def load_config(
     except ConfigError as err:
         raise ConfigError(f"--set: {err}") from None
     return cfg
+
+
+def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as one level of dotted keys (``{"model": {"neck": {"out_channels": 64}}}`` ->
+    ``{"model.neck.out_channels": 64}``); other values stay as they are."""
+    flat: dict[str, Any] = {}
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import main
-from srlane.engine.checkpoint import load_checkpoint
+from srlane.models.weights import load_checkpoint
 from srlane.models import build_net
 from srlane.models.decode import build_decoder
 from test_engine_e2e import experiment  # noqa: F401 (the fixture: a tiny synthetic set, trained 4 steps on CPU)

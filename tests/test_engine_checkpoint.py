@@ -4,14 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from srlane.engine.checkpoint import (
-    CheckpointError,
-    load_checkpoint,
-    load_net_weights,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
-)
+from srlane.engine.checkpoint import rng_state, save_checkpoint, set_rng_state
+from srlane.models.weights import CheckpointError, load_checkpoint, load_net_weights
 
 
 def net():

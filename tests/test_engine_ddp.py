@@ -17,7 +17,7 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 
 from srlane.config import ConfigError
 from srlane.engine import fabric as fabric_module
-from srlane.engine.checkpoint import load_checkpoint
+from srlane.models.weights import load_checkpoint
 from srlane.engine.fabric import DefaultStreamDDPStrategy, build_fabric, resolve_accelerator
 
 TESTS = Path(__file__).resolve().parent

@@ -15,7 +15,7 @@ import torch
 import main
 from srlane import synthetic
 from srlane.data.records import DataFormatError
-from srlane.engine.checkpoint import load_checkpoint
+from srlane.models.weights import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 N_TRAIN, N_TEST = 8, 4

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from srlane.config import ConfigError
-from srlane.engine.checkpoint import load_checkpoint
+from srlane.models.weights import load_checkpoint
 from srlane.engine.defaults import load_experiment
 from srlane.engine.hooks import EarlyStopHook
 from srlane.engine.runner import Runner

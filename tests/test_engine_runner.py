@@ -13,7 +13,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from srlane.config import Config, ConfigError
-from srlane.engine.checkpoint import CheckpointError, inference_weights, load_checkpoint
+from srlane.models.weights import CheckpointError, inference_weights, load_checkpoint
 from srlane.engine.defaults import DEFAULTS
 from srlane.engine.hooks import Hook
 from srlane.engine import runner as runner_module

@@ -10,7 +10,7 @@ import torch
 
 import main
 from srlane.config import ConfigError
-from srlane.engine.checkpoint import CheckpointError
+from srlane.models.weights import CheckpointError
 
 ROOT = Path(__file__).resolve().parents[1]
 SYNTHETIC = ROOT / "configs" / "srlane_r18_synthetic.py"

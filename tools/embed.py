@@ -37,7 +37,7 @@ from srlane.data.dataset import build_dataset
 from srlane.data.input_checks import image_crops, readable_part
 from srlane.data.loader import make_loader
 from srlane.data.records import DataFormatError
-from srlane.engine.checkpoint import inference_weights, load_checkpoint, load_net_weights
+from srlane.models.weights import inference_weights, load_checkpoint, load_net_weights
 from srlane.engine.defaults import load_experiment
 from srlane.engine.fabric import ACCELERATORS, resolve_accelerator
 from srlane.fileio import atomic_path, atomic_write_text

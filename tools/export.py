@@ -16,7 +16,7 @@ import os
 from collections.abc import Sequence
 
 from srlane.cli import checkpoint_tool_parser, run_cli
-from srlane.engine.checkpoint import inference_weights, load_checkpoint, load_net_weights
+from srlane.models.weights import inference_weights, load_checkpoint, load_net_weights
 from srlane.engine.defaults import load_experiment
 from srlane.fileio import atomic_path
 from srlane.models import build_net

@@ -72,7 +72,7 @@ from srlane.data.input_checks import InputChecks, expected_sizes, image_crops, r
 from srlane.data.loader import make_loader
 from srlane.data.records import DataFormatError, LaneRecord, relative_name, require_image
 from srlane.data.video import Frame, VideoFrames, is_video, lanes_json_line, prepare_image
-from srlane.engine.checkpoint import inference_weights, load_checkpoint, load_net_weights
+from srlane.models.weights import inference_weights, load_checkpoint, load_net_weights
 from srlane.engine.defaults import load_experiment
 from srlane.engine.fabric import ACCELERATORS, resolve_accelerator
 from srlane.fileio import atomic_path, atomic_write_text, line_fields

@@ -51,10 +51,9 @@ from srlane.cli import run_cli
 from srlane.config import Config, ConfigError
 from srlane.engine.fabric import ACCELERATORS, resolve_accelerator
 from srlane.fileio import atomic_write_text
-from srlane.engine.checkpoint import (inference_weights, load_checkpoint,
-                                      load_net_weights)
+from srlane.models.weights import inference_weights, load_checkpoint, load_net_weights
 from srlane.models import build_net
-from srlane.models.decode import LaneDecoder, build_decoder
+from srlane.models.decode import build_decoder
 from srlane.models.export import OnnxModel
 from srlane.models.inference import (add_inference_arguments, build_inference_options,
                                      inference_options_from_args, prepare_for_inference)

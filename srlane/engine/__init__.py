@@ -1,5 +1,5 @@
 """Training engine: the Runner, its hooks, checkpoints, optimizer and schedule, and the run record."""
-from srlane.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from srlane.engine.checkpoint import save_checkpoint
 from srlane.engine.defaults import DEFAULTS, load_experiment
 from srlane.engine.ema import ModelEMA
 from srlane.engine.hooks import CheckpointHook, EarlyStopHook, Hook, LoggerHook
@@ -7,6 +7,6 @@ from srlane.engine.optim import build_optimizer, build_scheduler
 from srlane.engine.runner import Runner
 
 __all__ = [
-    "DEFAULTS", "CheckpointError", "CheckpointHook", "EarlyStopHook", "Hook", "LoggerHook", "ModelEMA", "Runner",
-    "build_optimizer", "build_scheduler", "load_checkpoint", "load_experiment", "save_checkpoint",
+    "DEFAULTS", "CheckpointHook", "EarlyStopHook", "Hook", "LoggerHook", "ModelEMA", "Runner",
+    "build_optimizer", "build_scheduler", "load_experiment", "save_checkpoint",
 ]

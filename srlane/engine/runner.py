@@ -30,6 +30,7 @@ from srlane.data.input_checks import InputChecks, expected_sizes
 from srlane.data.loader import build_dataloader
 from srlane.data.records import DataFormatError
 from srlane.engine import checkpoint as ckpt
+from srlane.models import weights
 from srlane.engine.allocator import keep_freed_memory
 from srlane.engine.ema import ModelEMA
 from srlane.engine.fabric import build_fabric
@@ -414,15 +415,15 @@ class Runner:
 
     def load_weights(self, path: str) -> None:
         """Network weights only (``--load-from``): the averaged weights when the file has them."""
-        ckpt.load_net_weights(self.eval_net(), ckpt.inference_weights(ckpt.load_checkpoint(path)), path)
+        weights.load_net_weights(self.eval_net(), weights.inference_weights(weights.load_checkpoint(path)), path)
         self.recorder.info(f"loaded weights from {path}")
 
     def resume(self, path: str) -> None:
         """Restore network, optimizer, schedule, counters, hooks and RNG from ``path``."""
-        state = ckpt.load_checkpoint(path)
-        ckpt.load_net_weights(self.net, state["net"], path)
+        state = weights.load_checkpoint(path)
+        weights.load_net_weights(self.net, state["net"], path)
         if "optimizer" not in state:
-            raise ckpt.CheckpointError(f"checkpoint {path}: holds only weights; use --load-from, not --resume")
+            raise weights.CheckpointError(f"checkpoint {path}: holds only weights; use --load-from, not --resume")
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         if self.scaler is not None and state["scaler"] is not None:
@@ -435,9 +436,9 @@ class Runner:
         self.nonfinite_in_row, self.nonfinite_total = state["nonfinite"]
         self.input_checks.unreadable = state.get("unreadable_images", 0)
         if self.ema is not None:
-            ema = ckpt.ema_weights(state)
+            ema = weights.ema_weights(state)
             if ema is None:
-                raise ckpt.CheckpointError(f"checkpoint {path}: ema_decay is set but the checkpoint has no moving average")
+                raise weights.CheckpointError(f"checkpoint {path}: ema_decay is set but the checkpoint has no moving average")
             self.ema.load_state_dict(ema)
         for hook in self.hooks:
             hook.load_state_dict(state["hooks"].get(hook.name, {}))
