@@ -15,7 +15,7 @@ import pprint
 import runpy
 import traceback
 import types
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
 from srlane.fileio import atomic_write_text
@@ -269,3 +269,14 @@ def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[name] = value
     return flat
+
+
+def check_choice(key: str, value: Any, allowed: Sequence[Any]) -> None:
+    """ConfigError (one line: the allowed values and, for a string, the closest one) unless
+    ``value`` is one of ``allowed`` (and of its type: 1 is not True)."""
+    if isinstance(value, Hashable) and value in allowed and type(value) is type(allowed[allowed.index(value)]):
+        return
+    names = [a for a in allowed if isinstance(a, str)]
+    close = difflib.get_close_matches(value, names, n=1, cutoff=0.0) if isinstance(value, str) else []
+    hint = f"; closest: {close[0]!r}" if close else ""
+    raise ConfigError(f"{key} must be one of {', '.join(map(str, allowed))}, got {value!r}{hint}")

@@ -88,7 +88,7 @@ def test_validation_runs_the_network_as_the_inference_options_say(experiment, tm
     done = subprocess.run([sys.executable, "main.py", *common, "--work-dir", str(tmp_path / "bad"), "--set",
                            "inference.precision='fp64'"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and done.stderr.strip().count("\n") == 0 and "Traceback" not in done.stderr
-    assert "inference.precision must be one of fp32, fp16, bf16, got 'fp64'" in done.stderr
+    assert "inference.precision must be one of fp32, fp16, bf16, got 'fp64'; closest: 'fp16'" in done.stderr
 
 
 def test_kill9_between_checkpoints_then_resume_is_bitwise_exact(experiment, tmp_path):

@@ -111,8 +111,8 @@ def test_config_defaults_are_the_options_defaults(tmp_path):
 
 
 @pytest.mark.parametrize("inference, message", [
-    ({"precision": "fp64"}, "inference.precision must be one of fp32, fp16, bf16, got 'fp64'"),
-    ({"compile": "jit"}, "inference.compile must be one of none, compile, cudagraph, got 'jit'"),
+    ({"precision": "fp64"}, "inference.precision must be one of fp32, fp16, bf16, got 'fp64'; closest: 'fp16'"),
+    ({"compile": "jit"}, "inference.compile must be one of none, compile, cudagraph, got 'jit'; closest: 'compile'"),
     ({"fold_bn": 1}, "inference.fold_bn must be one of False, True, got 1"),
     ({"channels_last": "yes"}, "inference.channels_last must be one of False, True, got 'yes'"),
     ({"fold": True}, "unknown config key inference.fold; inference takes precision, fold_bn, channels_last, compile"),

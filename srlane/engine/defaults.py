@@ -11,6 +11,8 @@ import os
 from collections.abc import Iterable
 
 from srlane.config import Config, load_config
+from srlane.engine.fabric import check_settings
+from srlane.models.inference import build_inference_options
 
 DEFAULTS: dict = dict(
     optimizer=dict(type="AdamW", lr=6e-4),  # any torch.optim class and its keyword arguments
@@ -56,5 +58,9 @@ def known_config_files() -> list[str]:
 
 
 def load_experiment(path: str | os.PathLike, overrides: Iterable[str] = ()) -> Config:
-    """Read an experiment config on top of ``DEFAULTS``, apply ``--set`` overrides, validate."""
-    return load_config(path, overrides, DEFAULTS, known_config_files(), OPEN_KEYS)
+    """Read an experiment config on top of ``DEFAULTS``, apply ``--set`` overrides, validate: its
+    keys, and the values of the device settings and the inference options on any machine."""
+    cfg = load_config(path, overrides, DEFAULTS, known_config_files(), OPEN_KEYS)
+    check_settings(cfg)
+    build_inference_options(cfg)
+    return cfg

@@ -11,7 +11,8 @@ processes a launcher started (torchrun, SLURM's srun) are the ones the command l
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 from lightning.fabric import Fabric
@@ -19,18 +20,18 @@ from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElastic
 from lightning.fabric.strategies import DDPStrategy
 from torch.nn.parallel import DistributedDataParallel
 
-from srlane.config import ConfigError
+from srlane.config import ConfigError, check_choice
 
 ACCELERATORS = ("auto", "cpu", "cuda")
 STRATEGIES = ("dp", "ddp", "auto")
+PRECISIONS = ("32-true", "16-mixed", "bf16-mixed")  # what the training step supports of Fabric's
 MATMUL_PRECISIONS = ("highest", "high", "medium")
 
 
 def resolve_accelerator(accelerator: str) -> str:
     """``"cpu"`` or ``"cuda"`` for a config's ``accelerator``; ConfigError when CUDA is asked for
     and absent."""
-    if accelerator not in ACCELERATORS:
-        raise ConfigError(f"accelerator must be one of {', '.join(ACCELERATORS)}, got {accelerator!r}")
+    check_choice("accelerator", accelerator, ACCELERATORS)
     cuda = torch.cuda.is_available()
     if accelerator == "cuda" and not cuda:
         raise ConfigError(
@@ -40,6 +41,19 @@ def resolve_accelerator(accelerator: str) -> str:
     if accelerator == "auto":
         return "cuda" if cuda else "cpu"
     return accelerator
+
+
+# the config keys of the device settings and the values each takes
+SETTINGS = {"accelerator": ACCELERATORS, "strategy": STRATEGIES, "precision": PRECISIONS,
+            "matmul_precision": MATMUL_PRECISIONS}
+
+
+def check_settings(settings: Mapping[str, Any]) -> None:
+    """ConfigError (one line with the allowed values and the closest) for a device setting this
+    trainer does not know, on any machine: a typo meant for the GPU run is found on the CPU too,
+    before anything is built. ``settings`` holds the keys of ``SETTINGS`` (a config)."""
+    for key, allowed in SETTINGS.items():
+        check_choice(key, settings[key], allowed)
 
 
 def launched_world_size() -> tuple[str, int] | None:
@@ -79,9 +93,9 @@ def build_fabric(
     Under ``torchrun --nnodes N --nproc-per-node G`` or ``srun`` Fabric takes ranks and addresses
     from the launcher's environment, and ``G x N`` must equal the processes it started.
     """
+    check_settings({"accelerator": accelerator, "strategy": strategy, "precision": precision,
+                    "matmul_precision": matmul_precision})
     device = resolve_accelerator(accelerator)
-    if strategy not in STRATEGIES:
-        raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
     if num_nodes > 1 and strategy != "ddp":
         raise ConfigError(f"num_nodes={num_nodes} needs strategy='ddp', got {strategy!r}")
     launched = launched_world_size()
@@ -104,8 +118,6 @@ def build_fabric(
         devices: int | list[int] = len(gpus)
         precision = "32-true"
     else:
-        if matmul_precision not in MATMUL_PRECISIONS:
-            raise ConfigError(f"matmul_precision must be one of {', '.join(MATMUL_PRECISIONS)}, got {matmul_precision!r}")
         torch.set_float32_matmul_precision(matmul_precision)
         log(f"float32 matmul precision {matmul_precision!r} (TF32 {'on' if matmul_precision != 'highest' else 'off'})")
         devices = list(gpus)

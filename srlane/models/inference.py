@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from srlane.config import ConfigError
+from srlane.config import ConfigError, check_choice
 
 
 def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
@@ -166,10 +166,7 @@ class InferenceOptions:
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
-            value, allowed = getattr(self, field.name), ALLOWED[field.name]
-            if not (type(value) is type(allowed[0]) and value in allowed):
-                raise ConfigError(f"inference.{field.name} must be one of {', '.join(map(str, allowed))}, "
-                                  f"got {value!r}")
+            check_choice(f"inference.{field.name}", getattr(self, field.name), ALLOWED[field.name])
 
 
 def inference_copy(net: nn.Module, options: InferenceOptions, device: torch.device | str) -> nn.Module:
