@@ -137,12 +137,15 @@ def test_build_fabric_strategies_and_nodes(monkeypatch):
     monkeypatch.setattr(fabric_module.torch, "set_float32_matmul_precision", precision.append)
     monkeypatch.setattr(fabric_module, "Fabric", lambda **kwargs: calls.append(kwargs))
     build_fabric("cuda", "ddp", "16-mixed", [0, 1, 2], print, num_nodes=4, matmul_precision="medium")
-    strategy = calls[0].pop("strategy")
+    strategy, (plugin,) = calls[0].pop("strategy"), calls[0].pop("plugins")
     assert isinstance(strategy, DefaultStreamDDPStrategy) and precision == ["medium"]
-    assert calls[0] == dict(accelerator="cuda", devices=[0, 1, 2], num_nodes=4, precision="16-mixed")
+    assert plugin.precision == "16-mixed" and plugin.scaler is not None
+    assert calls[0] == dict(accelerator="cuda", devices=[0, 1, 2], num_nodes=4)
     notes.clear()
     build_fabric("cuda", "dp", "bf16-mixed", [1], notes.append)
-    assert calls[1] == dict(accelerator="cuda", devices=[1], num_nodes=1, strategy="auto", precision="bf16-mixed")
+    (plugin,) = calls[1].pop("plugins")
+    assert plugin.precision == "bf16-mixed" and plugin.scaler is None
+    assert calls[1] == dict(accelerator="cuda", devices=[1], num_nodes=1, strategy="auto")
     assert notes == ["one device: strategy dp runs without a wrapper", "float32 matmul precision 'high' (TF32 on)"]
     with pytest.raises(ConfigError, match="matmul_precision must be one of highest, high, medium, got 'tf32'"):
         build_fabric("cuda", "dp", "32-true", [0], print, matmul_precision="tf32")

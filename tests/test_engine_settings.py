@@ -1,13 +1,17 @@
-"""Device settings and inference options are checked on every machine, before anything is built."""
+"""Device settings and inference options are checked on every machine, before anything is built;
+mixed precision leaves the batch's float tensors (the targets) as they are."""
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
+from lightning.fabric import Fabric
 
 from srlane.config import ConfigError, check_choice
+from srlane.engine import fabric as fabric_module
 from srlane.engine.defaults import load_experiment
-from srlane.engine.fabric import SETTINGS
+from srlane.engine.fabric import SETTINGS, MixedPrecisionKeepingInputs, build_fabric, precision_arguments
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "configs" / "srlane_r18_synthetic.py"
@@ -46,3 +50,41 @@ def test_main_stops_with_one_line_before_building_anything(tmp_path):
     assert done.stderr.strip().splitlines() == [
         "error: precision must be one of 32-true, 16-mixed, bf16-mixed, got '64-mixed'; closest: '16-mixed'"]
     assert not work.exists()  # no run folder, no model, no data preparation
+
+
+class TargetsSeen(torch.nn.Module):
+    """Returns what the training criterion would read of the batch, under the model's autocast."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 2, 1)
+
+    def forward(self, batch):
+        self.compute_dtype = self.conv(batch["img"].float() / 255).dtype  # the autocast type
+        return batch["gt_lane"]
+
+
+@pytest.mark.parametrize("precision", ["bf16-mixed", "16-mixed"])
+def test_mixed_precision_keeps_the_training_targets_float32(precision):
+    """Fabric's own mixed precision casts every float tensor of the batch (bf16 snaps 700.3 to 700.0,
+    fp16 turns the -1e5 "invalid" marker into -inf); the targets must reach the loss unchanged."""
+    fabric = Fabric(accelerator="cpu", devices=1, **precision_arguments(precision, "cpu"))
+    seen = TargetsSeen()
+    model = fabric.setup_module(seen)
+    gt_lane = torch.tensor([[700.3, -1e5, 0.1234567]], dtype=torch.float32)
+    batch = {"img": torch.randint(0, 256, (1, 3, 4, 4), dtype=torch.uint8), "gt_lane": gt_lane.clone()}
+    targets = model(batch)
+    assert seen.compute_dtype == (torch.bfloat16 if precision == "bf16-mixed" else torch.float16)
+    assert targets.dtype == torch.float32 and torch.equal(targets, gt_lane)
+
+
+def test_build_fabric_gives_cuda_runs_the_input_keeping_precision(monkeypatch):
+    calls = []
+    monkeypatch.setattr(fabric_module.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(fabric_module.torch, "set_float32_matmul_precision", lambda value: None)
+    monkeypatch.setattr(fabric_module, "Fabric", lambda **kwargs: calls.append(kwargs))
+    build_fabric("cuda", "dp", "bf16-mixed", [0], print)
+    build_fabric("cuda", "dp", "32-true", [0], print)
+    (plugin,) = calls[0]["plugins"]
+    assert isinstance(plugin, MixedPrecisionKeepingInputs) and plugin.precision == "bf16-mixed"
+    assert "precision" not in calls[0] and calls[1]["precision"] == "32-true" and "plugins" not in calls[1]

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 from lightning.fabric import Fabric
+from lightning.fabric.plugins import MixedPrecision
 from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
 from lightning.fabric.strategies import DDPStrategy
 from torch.nn.parallel import DistributedDataParallel
@@ -79,6 +80,24 @@ class DefaultStreamDDPStrategy(DDPStrategy):
         return DistributedDataParallel(module=module, device_ids=self._determine_ddp_device_ids(), **self._ddp_kwargs)
 
 
+class MixedPrecisionKeepingInputs(MixedPrecision):
+    """Fabric's mixed precision without its cast of the model's floating inputs to the autocast
+    type: the batch also carries the training targets (lane x positions, the -1e5 "invalid"
+    marker, angle maps), which bfloat16 would snap to 2-4 px steps and float16 turn to -inf.
+    The images are uint8; autocast alone picks the compute type of each operation."""
+
+    def convert_input(self, data: Any) -> Any:
+        return data
+
+
+def precision_arguments(precision: str, device: str) -> dict[str, Any]:
+    """Fabric's keyword arguments for ``precision`` on ``device``: mixed precisions through
+    :class:`MixedPrecisionKeepingInputs` (a grad scaler for ``16-mixed``)."""
+    if precision == "32-true":
+        return {"precision": precision}
+    return {"plugins": [MixedPrecisionKeepingInputs(precision, device)]}
+
+
 def build_fabric(
     accelerator: str,
     strategy: str,
@@ -122,4 +141,5 @@ def build_fabric(
         log(f"float32 matmul precision {matmul_precision!r} (TF32 {'on' if matmul_precision != 'highest' else 'off'})")
         devices = list(gpus)
     chosen = DefaultStreamDDPStrategy() if strategy == "ddp" else strategy
-    return Fabric(accelerator=device, devices=devices, num_nodes=num_nodes, strategy=chosen, precision=precision)
+    return Fabric(accelerator=device, devices=devices, num_nodes=num_nodes, strategy=chosen,
+                  **precision_arguments(precision, device))
