@@ -42,6 +42,24 @@ def test_rng_state_restores_all_generators():
     assert np.array_equal(first[1], second[1]) and first[2] == second[2]
 
 
+def test_rng_state_of_more_gpus_than_visible_restores_those_that_exist(monkeypatch):
+    """A checkpoint of a 4-GPU run resumed on 2 GPUs: torch's set_rng_state_all indexes device 2
+    and fails; the states of devices 0 and 1 are restored and a note says the rest were not."""
+    state = rng_state()
+    state["cuda"] = [torch.full((16,), i, dtype=torch.uint8) for i in range(4)]
+    restored = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda value, device: restored.append((device, int(value[0]))))
+    note = set_rng_state(state)
+    assert restored == [(0, 0), (1, 1)]
+    assert note == ("the checkpoint holds the random states of 4 GPU(s), 2 are visible: restored 2; "
+                    "the run is not resumed bit for bit")
+    restored.clear()
+    state["cuda"] = state["cuda"][:2]
+    assert set_rng_state(state) is None and restored == [(0, 0), (1, 1)]
+
+
 def test_wrong_architecture_lists_the_differences(tmp_path):
     small = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3))
     save_checkpoint({"net": small.state_dict()}, tmp_path / "small.pth")

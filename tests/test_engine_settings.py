@@ -88,3 +88,15 @@ def test_build_fabric_gives_cuda_runs_the_input_keeping_precision(monkeypatch):
     (plugin,) = calls[0]["plugins"]
     assert isinstance(plugin, MixedPrecisionKeepingInputs) and plugin.precision == "bf16-mixed"
     assert "precision" not in calls[0] and calls[1]["precision"] == "32-true" and "plugins" not in calls[1]
+
+
+def test_bf16_with_data_parallel_on_several_gpus_is_refused_in_one_line(monkeypatch):
+    monkeypatch.setattr(fabric_module.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(fabric_module.torch, "set_float32_matmul_precision", lambda value: None)
+    monkeypatch.setattr(fabric_module, "Fabric", lambda **kwargs: kwargs)
+    with pytest.raises(ConfigError, match=r"precision 'bf16-mixed' with strategy 'dp' on 2 GPUs would compute in "
+                                          r"float16 .*; use strategy='ddp'"):
+        build_fabric("cuda", "dp", "bf16-mixed", [0, 1], print)
+    assert build_fabric("cuda", "ddp", "bf16-mixed", [0, 1], print)["strategy"] is not None
+    assert build_fabric("cuda", "dp", "16-mixed", [0, 1], print)["strategy"] == "dp"
+    assert build_fabric("cuda", "dp", "bf16-mixed", [0], print)["strategy"] == "auto"  # one GPU: no DataParallel

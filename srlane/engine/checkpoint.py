@@ -73,12 +73,20 @@ def rng_state() -> dict:
     }
 
 
-def set_rng_state(state: Mapping[str, Any]) -> None:
-    """Restore what ``rng_state`` returned."""
+def set_rng_state(state: Mapping[str, Any]) -> str | None:
+    """Restore what ``rng_state`` returned: the CUDA states of the devices that exist now. Returns
+    a note when the saved and the visible GPUs differ in number (resumed on fewer or more GPUs:
+    the others keep their seeds), else None."""
     torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    saved = list(state["cuda"])
+    visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    for device, cuda_state in enumerate(saved[:visible]):
+        torch.cuda.set_rng_state(cuda_state, device)
     npy = state["numpy"]
     np.random.set_state(("MT19937", npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"], npy["cached"]))
     py = state["python"]
     random.setstate((py["version"], tuple(int(v) for v in py["state"].tolist()), py["gauss_next"]))
+    if saved and len(saved) != visible:
+        return (f"the checkpoint holds the random states of {len(saved)} GPU(s), {visible} are visible: restored "
+                f"{min(len(saved), visible)}; the run is not resumed bit for bit")
+    return None

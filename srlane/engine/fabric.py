@@ -131,6 +131,12 @@ def build_fabric(
     elif several and device == "cpu" and strategy != "ddp":
         log(f"on CPU: strategy {strategy} runs as ddp over {len(gpus)} process(es) per node")
         strategy = "ddp"
+    if device == "cuda" and strategy == "dp" and several and precision == "bf16-mixed":
+        # torch's DataParallel enters autocast in its replica threads without the dtype: float16,
+        # and bf16-mixed has no grad scaler to keep float16 gradients from overflowing
+        raise ConfigError(f"precision 'bf16-mixed' with strategy 'dp' on {len(gpus)} GPUs would compute in float16 "
+                          "(DataParallel's replicas autocast without the type); use strategy='ddp', "
+                          "or precision='16-mixed' with dp")
     if device == "cpu":
         if precision != "32-true":
             log(f"on CPU: precision {precision} runs as 32-true")
