@@ -1,5 +1,6 @@
 """Device settings and inference options are checked on every machine, before anything is built;
 mixed precision leaves the batch's float tensors (the targets) as they are."""
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -100,3 +101,20 @@ def test_bf16_with_data_parallel_on_several_gpus_is_refused_in_one_line(monkeypa
     assert build_fabric("cuda", "ddp", "bf16-mixed", [0, 1], print)["strategy"] is not None
     assert build_fabric("cuda", "dp", "16-mixed", [0, 1], print)["strategy"] == "dp"
     assert build_fabric("cuda", "dp", "bf16-mixed", [0], print)["strategy"] == "auto"  # one GPU: no DataParallel
+
+
+@pytest.mark.parametrize("deterministic", [True, False])
+def test_determinism_is_a_switch(monkeypatch, deterministic):
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", torch.backends.cudnn.benchmark)
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", torch.backends.cudnn.deterministic)
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    before = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    notes = []
+    try:
+        fabric_module.set_determinism(deterministic, "cuda", notes.append)
+        assert torch.are_deterministic_algorithms_enabled() is deterministic
+        assert torch.backends.cudnn.deterministic is deterministic and torch.backends.cudnn.benchmark is not deterministic
+        assert (os.environ.get("CUBLAS_WORKSPACE_CONFIG") == ":4096:8") is deterministic
+        assert len(notes) == int(deterministic) and (not notes or "not bitwise repeatable" in notes[0])
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])

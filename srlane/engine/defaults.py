@@ -32,6 +32,8 @@ DEFAULTS: dict = dict(
     strategy="dp",  # "dp" (as the release) or "ddp" (one process per device); one device needs neither
     num_nodes=1,  # machines of a multi-node "ddp" run started with torchrun --nnodes num_nodes
     seed=0,
+    deterministic=False,  # True: deterministic torch/cuDNN algorithms, no cuDNN autotuning (slower on CUDA);
+    # CPU runs resume bit for bit either way, CUDA runs not even so (grid_sample's backward)
     grad_clip=None,  # max gradient norm, None: off
     accumulate=1,  # micro-batches per optimizer step
     ema_decay=None,  # e.g. 0.9998: validate and save an exponential moving average of the weights

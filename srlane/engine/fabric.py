@@ -11,6 +11,7 @@ processes a launcher started (torchrun, SLURM's srun) are the ones the command l
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -90,6 +91,22 @@ class MixedPrecisionKeepingInputs(MixedPrecision):
         return data
 
 
+def set_determinism(deterministic: bool, device: str, log: Callable[[str], None]) -> None:
+    """``deterministic``: torch's deterministic algorithms, cuDNN deterministic and without its
+    autotuner (slower convolutions), a fixed cuBLAS workspace. Else cuDNN's autotuner picks the
+    fastest convolution per shape (``cudnn.benchmark``, as the release sets it). CPU runs are
+    bitwise repeatable either way; on CUDA, grid_sample's backward (the refine head's sampling)
+    has no deterministic kernel, so torch warns and a CUDA run still differs from run to run."""
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.backends.cudnn.deterministic = deterministic
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        if device == "cuda":
+            log("deterministic: deterministic cuDNN and torch algorithms, no cuDNN autotuning (slower); "
+                "grid_sample's backward has no deterministic CUDA kernel, so CUDA runs are not bitwise repeatable")
+
+
 def precision_arguments(precision: str, device: str) -> dict[str, Any]:
     """Fabric's keyword arguments for ``precision`` on ``device``: mixed precisions through
     :class:`MixedPrecisionKeepingInputs` (a grad scaler for ``16-mixed``)."""
@@ -106,11 +123,13 @@ def build_fabric(
     log: Callable[[str], None],
     num_nodes: int = 1,
     matmul_precision: str = "high",
+    deterministic: bool = False,
 ) -> Fabric:
     """A Fabric (not yet launched) for ``len(gpus)`` devices on each of ``num_nodes`` machines.
 
     Under ``torchrun --nnodes N --nproc-per-node G`` or ``srun`` Fabric takes ranks and addresses
     from the launcher's environment, and ``G x N`` must equal the processes it started.
+    ``deterministic``: see :func:`set_determinism`.
     """
     check_settings({"accelerator": accelerator, "strategy": strategy, "precision": precision,
                     "matmul_precision": matmul_precision})
@@ -124,6 +143,7 @@ def build_fabric(
             f"{launcher} started {world_size} processes but --gpus lists {len(gpus)} device(s) x num_nodes={num_nodes}; "
             f"give --gpus one id per process of a node and --set num_nodes=<nodes>"
         )
+    set_determinism(deterministic, device, log)
     several = len(gpus) > 1 or num_nodes > 1
     if not several and strategy != "auto":
         log(f"one device: strategy {strategy} runs without a wrapper")
