@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
+
+from srlane.fileio import line_fields
 
 
 class DataFormatError(ValueError):
@@ -58,3 +61,31 @@ def require_image(img_path: str, source: str, line: int) -> None:
     """Raise DataFormatError naming the list file and line when the image does not exist."""
     if not os.path.isfile(img_path):
         raise DataFormatError(source, line, f"image not found: {img_path}")
+
+
+class ListEntry(NamedTuple):
+    """One non-blank line of a list file."""
+
+    line: int  # 1-based line number
+    name: str  # the first field, relative to the data root (``relative_name``)
+    fields: list[str]  # the fields after the name
+    path: str | None  # the image's absolute path when the list was read with a root, else None
+
+
+def read_list(list_path: str | os.PathLike, root: str | os.PathLike | None = None) -> list[ListEntry]:
+    """The entries of a list file (CULane's, CurveLanes', a list given to predict): one image per
+    non-blank line, its path relative to a data root first, then any other fields.
+
+    With ``root`` each entry carries the image's absolute path, and the image must exist
+    (DataFormatError naming the list file and line).
+    """
+    root = os.path.abspath(root) if root is not None else None
+    entries = []
+    for line_no, fields in line_fields(list_path):
+        name = relative_name(fields[0])
+        path = None
+        if root is not None:
+            path = os.path.join(root, name)
+            require_image(path, os.fspath(list_path), line_no)
+        entries.append(ListEntry(line_no, name, fields[1:], path))
+    return entries
