@@ -29,7 +29,8 @@ import numpy as np
 from srlane.benchmarks.base import Benchmark, PixelEvaluator
 from srlane.data.cache import cached_records
 from srlane.data.crop import Crop
-from srlane.data.records import DataFormatError, LaneRecord, ListEntry, clean_lane, read_list, relative_name
+from srlane.data.records import (DataFormatError, LaneRecord, ListEntry, clean_lane, read_list, read_text,
+                                 relative_name)
 from srlane.evaluation.culane import CULaneEvaluator, ImageScores, threshold_key
 from srlane.fileio import atomic_write_text
 from srlane.lanes import Lane, culane_lines, write_culane_lines
@@ -114,12 +115,7 @@ def category_indices(records: Sequence[LaneRecord]) -> dict[str, list[int]] | No
 
 def _text_lines(path: str) -> list[str]:
     """The text lines of a file (UTF-8; a last empty line is not a line)."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except UnicodeDecodeError as err:
-        raise DataFormatError(path, None, f"not UTF-8 text (byte {err.start})") from None
-    lines = text.split("\n")
+    lines = read_text(path).split("\n")
     if lines and lines[-1] == "":
         lines.pop()
     return lines

@@ -38,7 +38,7 @@ import numpy as np
 from srlane.benchmarks.base import Benchmark, PixelEvaluator
 from srlane.data.cache import cached_records
 from srlane.data.image_size import image_size
-from srlane.data.records import DataFormatError, LaneRecord, read_list
+from srlane.data.records import DataFormatError, LaneRecord, read_list, read_text
 from srlane.evaluation.curvelanes import CurveLanesEvaluator
 from srlane.fileio import atomic_write_text
 from srlane.lanes import Lane, lanes_pixel_points
@@ -133,12 +133,9 @@ def read_lines_json(path: str | os.PathLike, score_threshold: float | None = Non
     and point indices in messages are 0-based).
     """
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+        data = json.loads(read_text(path))
     except json.JSONDecodeError as e:
         raise DataFormatError(path, None, f"not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
-    except UnicodeDecodeError as e:
-        raise DataFormatError(path, None, f"not UTF-8 text (byte {e.start})") from None
     if not isinstance(data, dict) or "Lines" not in data:
         raise DataFormatError(path, None, 'no "Lines" key, expected {"Lines": [[{"x": ..., "y": ...}, ...], ...]}')
     lines = data["Lines"]
@@ -164,10 +161,8 @@ def read_lines_txt(path: str | os.PathLike) -> list[np.ndarray]:
     A blank line is a lane with 0 points; a value that is not a finite number or an odd number of
     values is a DataFormatError naming the file and the (1-based) line.
     """
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
     lanes = []
-    for k, line in enumerate(text.splitlines(), 1):
+    for k, line in enumerate(read_text(path).splitlines(), 1):
         values = [_number(v, path, f"line {k}: value") for v in line.split()]
         if len(values) % 2:
             raise DataFormatError(path, None, f"line {k}: {len(values)} values, expected x y pairs")

@@ -17,7 +17,7 @@ import numpy as np
 
 from srlane.benchmarks.base import Benchmark
 from srlane.data.cache import cached_records
-from srlane.data.records import DataFormatError, LaneRecord, clean_lane, relative_name, require_image
+from srlane.data.records import DataFormatError, LaneRecord, clean_lane, read_text, relative_name, require_image
 from srlane.evaluation.tusimple import tusimple_metric
 from srlane.fileio import atomic_write_text
 from srlane.lanes import Lane, tusimple_json_line
@@ -47,17 +47,16 @@ def split_files(data_root: str, split: str) -> list[str]:
 def json_lines(path: str) -> Iterator[tuple[int, dict]]:
     """``(line number, object)`` of each non-blank line of a json-lines file (DataFormatError
     naming the file and line where a line is not a json object)."""
-    with open(path, encoding="utf-8") as f:
-        for line_no, text in enumerate(f, 1):
-            if not text.strip():
-                continue
-            try:
-                item = json.loads(text)
-            except json.JSONDecodeError as err:
-                raise DataFormatError(path, line_no, f"malformed json ({err.msg})") from None
-            if not isinstance(item, dict):
-                raise DataFormatError(path, line_no, f"expected a json object, got {type(item).__name__}")
-            yield line_no, item
+    for line_no, text in enumerate(read_text(path).split("\n"), 1):
+        if not text.strip():
+            continue
+        try:
+            item = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise DataFormatError(path, line_no, f"malformed json ({err.msg})") from None
+        if not isinstance(item, dict):
+            raise DataFormatError(path, line_no, f"expected a json object, got {type(item).__name__}")
+        yield line_no, item
 
 
 def _numbers(values) -> bool:
@@ -65,11 +64,13 @@ def _numbers(values) -> bool:
     return isinstance(values, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
 
 
-def parse_label_line(item: dict, path: str, line_no: int) -> tuple[str, list[list[float]], list[int]]:
+def label_fields(item: dict, path: str, line_no: int) -> tuple[str, list[list[float]], list[int]]:
     """One label object -> (raw_file, lanes as xs per h_sample, h_samples), checked."""
     for key in ("raw_file", "lanes", "h_samples"):
         if key not in item:
             raise DataFormatError(path, line_no, f"missing key {key!r}")
+    if not isinstance(item["raw_file"], str):
+        raise DataFormatError(path, line_no, f"raw_file must be an image path, got {item['raw_file']!r}")
     h_samples, lanes = item["h_samples"], item["lanes"]
     if not isinstance(lanes, list) or not all(_numbers(seq) for seq in [h_samples, *lanes]):
         raise DataFormatError(path, line_no, "lanes and h_samples must be lists of numbers")
@@ -90,7 +91,7 @@ def parse_label_file(data_root: str, path: str) -> list[LaneRecord]:
     data_root = os.path.abspath(data_root)
     records = []
     for line_no, item in json_lines(path):
-        raw_file, lanes, h_samples = parse_label_line(item, path, line_no)
+        raw_file, lanes, h_samples = label_fields(item, path, line_no)
         img_name = relative_name(raw_file)
         img_path = os.path.join(data_root, img_name)
         require_image(img_path, path, line_no)
@@ -142,8 +143,8 @@ def scoring_records(gt_path: str) -> list[LaneRecord]:
     folder = os.path.dirname(os.path.abspath(gt_path))
     records, seen = [], set()
     for line_no, item in json_lines(gt_path):
-        raw_file, lanes, h_samples = parse_label_line(item, gt_path, line_no)
-        img_name = relative_name(str(raw_file))
+        raw_file, lanes, h_samples = label_fields(item, gt_path, line_no)
+        img_name = relative_name(raw_file)
         if img_name in seen:
             raise DataFormatError(gt_path, line_no, f"image {raw_file!r} appears twice in the ground truth")
         seen.add(img_name)

@@ -57,6 +57,16 @@ def relative_name(path_text: str) -> str:
     return path_text.lstrip("/")
 
 
+def read_text(path: str | os.PathLike) -> str:
+    """A text file's content (UTF-8, newlines as ``\\n``); DataFormatError naming the file when it
+    is not UTF-8 text."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except UnicodeDecodeError as err:
+        raise DataFormatError(os.fspath(path), None, f"not UTF-8 text (byte {err.start})") from None
+
+
 def require_image(img_path: str, source: str, line: int) -> None:
     """Raise DataFormatError naming the list file and line when the image does not exist."""
     if not os.path.isfile(img_path):
@@ -80,8 +90,12 @@ def read_list(list_path: str | os.PathLike, root: str | os.PathLike | None = Non
     (DataFormatError naming the list file and line).
     """
     root = os.path.abspath(root) if root is not None else None
+    try:
+        lines = list(line_fields(list_path))
+    except UnicodeDecodeError as err:
+        raise DataFormatError(os.fspath(list_path), None, f"not UTF-8 text (byte {err.start})") from None
     entries = []
-    for line_no, fields in line_fields(list_path):
+    for line_no, fields in lines:
         name = relative_name(fields[0])
         path = None
         if root is not None:
