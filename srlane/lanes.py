@@ -11,6 +11,7 @@ from scipy.interpolate import InterpolatedUnivariateSpline
 from srlane.fileio import atomic_write_text
 
 INVALID_X = -2.0
+CULANE_DECIMALS = 5  # the release writes CULane lines with "%.5f"
 
 
 class Lane:
@@ -86,10 +87,28 @@ def lanes_pixel_points(lanes: Sequence[Lane], width: int, height: int, y_start: 
     return [pts for pts in points if len(pts) >= 2]
 
 
+def printed(values: np.ndarray, decimals: int) -> np.ndarray:
+    """float64 ``values`` as a reader gets them back from text written with ``decimals`` decimals
+    (``f"{v:.{decimals}f}"``): exactly the nearest double to each printed decimal.
+
+    Vectorised: ``rint(v * 10**decimals) / 10**decimals`` is that double wherever the product is
+    not within its own rounding error of a tie; those few values are printed and parsed.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    scale = 10.0 ** decimals
+    scaled = values * scale
+    out = np.rint(scaled) / scale
+    near_tie = np.abs(np.abs(scaled - np.floor(scaled)) - 0.5) <= np.abs(scaled) * 2.0 ** -51
+    if near_tie.any():
+        out[near_tie] = [float(f"{v:.{decimals}f}") for v in values[near_tie].tolist()]
+    return out
+
+
 def culane_lines(lanes: Sequence[Lane], ori_w: int, ori_h: int, y_start: int = 270) -> list[str]:
-    """One ``x y`` line per lane (5 decimals, bottom first), sampled every 8 rows from
-    ``y_start`` (the config's ``cut_height``; CULane's 270) down; lanes with < 2 points dropped."""
-    return [" ".join(f"{x:.5f} {y:.5f}" for x, y in pts) for pts in lanes_pixel_points(lanes, ori_w, ori_h, y_start)]
+    """One ``x y`` line per lane (CULANE_DECIMALS decimals, bottom first), sampled every 8 rows
+    from ``y_start`` (the config's ``cut_height``; CULane's 270) down; lanes with < 2 points dropped."""
+    return [" ".join(f"{x:.{CULANE_DECIMALS}f} {y:.{CULANE_DECIMALS}f}" for x, y in pts)
+            for pts in lanes_pixel_points(lanes, ori_w, ori_h, y_start)]
 
 
 def write_culane_lines(path: str | os.PathLike, lanes: Sequence[Lane], ori_w: int, ori_h: int,

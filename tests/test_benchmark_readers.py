@@ -211,6 +211,25 @@ def test_culane_predictions_read_back_as_written_and_scored(tmp_path):
     assert set(read[0][0][:, 1]) == set(range(582, 269, -8)) - {270, 278, 286}  # y from 0.5 - 0.01 of the height
 
 
+def random_lanes(rng, count):
+    """Lanes of 3 to 8 points spread over the image, top first."""
+    lanes = []
+    for _ in range(count):
+        ys = np.sort(rng.uniform(0.3, 1.0, int(rng.integers(3, 9))))
+        lanes.append(Lane(np.stack([rng.uniform(0.1, 0.9) + rng.normal(0, 0.2) * (ys - ys[0]), ys], axis=1)))
+    return lanes
+
+
+def test_many_lanes_read_back_bit_for_bit(tmp_path):
+    rng = np.random.default_rng(7)
+    records = [LaneRecord(f"/r/d/{i}.jpg", f"d/{i}.jpg", img_size=(1440, 2560) if i % 2 else (720, 1280))
+               for i in range(40)]
+    predictions = [random_lanes(rng, 4) for _ in records]
+    for benchmark in (CULane(str(tmp_path), Crop(270, {"2560x1440": 640})), CurveLanes(str(tmp_path), Crop(270), None)):
+        read = round_trip(benchmark, records, predictions, tmp_path / benchmark.name)
+        assert sum(map(len, read)) > 100
+
+
 def test_culane_prediction_file_missing_or_malformed(tmp_path):
     records = [LaneRecord("/r/a.jpg", "a.jpg"), LaneRecord("/r/b.jpg", "b.jpg")]
     write(tmp_path / "a.lines.txt", "1 2 3 4\n\n")

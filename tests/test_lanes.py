@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from srlane.lanes import Lane, culane_lines, lanes_pixel_points
+from srlane.lanes import Lane, culane_lines, lanes_pixel_points, printed
 
 FIDELITY = Path(__file__).parent / "fixtures" / "fidelity"
 
@@ -43,6 +43,20 @@ def test_lanes_pixel_points_drops_lanes_of_fewer_than_two_points():
     short = Lane(np.array([[0.2, 0.995], [0.2, 0.999]]))  # y 0.985 .. 1.009 of 590 rows: row 582 only
     assert [len(p) for p in lanes_pixel_points([short, long, short], 1640, 590, 270)] == [len(long.pixel_points(1640, 590, 270))]
     assert len(culane_lines([short, long], 1640, 590)) == 1
+
+
+@pytest.mark.parametrize("decimals", [0, 2, 3, 5])
+def test_printed_values_are_what_a_reader_gets_back_from_the_text(decimals):
+    rng = np.random.default_rng(decimals)
+    step = 10.0 ** -decimals
+    values = np.concatenate([
+        rng.uniform(0, 3000, 20000),
+        (rng.integers(0, 300000, 2000) + 0.5) * step,  # next to a tie: printed and parsed
+        [0.125, 0.375, 2.5, 1e-7, 0.0, 1639.999996, 2.0 ** 60],  # exact binary ties round half to even
+    ])
+    expected = np.array([float(f"{v:.{decimals}f}") for v in values])
+    np.testing.assert_array_equal(printed(values, decimals), expected)
+    assert printed(np.array([[0.125, 0.375]]), 2).tolist() == [[0.12, 0.38]]
 
 
 def test_pixel_points_in_culane_rows():

@@ -86,7 +86,8 @@ class Benchmark:
 
     def prediction_points(self, record: LaneRecord, lanes: Sequence[Lane]) -> list[np.ndarray]:
         """The record's lanes as ``write_predictions`` writes them, read back: ``(N, 2)`` pixel
-        arrays, the very values ``read_predictions`` gives for the written file."""
+        arrays, the very values ``read_predictions`` gives for the written file (the samples
+        rounded as the file prints them, ``srlane.lanes.printed``), computed without the file."""
         raise NotImplementedError
 
     def write_predictions(self, records: Sequence[LaneRecord], predictions: Sequence[Sequence[Lane]],

@@ -33,7 +33,7 @@ from srlane.data.records import (DataFormatError, LaneRecord, ListEntry, clean_l
                                  relative_name)
 from srlane.evaluation.culane import CULaneEvaluator, ImageScores, threshold_key
 from srlane.fileio import atomic_write_text
-from srlane.lanes import Lane, culane_lines, write_culane_lines
+from srlane.lanes import CULANE_DECIMALS, Lane, lanes_pixel_points, printed, write_culane_lines
 
 SPLIT_LISTS = {
     "train": ("list/train_gt.txt", "list/train.txt"),
@@ -355,7 +355,8 @@ class CULane(Benchmark):
 
     def prediction_points(self, record: LaneRecord, lanes: Sequence[Lane]) -> list[np.ndarray]:
         ori_h, ori_w = self.size_of(record)
-        return [parse_lane_line(line) for line in culane_lines(lanes, ori_w, ori_h, self.crop(ori_h, ori_w))]
+        sampled = lanes_pixel_points(lanes, ori_w, ori_h, self.crop(ori_h, ori_w))
+        return [printed(points, CULANE_DECIMALS).astype(np.float32) for points in sampled]
 
     def write_predictions(self, records: Sequence[LaneRecord], predictions: Sequence[Sequence[Lane]],
                           output_dir: str, run_times_ms: Sequence[float] | None = None) -> None:

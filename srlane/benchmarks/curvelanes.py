@@ -41,10 +41,11 @@ from srlane.data.image_size import image_size
 from srlane.data.records import DataFormatError, LaneRecord, read_list, read_text
 from srlane.evaluation.curvelanes import CurveLanesEvaluator
 from srlane.fileio import atomic_write_text
-from srlane.lanes import Lane, lanes_pixel_points
+from srlane.lanes import Lane, lanes_pixel_points, printed
 
 SPLITS = ("train", "valid", "test")
 PREDICTION_ROW_STEP = 8  # prediction files sample each lane every 8 rows from the crop down, as CULane's
+LABEL_DECIMALS = 3  # coordinates in .lines.json files we write, as the official labels
 
 
 def list_path(data_root: str, split: str) -> str:
@@ -100,17 +101,13 @@ def _number(value, path, where: str) -> float:
     return number
 
 
-def lane_points(lane: list) -> np.ndarray:
-    """float64 ``(N, 2)`` x, y of one json lane (a list of ``{"x", "y"}`` objects, strings or numbers)."""
-    return np.array([[float(p["x"]), float(p["y"])] for p in lane], dtype=np.float64).reshape(-1, 2)
-
-
 def _points(lane, path, i: int) -> np.ndarray:
-    """``lane_points`` of lane ``i`` of a file, checked: finite numbers or a DataFormatError."""
+    """float64 ``(N, 2)`` x, y of lane ``i`` of a file (a list of ``{"x", "y"}`` objects, strings or
+    numbers), checked: finite numbers or a DataFormatError."""
     if not isinstance(lane, list):
         raise DataFormatError(path, None, f'lane {i} is {_short(lane)}, expected a list of {{"x": ..., "y": ...}} points')
     try:
-        pts = lane_points(lane)
+        pts = np.array([[float(p["x"]), float(p["y"])] for p in lane], dtype=np.float64).reshape(-1, 2)
         if np.isfinite(pts).all():
             return pts
     except (TypeError, KeyError, ValueError, IndexError):
@@ -175,15 +172,10 @@ def read_label(path: str) -> list[np.ndarray]:
     return [lane[np.argsort(-lane[:, 1], kind="stable")].astype(np.float32) for lane in read_lines_json(path)]
 
 
-def label_lanes(lanes: Sequence[np.ndarray], digits: int = 3) -> list[list[dict[str, str]]]:
-    """The ``"Lines"`` of a ``.lines.json`` file: coordinates as strings with ``digits`` decimals,
-    as the official labels."""
-    return [[{"x": f"{x:.{digits}f}", "y": f"{y:.{digits}f}"} for x, y in np.asarray(lane).tolist()] for lane in lanes]
-
-
-def label_text(lanes: Sequence[np.ndarray], digits: int = 3) -> str:
-    """A ``.lines.json`` file of ``label_lanes``."""
-    return json.dumps({"Lines": label_lanes(lanes, digits)})
+def label_text(lanes: Sequence[np.ndarray], digits: int = LABEL_DECIMALS) -> str:
+    """A ``.lines.json`` file: coordinates as strings with ``digits`` decimals, as the official labels."""
+    return json.dumps({"Lines": [[{"x": f"{x:.{digits}f}", "y": f"{y:.{digits}f}"} for x, y in np.asarray(lane).tolist()]
+                                 for lane in lanes]})
 
 
 def parse_list(data_root: str, list_path: str,
@@ -293,7 +285,7 @@ class CurveLanes(Benchmark):
         return lanes_pixel_points(lanes, width, height, self.crop(height, width), PREDICTION_ROW_STEP)
 
     def prediction_points(self, record: LaneRecord, lanes: Sequence[Lane]) -> list[np.ndarray]:
-        return [lane_points(lane) for lane in label_lanes(self._sampled(record, lanes))]
+        return [printed(points, LABEL_DECIMALS) for points in self._sampled(record, lanes)]
 
     def write_predictions(self, records: Sequence[LaneRecord], predictions: Sequence[Sequence[Lane]],
                           output_dir: str, run_times_ms: Sequence[float] | None = None) -> None:
