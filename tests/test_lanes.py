@@ -41,7 +41,8 @@ def test_pixel_points_by_hand():
 def test_lanes_pixel_points_drops_lanes_of_fewer_than_two_points():
     long = Lane(np.array([[0.5, 0.5], [0.5, 1.0]]))
     short = Lane(np.array([[0.2, 0.995], [0.2, 0.999]]))  # y 0.985 .. 1.009 of 590 rows: row 582 only
-    assert [len(p) for p in lanes_pixel_points([short, long, short], 1640, 590, 270)] == [len(long.pixel_points(1640, 590, 270))]
+    points = lanes_pixel_points([short, long, short], 1640, 590, 270)
+    assert [len(p) for p in points] == [len(long.pixel_points(1640, 590, 270))]
     assert len(culane_lines([short, long], 1640, 590)) == 1
 
 

@@ -74,7 +74,8 @@ def per_image_tsv(names: list[str], scores, thresholds: list[float]) -> str:
 def run_culane(args: argparse.Namespace) -> dict:
     thresholds = sorted(set(args.iou + (list(MF1_THRESHOLDS) if args.mf1 else [])))
     records = culane.scoring_records(args.list, args.anno_dir, args.categories)
-    evaluator = culane.annotation_evaluator(records, thresholds, args.width, (args.height, args.img_width), args.workers)
+    evaluator = culane.annotation_evaluator(records, thresholds, args.width, (args.height, args.img_width),
+                                            args.workers)
     scores = evaluator.score_images(culane.read_predictions(records, args.pred_dir))
     result = culane.f1_results(evaluator, scores)
     print(culane_tables(result, thresholds))

@@ -209,7 +209,8 @@ def list_extras(entry: ListEntry, list_path: str) -> tuple[str | None, tuple[int
     return mask, flags
 
 
-def parse_culane_list(data_root: str, list_path: str, category_files: Mapping[str, str] | None = None) -> list[LaneRecord]:
+def parse_culane_list(data_root: str, list_path: str,
+                      category_files: Mapping[str, str] | None = None) -> list[LaneRecord]:
     """Records of every line of a list file (blank lines skipped), with their lanes and, from
     ``category_files`` (``category_lists``), their category."""
     data_root = os.path.abspath(data_root)

@@ -105,7 +105,8 @@ def _points(lane, path, i: int) -> np.ndarray:
     """float64 ``(N, 2)`` x, y of lane ``i`` of a file (a list of ``{"x", "y"}`` objects, strings or
     numbers), checked: finite numbers or a DataFormatError."""
     if not isinstance(lane, list):
-        raise DataFormatError(path, None, f'lane {i} is {_short(lane)}, expected a list of {{"x": ..., "y": ...}} points')
+        raise DataFormatError(path, None,
+                              f'lane {i} is {_short(lane)}, expected a list of {{"x": ..., "y": ...}} points')
     try:
         pts = np.array([[float(p["x"]), float(p["y"])] for p in lane], dtype=np.float64).reshape(-1, 2)
         if np.isfinite(pts).all():

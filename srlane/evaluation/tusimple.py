@@ -82,7 +82,8 @@ def tusimple_metric(predictions: Sequence[Sequence[Sequence[float]]], ground_tru
                          f"{len(ground_truth)} ground-truth images")
     run_times_ms = [0.0] * len(ground_truth) if run_times_ms is None else run_times_ms
     totals = np.zeros(3)
-    for i, (pred, gt, rows, run_time) in enumerate(zip(predictions, ground_truth, h_samples, run_times_ms, strict=True)):
+    images = zip(predictions, ground_truth, h_samples, run_times_ms, strict=True)
+    for i, (pred, gt, rows, run_time) in enumerate(images):
         try:
             totals += bench_image(pred, gt, rows, float(run_time))
         except (ValueError, TypeError) as e:
