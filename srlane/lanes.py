@@ -11,6 +11,7 @@ from scipy.interpolate import InterpolatedUnivariateSpline
 from srlane.fileio import atomic_write_text
 
 INVALID_X = -2.0
+CULANE_DECIMALS = 5  # the release writes CULane lines with "%.5f"
 
 
 class Lane:
@@ -55,16 +56,16 @@ class Lane:
         xs[(ys < self.min_y) | (ys > self.max_y)] = self.invalid_value
         return xs
 
-    def to_culane(self, ori_w: int, ori_h: int, y_start: int = 270, y_step: int = 8) -> np.ndarray:
-        """Pixel points ``(M, 2)`` as the release writes a CULane prediction line.
+    def pixel_points(self, width: int, height: int, y_start: int, y_step: int = 8) -> np.ndarray:
+        """The lane sampled on image rows, in pixels of a ``width x height`` image: ``(M, 2)``.
 
-        Samples ``ys = arange(y_start, ori_h, y_step) / ori_h``, keeps xs in ``[0, 1)``, scales
-        to pixels and orders bottom first (y decreasing), as the release's string does.
+        Samples ``ys = arange(y_start, height, y_step) / height``, keeps xs in ``[0, 1)``, scales
+        to pixels and orders bottom first (y decreasing), as the release writes a CULane line.
         """
-        ys = np.arange(y_start, ori_h, y_step) / ori_h
+        ys = np.arange(y_start, height, y_step) / height
         xs = self(ys)
         valid = (xs >= 0) & (xs < 1)
-        out = np.stack([xs[valid] * ori_w, ys[valid] * ori_h], axis=1)
+        out = np.stack([xs[valid] * width, ys[valid] * height], axis=1)
         return out[::-1].copy()
 
     def to_tusimple(self, h_samples: Sequence[float], ori_w: int, ori_h: int) -> list[float]:
@@ -78,15 +79,36 @@ class Lane:
         return [float(v) for v in pixels]
 
 
+def lanes_pixel_points(lanes: Sequence[Lane], width: int, height: int, y_start: int,
+                       y_step: int = 8) -> list[np.ndarray]:
+    """``Lane.pixel_points`` of each lane; lanes with fewer than 2 points dropped (no writer
+    writes them)."""
+    points = (lane.pixel_points(width, height, y_start, y_step) for lane in lanes)
+    return [pts for pts in points if len(pts) >= 2]
+
+
+def printed(values: np.ndarray, decimals: int) -> np.ndarray:
+    """float64 ``values`` as a reader gets them back from text written with ``decimals`` decimals
+    (``f"{v:.{decimals}f}"``): exactly the nearest double to each printed decimal.
+
+    Vectorised: ``rint(v * 10**decimals) / 10**decimals`` is that double wherever the product is
+    not within its own rounding error of a tie; those few values are printed and parsed.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    scale = 10.0 ** decimals
+    scaled = values * scale
+    out = np.rint(scaled) / scale
+    near_tie = np.abs(np.abs(scaled - np.floor(scaled)) - 0.5) <= np.abs(scaled) * 2.0 ** -51
+    if near_tie.any():
+        out[near_tie] = [float(f"{v:.{decimals}f}") for v in values[near_tie].tolist()]
+    return out
+
+
 def culane_lines(lanes: Sequence[Lane], ori_w: int, ori_h: int, y_start: int = 270) -> list[str]:
-    """One ``x y`` line per lane (5 decimals, bottom first), sampled every 8 rows from
-    ``y_start`` (the config's ``cut_height``; CULane's 270) down; lanes with < 2 points dropped."""
-    lines = []
-    for lane in lanes:
-        pts = lane.to_culane(ori_w, ori_h, y_start=y_start)
-        if len(pts) >= 2:
-            lines.append(" ".join(f"{x:.5f} {y:.5f}" for x, y in pts))
-    return lines
+    """One ``x y`` line per lane (CULANE_DECIMALS decimals, bottom first), sampled every 8 rows
+    from ``y_start`` (the config's ``cut_height``; CULane's 270) down; lanes with < 2 points dropped."""
+    return [" ".join(f"{x:.{CULANE_DECIMALS}f} {y:.{CULANE_DECIMALS}f}" for x, y in pts)
+            for pts in lanes_pixel_points(lanes, ori_w, ori_h, y_start)]
 
 
 def write_culane_lines(path: str | os.PathLike, lanes: Sequence[Lane], ori_w: int, ori_h: int,

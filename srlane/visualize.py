@@ -15,7 +15,9 @@ PRED_COLOUR = (0, 0, 255)  # BGR red, drawn thin on top
 
 
 def lane_pixels(lane: Lane, width: int, height: int) -> np.ndarray:
-    """A decoded lane's points in pixels of a ``width`` x ``height`` image."""
+    """The decoder's own points of a lane (``Lane.points``) scaled to pixels of a ``width`` x
+    ``height`` image, for drawing: the points as decoded, not resampled on rows (the prediction
+    files hold ``Lane.pixel_points``, the spline sampled every 8 rows from the crop down)."""
     return lane.points * np.array([width, height], dtype=np.float64)
 
 

@@ -1,4 +1,5 @@
-"""CULane / TuSimple readers and the annotation cache, on hand-written files."""
+"""CULane / TuSimple readers and the annotation cache, on hand-written files; each benchmark's
+prediction files read back as they were written."""
 import json
 import os
 
@@ -6,10 +7,13 @@ import cv2
 import numpy as np
 import pytest
 
+from srlane.benchmarks import CULane, CurveLanes, TuSimple
 from srlane.data import cache as cache_module
 from srlane.benchmarks.culane import load_culane
-from srlane.data.records import DataFormatError
+from srlane.data.crop import Crop
+from srlane.data.records import DataFormatError, LaneRecord
 from srlane.benchmarks.tusimple import load_tusimple
+from srlane.lanes import Lane, lanes_pixel_points
 
 
 def write(path, text=""):
@@ -167,7 +171,8 @@ def test_tusimple_splits_and_minus_two(tmp_path):
     ('{"lanes": [[1, 2]], "h_samples": [1, 2, 3], "raw_file": "clips/0313-1/1/20.jpg"}\n', "lane 0 has 2 values"),
     ('{"lanes": [["a", 2]], "h_samples": [1, 2], "raw_file": "clips/0313-1/1/20.jpg"}\n', "lists of numbers"),
     ('{"lanes": [], "h_samples": [], "raw_file": "clips/missing.jpg"}\n', "image not found"),
-    ('{"lanes": [], "h_samples": []\n', "invalid json"),
+    ('{"lanes": [], "h_samples": []\n', "malformed json"),
+    ('[1, 2]\n', "expected a json object, got list"),
 ])
 def test_tusimple_malformed_names_file_and_line(tmp_path, line, message):
     root = tmp_path / "tusimple"
@@ -175,3 +180,97 @@ def test_tusimple_malformed_names_file_and_line(tmp_path, line, message):
     with pytest.raises(DataFormatError, match=message) as info:
         load_tusimple(str(root), "train", cache_dir=str(tmp_path / "c"))
     assert info.value.path.endswith("label_data_0313.json") and info.value.line == 3
+
+
+# Prediction files: read back, each record gets exactly the points the evaluator scores
+# (``prediction_points``: the writer's samples as the file holds them).
+CURVED = [Lane(np.array([[0.40, 0.50], [0.35, 0.70], [0.22, 0.99]])), Lane(np.array([[0.55, 0.48], [0.7, 0.98]]))]
+SHORT = Lane(np.array([[0.5, 0.995], [0.5, 0.999]]))  # one sampled row (582 of 590, 652 of 660): never written
+
+
+def round_trip(benchmark, records, predictions, folder):
+    benchmark.write_predictions(records, predictions, str(folder))
+    read = benchmark.read_predictions(records, str(folder))
+    assert len(read) == len(records)
+    for record, lanes, found in zip(records, predictions, read):
+        expected = benchmark.prediction_points(record, lanes)
+        assert len(found) == len(expected)
+        for a, b in zip(found, expected):
+            np.testing.assert_array_equal(a, b)
+    return read
+
+
+def test_culane_predictions_read_back_as_written_and_scored(tmp_path):
+    records = [LaneRecord(f"/r/d/{i}.jpg", f"d/{i}.jpg") for i in range(2)]
+    benchmark = CULane(str(tmp_path), Crop(270))
+    read = round_trip(benchmark, records, [CURVED + [SHORT], []], tmp_path / "out")
+    assert [len(lanes) for lanes in read] == [2, 0] and read[0][0].dtype == np.float32
+    sampled = lanes_pixel_points(CURVED, 1640, 590, 270)
+    for found, points in zip(read[0], sampled):
+        np.testing.assert_allclose(found, points, atol=1e-4)  # 5 decimals, float32
+    assert set(read[0][0][:, 1]) == set(range(582, 269, -8)) - {270, 278, 286}  # y from 0.5 - 0.01 of the height
+
+
+def random_lanes(rng, count):
+    """Lanes of 3 to 8 points spread over the image, top first."""
+    lanes = []
+    for _ in range(count):
+        ys = np.sort(rng.uniform(0.3, 1.0, int(rng.integers(3, 9))))
+        lanes.append(Lane(np.stack([rng.uniform(0.1, 0.9) + rng.normal(0, 0.2) * (ys - ys[0]), ys], axis=1)))
+    return lanes
+
+
+def test_many_lanes_read_back_bit_for_bit(tmp_path):
+    rng = np.random.default_rng(7)
+    records = [LaneRecord(f"/r/d/{i}.jpg", f"d/{i}.jpg", img_size=(1440, 2560) if i % 2 else (720, 1280))
+               for i in range(40)]
+    predictions = [random_lanes(rng, 4) for _ in records]
+    for benchmark in (CULane(str(tmp_path), Crop(270, {"2560x1440": 640})), CurveLanes(str(tmp_path), Crop(270), None)):
+        read = round_trip(benchmark, records, predictions, tmp_path / benchmark.name)
+        assert sum(map(len, read)) > 100
+
+
+def test_culane_prediction_file_missing_or_malformed(tmp_path):
+    records = [LaneRecord("/r/a.jpg", "a.jpg"), LaneRecord("/r/b.jpg", "b.jpg")]
+    write(tmp_path / "a.lines.txt", "1 2 3 4\n\n")
+    with pytest.warns(UserWarning, match=r"1 of 2 prediction files are missing \(counted as 0 lanes\), e\.g\. .*b\."):
+        read = CULane.read_predictions(records, str(tmp_path))
+    assert [[lane.tolist() for lane in lanes] for lanes in read] == [[[[1, 2], [3, 4]], []], []]
+    for text, message in (("1 2 3 4\n5 6 abc 8\n", "non-numeric value 'abc'"),
+                          ("1 2 3 4\n5 6 7\n", "odd number of values (3)"),
+                          ("1 2\n3 1e999\n", "a value is beyond the float range")):
+        path = write(tmp_path / "b.lines.txt", text)
+        with pytest.raises(DataFormatError) as info:
+            CULane.read_predictions(records, str(tmp_path))
+        assert str(info.value).startswith(f"{path}:2: {message}") and "\n" not in str(info.value)
+
+
+def test_tusimple_predictions_read_back_as_written(tmp_path):
+    h_samples = tuple(range(160, 720, 10))
+    records = [LaneRecord(f"/r/clips/{i}/20.jpg", f"clips/{i}/20.jpg", h_samples=h_samples) for i in range(2)]
+    benchmark = TuSimple(str(tmp_path), Crop(160), (720, 1280))
+    read = round_trip(benchmark, records, [[], CURVED], tmp_path / "out")
+    assert read[0] == [] and all(set(lane[:, 1]) <= set(h_samples) for lane in read[1])
+    np.testing.assert_array_equal(read[1][0][0], [np.trunc(CURVED[0](np.array([360 / 720]))[0] * 1280), 360])
+    from_file = benchmark.read_predictions(records, str(tmp_path / "out" / "predictions.json"))
+    assert from_file[1][1].shape == read[1][1].shape
+    write(tmp_path / "bad" / "predictions.json", json.dumps({"raw_file": "clips/0/20.jpg", "lanes": [], "run_time": 1})
+          + "\n" + '{"raw_file": "clips/1/20.jpg", "lanes": [[1, 2]], "run_time": 1}\n')
+    with pytest.raises(DataFormatError, match=r"predictions.json:2: image 'clips/1/20.jpg': predicted lane 0 has 2 "
+                                              r"values, expected len\(h_samples\) = 56"):
+        benchmark.read_predictions(records, str(tmp_path / "bad"))
+
+
+def test_curvelanes_predictions_read_back_as_written(tmp_path):
+    records = [LaneRecord("/r/valid/images/a.jpg", "valid/images/a.jpg", img_size=(1440, 2560)),
+               LaneRecord("/r/valid/images/b.jpg", "valid/images/b.jpg", img_size=(660, 1570))]
+    benchmark = CurveLanes(str(tmp_path), Crop(0, {"2560x1440": 640, "1570x660": 180}), None)
+    read = round_trip(benchmark, records, [CURVED, CURVED[1:] + [SHORT]], tmp_path / "out")
+    assert [len(lanes) for lanes in read] == [2, 1] and read[1][0].dtype == np.float64
+    np.testing.assert_allclose(read[1][0], lanes_pixel_points(CURVED[1:], 1570, 660, 180)[0], atol=5e-4)
+    assert read[0][0][:, 1].min() >= 640 and set(np.diff(read[0][0][:, 1])) == {-8.0}
+    path = write(tmp_path / "out" / "valid" / "images" / "b.lines.json",
+                 '{"Lines": [[{"x": "1", "y": "2"}, {"x": 3}]]}')
+    with pytest.raises(DataFormatError) as info:
+        benchmark.read_predictions(records, str(tmp_path / "out"))
+    assert str(info.value) == f"{path}: lane 0 point 1: {{'x': 3}}, expected {{\"x\": ..., \"y\": ...}}"

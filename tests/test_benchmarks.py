@@ -1,5 +1,6 @@
 """The benchmarks: CULane F1, TuSimple accuracy and CurveLanes F1 of known predictions through
-each benchmark's reader, evaluator and prediction writer; the table of benchmarks."""
+each benchmark's reader, evaluator and prediction writer; tools/evaluate.py scoring the written
+files exactly as the evaluator scores the lanes in memory; the table of benchmarks."""
 import json
 import os
 import subprocess
@@ -9,13 +10,15 @@ import cv2
 import numpy as np
 import pytest
 
-from srlane.benchmarks import BENCHMARKS, build_benchmark
-from srlane.config import Config, ConfigError
-from srlane.data.records import DataFormatError
-from srlane.evaluation.culane import read_lines_file
-from srlane.lanes import Lane
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from srlane.benchmarks import BENCHMARKS, build_benchmark  # noqa: E402
+from srlane.benchmarks.culane import read_lines_file  # noqa: E402
+from srlane.config import Config, ConfigError  # noqa: E402
+from srlane.data.records import DataFormatError  # noqa: E402
+from srlane.lanes import Lane  # noqa: E402
+from tools import evaluate as evaluate_tool  # noqa: E402
 
 
 def write_image(path):
@@ -77,8 +80,27 @@ def test_culane_perfect_and_partial_predictions(culane_test, tmp_path):
 
     written = read_lines_file(tmp_path / "out" / "d" / "c" / "00000.lines.txt")
     assert len(written) == 1
-    np.testing.assert_allclose(written[0], partial[0][0].to_culane(1640, 590), atol=1e-5)
+    np.testing.assert_allclose(written[0], partial[0][0].pixel_points(1640, 590, 270), atol=1e-5)
     assert (tmp_path / "out" / "d" / "c" / "00001.lines.txt").read_text() == ""
+
+
+def test_culane_tool_scores_the_written_files_as_the_evaluator_scores_the_lanes(culane_test, tmp_path):
+    benchmark, records, annotations = culane_test
+    root = tmp_path / "CULane"
+    evaluate = benchmark.evaluator(records)
+    perfect = [as_lanes(lanes, 1640, 590) for lanes in annotations]
+    # image 1: 6 px off (a hit), image 2: a lane where there is none; then 12 px off (a miss)
+    for shift in (6, 12):
+        lanes = [perfect[0], as_lanes([culane_lane(600 + shift, 0.5)], 1640, 590),
+                 as_lanes([culane_lane(900, 0.0)], 1640, 590)]
+        out = tmp_path / f"pred_{shift}"
+        benchmark.write_predictions(records, lanes, str(out))
+        scored = evaluate_tool.main(["culane", "--anno-dir", str(root), "--pred-dir", str(out), "--list",
+                                     str(root / "list" / "test.txt"), "--categories", str(root / "list" / "test_split"),
+                                     "--workers", "0", "--json", str(out / "result.json")])
+        expected = evaluate(lanes)
+        assert scored == expected and json.loads((out / "result.json").read_text())["metric"] == expected["metric"]
+        assert expected["0.5"]["tp"] == (3 if shift == 6 else 2) and list(expected["categories"]) == ["normal", "cross"]
 
 
 def test_culane_prediction_count_must_match(culane_test):
@@ -87,7 +109,8 @@ def test_culane_prediction_count_must_match(culane_test):
         benchmark.evaluator(records)([[], []])
 
 
-def test_tusimple_accuracy_and_prediction_file(tmp_path):
+@pytest.fixture()
+def tusimple_test(tmp_path):
     root = tmp_path / "tusimple"
     h = list(range(240, 720, 10))
     lanes = [[-2 if y < 300 else 400 + (y - 300) * 0.8 for y in h], [-2 if y < 280 else 900 - (y - 280) * 0.9 for y in h]]
@@ -96,7 +119,11 @@ def test_tusimple_accuracy_and_prediction_file(tmp_path):
         write_image(root / item["raw_file"])
     (root / "test_label.json").write_text("".join(json.dumps(item) + "\n" for item in labels))
     benchmark = build_benchmark(cfg_for("srlane_r18_tusimple.py", root, tmp_path / "cache"))
-    records = benchmark.read_split("test", training=False)
+    return root, benchmark, benchmark.read_split("test", training=False), h
+
+
+def test_tusimple_accuracy_and_prediction_file(tusimple_test, tmp_path):
+    _, benchmark, records, h = tusimple_test
     evaluate = benchmark.evaluator(records)
     preds = [as_lanes(r.lanes, 1280, 720) for r in records]
     result = evaluate(preds)
@@ -110,6 +137,17 @@ def test_tusimple_accuracy_and_prediction_file(tmp_path):
     assert len(first["lanes"][0]) == len(h) and first["lanes"][0][0] == -2
 
 
+def test_tusimple_tool_scores_the_written_file_as_the_evaluator_scores_the_lanes(tusimple_test, tmp_path):
+    root, benchmark, records, _ = tusimple_test
+    evaluate = benchmark.evaluator(records)
+    first, second = (as_lanes(r.lanes, 1280, 720) for r in records)
+    shifted = [Lane(lane.points + [25 / 1280, 0.0]) for lane in second]  # 25 px: both lanes missed
+    for lanes in ([first, second], [first[:1], shifted], [[], first + second]):
+        benchmark.write_predictions(records, lanes, str(tmp_path / "out"))
+        scored = evaluate_tool.main(["tusimple", "--pred", str(tmp_path / "out" / "predictions.json"),
+                                     "--gt", str(root / "test_label.json")])
+        assert scored == evaluate(lanes)
+    assert scored["metric"] == pytest.approx(0.5) and (scored["fp"], scored["fn"]) == pytest.approx((0.25, 0.5))
 def test_category_indices_follow_culane_order():
     from srlane.benchmarks.culane import category_indices
     from srlane.data.records import LaneRecord
@@ -189,6 +227,19 @@ def test_curvelanes_perfect_predictions_written_and_scored_by_the_tool(curvelane
     scores = json.loads(summary.read_text())
     assert {k: scores[k] for k in ("tp", "fp", "fn")} == {"tp": 3, "fp": 0, "fn": 1}
     assert scores["f1"] == pytest.approx(result["f1"]) and "precision" in scores and "recall" in scores
+
+
+def test_curvelanes_tool_scores_the_written_files_as_the_evaluator_scores_the_lanes(curvelanes, tmp_path):
+    root, benchmark, records = curvelanes
+    evaluate = benchmark.evaluator(records)
+    perfect = [[Lane(np.array(lane, dtype=np.float64)[::-1] / [w, h]) for lane in lanes if len(lane) >= 2]
+               for (h, w), lanes in CURVELANES.values()]
+    false_lane = Lane(np.array([[0.1, 0.5], [0.3, 0.99]]))
+    for lanes in (perfect, [perfect[0][:1], [], [false_lane]], [[false_lane], perfect[1], []]):
+        out = tmp_path / "out"
+        benchmark.write_predictions(records, lanes, str(out))
+        assert evaluate_tool.main(["curvelanes", "--data-root", str(root), "--pred-dir", str(out)]) == evaluate(lanes)
+    assert (evaluate(lanes)["tp"], evaluate(lanes)["fp"]) == (1, 1)
 
 
 @pytest.mark.parametrize("text, problem", [

@@ -180,7 +180,7 @@ def test_curvelanes_recipe_trains_and_validates_on_the_synthetic_curvelanes_set(
 
 def _valid_lanes(root):
     """Every labelled lane of the synthetic valid split (each counts for the CurveLanes metric)."""
-    from srlane.evaluation.curvelanes import read_lines_json
+    from srlane.benchmarks.curvelanes import read_lines_json
 
     for label in sorted((root / "valid" / "labels").iterdir()):
         yield from read_lines_json(label)

@@ -8,10 +8,14 @@ import cv2
 import numpy as np
 import pytest
 
-from srlane.evaluation.culane import (MF1_THRESHOLDS, CULaneEvaluator, counts_to_metrics, evaluate_culane_files,
-                                      parse_lane_line, read_lines_file)
+from srlane.benchmarks.culane import parse_lane_line, read_lines_file
+from srlane.data.records import DataFormatError
+from srlane.evaluation.culane import MF1_THRESHOLDS, CULaneEvaluator, counts_to_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tools import evaluate  # noqa: E402
 
 
 def vertical(x, top=300.0, bottom=580.0, n=3):
@@ -172,24 +176,27 @@ def make_culane_layout(root, rng):
     return names, annos, preds
 
 
+def files_arguments(root):
+    return ["culane", "--anno-dir", str(root / "anno"), "--pred-dir", str(root / "pred"), "--list",
+            str(root / "test.txt"), "--categories", str(root / "split"), "--workers", "0"]
+
+
 def test_files_missing_predictions_warn_once_and_count_as_empty(tmp_path):
     rng = np.random.default_rng(3)
     names, annos, preds = make_culane_layout(tmp_path, rng)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = evaluate_culane_files(tmp_path / "anno", tmp_path / "pred", tmp_path / "test.txt",
-                                       tmp_path / "split", workers=0)
+        result = evaluate.main(files_arguments(tmp_path))
     messages = [str(w.message) for w in caught]
     assert len(messages) == 1 and messages[0].startswith("1 of 6 prediction files are missing")
     preds[5] = []
     rounded = [[np.round(lane, 2) for lane in image] for image in preds]
     expected = CULaneEvaluator([[np.round(lane, 2) for lane in image] for image in annos],
                                {"normal": [0, 1, 2], "night": [3, 4, 5]}, workers=0).evaluate(rounded)
-    assert result == expected
+    assert result == {"metric": expected["0.5"]["f1"], **expected}
     (tmp_path / "split" / "test9_bad.txt").write_text("/not/listed.jpg\n")
-    with pytest.raises(ValueError, match=r"test9_bad.txt, line 1: image 'not/listed.jpg'"), pytest.warns(UserWarning):
-        evaluate_culane_files(tmp_path / "anno", tmp_path / "pred", tmp_path / "test.txt", tmp_path / "split",
-                              workers=0)
+    with pytest.raises(DataFormatError, match=r"test9_bad.txt:1: image 'not/listed.jpg' is not in the evaluated list"):
+        evaluate.main(files_arguments(tmp_path))
 
 
 def test_cli_writes_json_tables_and_per_image(tmp_path):
@@ -202,7 +209,7 @@ def test_cli_writes_json_tables_and_per_image(tmp_path):
                            "--iou", "0.5", "0.75", "--workers", "0", "--json", str(out), "--per-image", str(per_image)],
                           capture_output=True, text=True, check=True)
     result = json.loads(out.read_text())
-    assert set(result) == {"0.5", "0.75", "mF1", "categories"}
+    assert set(result) == {"metric", "0.5", "0.75", "mF1", "categories"} and result["metric"] == result["0.5"]["f1"]
     assert set(result["categories"]) == {"normal", "night"}
     assert "F1@0.5" in proc.stdout and "night" in proc.stdout
     rows = per_image.read_text().splitlines()

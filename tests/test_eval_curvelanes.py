@@ -9,10 +9,11 @@ import pytest
 from scipy.interpolate import CubicSpline
 from scipy.optimize import linear_sum_assignment
 
-from srlane.evaluation.curvelanes import (CurveLanesEvaluator, CurveLanesFormatError, count_hits, curvelanes_metrics,
-                                          draw_lane, evaluate_curvelanes_files, image_size, interpolate_lane,
-                                          interpolate_lanes, iou_matrix, label_path, rasterize_lanes,
-                                          read_lines_json, read_lines_txt, read_prediction, scale_lane,
+from srlane.benchmarks.curvelanes import (f1_evaluator, label_path, prediction_file, read_lines_json, read_lines_txt,
+                                          read_predictions, scoring_records)
+from srlane.data.records import DataFormatError
+from srlane.evaluation.curvelanes import (CurveLanesEvaluator, count_hits, curvelanes_metrics, draw_lane,
+                                          interpolate_lane, interpolate_lanes, iou_matrix, rasterize_lanes, scale_lane,
                                           score_image)
 
 SIZES = [(2560, 1440), (1570, 660), (1280, 720)]
@@ -313,7 +314,7 @@ def test_read_lines_json_strings_numbers_scores_and_empty_lanes(tmp_path):
 ])
 def test_malformed_json_raises_a_one_line_error_naming_the_file(tmp_path, content, message):
     path = write(tmp_path / "sub" / "x.lines.json", content)
-    with pytest.raises(CurveLanesFormatError) as info:
+    with pytest.raises(DataFormatError) as info:
         read_lines_json(path)
     text = str(info.value)
     assert isinstance(info.value, ValueError) and "\n" not in text
@@ -323,33 +324,22 @@ def test_malformed_json_raises_a_one_line_error_naming_the_file(tmp_path, conten
 def test_read_lines_txt(tmp_path):
     lanes = read_lines_txt(write(tmp_path / "a.lines.txt", "1 2 3.5 4\n\n-1e1 5 6 7 8 9\n"))
     assert [lane.tolist() for lane in lanes] == [[[1, 2], [3.5, 4]], [], [[-10, 5], [6, 7], [8, 9]]]
-    with pytest.raises(CurveLanesFormatError, match=r"b\.lines\.txt: line 2: value 'x' is not a number"):
+    with pytest.raises(DataFormatError, match=r"b\.lines\.txt: line 2: value 'x' is not a number"):
         read_lines_txt(write(tmp_path / "b.lines.txt", "1 2\n3 x\n"))
-    with pytest.raises(CurveLanesFormatError, match=r"c\.lines\.txt: line 1: 3 values, expected x y pairs"):
+    with pytest.raises(DataFormatError, match=r"c\.lines\.txt: line 1: 3 values, expected x y pairs"):
         read_lines_txt(write(tmp_path / "c.lines.txt", "1 2 3\n"))
-
-
-def test_image_size_reads_headers(tmp_path):
-    image = np.zeros((33, 57, 3), np.uint8)
-    cv2.imwrite(str(tmp_path / "a.jpg"), image)
-    cv2.imwrite(str(tmp_path / "b.jpg"), image, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])
-    cv2.imwrite(str(tmp_path / "c.png"), image)
-    cv2.imwrite(str(tmp_path / "d.bmp"), image)
-    assert [image_size(tmp_path / f) for f in ("a.jpg", "b.jpg", "c.png", "d.bmp")] == [(57, 33)] * 4
-    with pytest.raises(ValueError, match="cannot read the image size"):
-        image_size(write(tmp_path / "e.jpg", "not an image"))
 
 
 def test_label_and_prediction_paths(tmp_path):
     assert label_path("R", "valid/images/ab.jpg") == os.path.join("R", "valid/labels/ab.lines.json")
     with pytest.raises(ValueError, match="no 'images' folder"):
         label_path("R", "valid/ab.jpg")
-    assert read_prediction(tmp_path, "valid/images/ab.jpg") is None
+    assert prediction_file(tmp_path, "valid/images/ab.jpg") is None
     write(tmp_path / "valid/images/ab.lines.txt", "1 2 3 4\n")
-    assert [p.tolist() for p in read_prediction(tmp_path, "valid/images/ab.jpg")] == [[[1, 2], [3, 4]]]
+    assert [p.tolist() for p in prediction_file(tmp_path, "valid/images/ab.jpg")] == [[[1, 2], [3, 4]]]
     write(tmp_path / "valid/images/ab.lines.json", '{"Lines": []}')
-    with pytest.raises(ValueError, match="both"):
-        read_prediction(tmp_path, "valid/images/ab.jpg")
+    with pytest.raises(DataFormatError, match="both"):
+        prediction_file(tmp_path, "valid/images/ab.jpg")
 
 
 def lines_json(lanes):
@@ -376,16 +366,20 @@ def test_files_round_trip(tmp_path):
         {"score": 0.3, "points": [{"x": 10, "y": 10}, {"x": 2000, "y": 20}]},
         {"score": 0.1, "points": [{"x": x, "y": y} for x, y in a[2]]}]}))
     write(pred / "valid/images/b.lines.txt", "100 659 500 300\n1000 659 700 300\n")
-    names = list(sizes)
+    list_file = write(root / "valid" / "valid.txt", "".join(f"{name}\n" for name in sizes))
+    records = scoring_records(str(root), str(list_file))
+    assert [r.img_size for r in records] == [(h, w) for w, h in sizes.values()]
     with pytest.warns(UserWarning, match="1 of 3 prediction files are missing"):
-        result = evaluate_curvelanes_files(root, pred, names)
+        result = f1_evaluator(records)(read_predictions(records, str(pred)))
     eps = np.finfo(float).eps
     p, r = 4 / (6 + eps), 4 / (7 + eps)
     f1 = 2 * p * r / (p + r + eps)
     assert result == {"tp": 4, "fp": 2, "fn": 3, "precision": p, "recall": r, "f1": f1, "metric": f1, "num_images": 3}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        thresholded = evaluate_curvelanes_files(root, pred, names, size_of=sizes.__getitem__, score_threshold=0.5)
+        thresholded = f1_evaluator(records)(read_predictions(records, str(pred), score_threshold=0.5))
     assert (thresholded["tp"], thresholded["fp"], thresholded["fn"]) == (3, 1, 4)
-    with pytest.raises(FileNotFoundError):
-        evaluate_curvelanes_files(root, pred, ["valid/images/zz.jpg"], size_of=sizes.get)
+    assert cv2.imwrite(str(root / "valid/images/zz.jpg"), np.zeros((720, 1280), np.uint8))
+    write(list_file, "valid/images/a.jpg\nvalid/images/zz.jpg\n")
+    with pytest.raises(DataFormatError, match=r"valid\.txt:2: label not found: .*zz\.lines\.json"):
+        scoring_records(str(root), str(list_file))

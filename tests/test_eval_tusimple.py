@@ -6,7 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from srlane.evaluation.tusimple import bench_image, derived_f1, evaluate_tusimple_files, tusimple_metric
+from srlane.benchmarks.tusimple import read_prediction_file, scoring_records
+from srlane.data.records import DataFormatError
+from srlane.evaluation.tusimple import bench_image, derived_f1, tusimple_metric
 
 ROOT = Path(__file__).resolve().parents[1]
 H_SAMPLES = list(range(160, 720, 10))  # 56 rows
@@ -29,7 +31,7 @@ def record(lanes, name="a.jpg", run_time=10.0, gt=False):
 def test_perfect_prediction():
     gt = [vertical(x) for x in (300, 500, 700, 900)]
     assert bench_image(gt, gt, H_SAMPLES, 5) == (1.0, 0.0, 0.0)
-    result = tusimple_metric([record(gt)], [record(gt, gt=True)])
+    result = tusimple_metric([gt], [gt], [H_SAMPLES], [5.0])
     assert result == {"accuracy": 1.0, "fp": 0.0, "fn": 0.0, "f1": 1.0}
 
 
@@ -75,31 +77,55 @@ def test_empty_images():
 
 
 def test_means_over_images_and_derived_f1():
-    gt = [record([vertical(500)], "a", gt=True), record([vertical(500)], "b", gt=True)]
-    preds = [record([shifted(vertical(500), 21)], "b"), record([vertical(500)], "a")]
-    result = tusimple_metric(preds, gt)
+    result = tusimple_metric([[vertical(500)], [shifted(vertical(500), 21)]], [[vertical(500)], [vertical(500)]],
+                             [H_SAMPLES, H_SAMPLES])
     assert result["accuracy"] == pytest.approx((1 + 14 / 56) / 2)
     assert (result["fp"], result["fn"], result["f1"]) == (0.5, 0.5, 0.5)
     assert derived_f1(1.0, 0.0) is None
+    with pytest.raises(ValueError, match="no images to evaluate"):
+        tusimple_metric([], [], [])
+
+
+def test_prediction_lines_are_matched_to_the_ground_truth_by_image(tmp_path):
+    gt_path, pred_path = tmp_path / "gt.json", tmp_path / "pred.json"
+    gt_path.write_text(json.dumps(record([vertical(500)], "a", gt=True)) + "\n\n"
+                       + json.dumps(record([vertical(500), [-2.0] * 56], "b", gt=True)) + "\n")
+    pred_path.write_text(json.dumps(record([shifted(vertical(500), 21)], "b", run_time=250.0)) + "\n"
+                         + json.dumps(record([vertical(500)], "a")) + "\n")
+    records = scoring_records(str(gt_path))
+    assert [r.img_name for r in records] == ["a", "b"] and [len(r.lanes) for r in records] == [1, 2]
+    assert records[1].lanes[1].shape == (0, 2)  # a lane absent on every row still counts
+    lanes, run_times = read_prediction_file(str(pred_path), records)
+    assert run_times == [10.0, 250.0]
+    np.testing.assert_array_equal(lanes[0][0], [[500.0, y] for y in H_SAMPLES if y >= 300])
+    np.testing.assert_array_equal(lanes[1][0][:, 0], 521.0)
 
 
 def test_errors_name_the_file_and_line(tmp_path):
     gt_path, pred_path = tmp_path / "gt.json", tmp_path / "pred.json"
     gt_path.write_text(json.dumps(record([vertical(500)], gt=True)) + "\n")
+    records = scoring_records(str(gt_path))
     pred_path.write_text("{not json\n")
-    with pytest.raises(ValueError, match=r"pred.json:1: malformed json"):
-        evaluate_tusimple_files(pred_path, gt_path)
+    with pytest.raises(DataFormatError, match=r"pred.json:1: malformed json"):
+        read_prediction_file(str(pred_path), records)
     pred_path.write_text(json.dumps(record([vertical(500)], "other.jpg")) + "\n")
-    with pytest.raises(ValueError, match=r"pred.json:1: image 'other.jpg' is not in the ground truth"):
-        evaluate_tusimple_files(pred_path, gt_path)
+    with pytest.raises(DataFormatError, match=r"pred.json:1: image 'other.jpg' is not in the ground truth"):
+        read_prediction_file(str(pred_path), records)
     pred_path.write_text(json.dumps(record([[1.0, 2.0]])) + "\n")
-    with pytest.raises(ValueError, match=r"pred.json:1 \(a.jpg\): predicted lane 0 has 2 values"):
-        evaluate_tusimple_files(pred_path, gt_path)
+    with pytest.raises(DataFormatError, match=r"pred.json:1: image 'a.jpg': predicted lane 0 has 2 values"):
+        read_prediction_file(str(pred_path), records)
     pred_path.write_text(json.dumps({"raw_file": "a.jpg", "lanes": []}) + "\n")
-    with pytest.raises(ValueError, match=r"missing key\(s\) \['run_time'\]"):
-        evaluate_tusimple_files(pred_path, gt_path)
-    with pytest.raises(ValueError, match="have no prediction"):
-        tusimple_metric([], [record([vertical(500)], gt=True)])
+    with pytest.raises(DataFormatError, match=r"pred.json:1: missing key\(s\) \['run_time'\]"):
+        read_prediction_file(str(pred_path), records)
+    pred_path.write_text(json.dumps(record([vertical(500)])) + "\n" + json.dumps(record([])) + "\n")
+    with pytest.raises(DataFormatError, match=r"pred.json:2: image 'a.jpg' appears twice in the predictions"):
+        read_prediction_file(str(pred_path), records)
+    pred_path.write_text("")
+    with pytest.raises(DataFormatError, match="1 ground-truth image.s. have no prediction, e.g. 'a.jpg'"):
+        read_prediction_file(str(pred_path), records)
+    gt_path.write_text("[1, 2]\n")
+    with pytest.raises(DataFormatError, match=r"gt.json:1: expected a json object, got list"):
+        scoring_records(str(gt_path))
 
 
 def test_cli(tmp_path):

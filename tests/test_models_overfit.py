@@ -131,7 +131,7 @@ def _overfit():
         decoded = build_decoder(cfg)(net(batch["img"]))
     ious = []
     for lanes, annotated in zip(decoded, truth):
-        predicted = [_raster(lane.to_culane(ORI_W, ORI_H)) for lane in lanes]
+        predicted = [_raster(lane.pixel_points(ORI_W, ORI_H, 270)) for lane in lanes]
         image_ious = [max(((p & gt).sum() / (p | gt).sum() for p in predicted), default=0.0)
                       for gt in map(_raster, annotated)]
         print(f"  {len(predicted)} lanes decoded, IoU of each annotated lane: {np.round(image_ious, 3)}")

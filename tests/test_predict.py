@@ -16,8 +16,8 @@ sys.path.insert(0, str(ROOT))
 
 from srlane.data.records import DataFormatError  # noqa: E402
 from srlane.engine.defaults import load_experiment  # noqa: E402
-from srlane.evaluation.culane import read_lines_file  # noqa: E402
-from srlane.evaluation.curvelanes import read_lines_json  # noqa: E402
+from srlane.benchmarks.culane import read_lines_file  # noqa: E402
+from srlane.benchmarks.curvelanes import read_lines_json  # noqa: E402
 from srlane.lanes import culane_lines  # noqa: E402
 from srlane.models import build_net  # noqa: E402
 from srlane.models.decode import build_decoder  # noqa: E402

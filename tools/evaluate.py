@@ -6,22 +6,25 @@
     python tools/evaluate.py curvelanes --data-root ROOT --pred-dir P [--split valid | --list L] [--json OUT]
 
 CULane: official F1 (width 30, IoU > threshold) over the images of the list file, read from
-`<dir>/<image stem>.lines.txt` in both folders; `--categories` names a folder of category lists
-(test0_normal.txt, ...) to score each too. TuSimple: the official LaneEval accuracy, FP and FN,
-and the F1 derived from the FP/FN means. CurveLanes: the official F1 (224x224 canvas, width 5,
-IoU > 0.5) with each image's own size; predictions are `P/<list entry without extension>.lines.json`
-(the label schema, numbers or strings) or `.lines.txt`, a missing file is an image without lanes.
+`<dir>/<image stem>.lines.txt` in both folders (a missing file: no lanes); `--categories` names a
+folder of category lists (test0_normal.txt, ...: an image in one list at most) to score each too.
+TuSimple: the official LaneEval accuracy, FP and FN, and the F1 derived from the FP/FN means.
+CurveLanes: the official F1 (224x224 canvas, width 5, IoU > 0.5) with each image's own size;
+predictions are `P/<list entry without extension>.lines.json` (the label schema, numbers or
+strings) or `.lines.txt`, a missing file is an image without lanes.
+Files are read by the benchmark's module (srlane.benchmarks.<name>) and scored by the evaluator
+that validation uses, so the json's "metric" is the number validation reports for the same lanes
+(CULane: the F1 at the lowest --iou; TuSimple: the accuracy; CurveLanes: the F1).
 Undefined ratios print as "-" and are null in json. Malformed input stops with one line.
 """
 import argparse
 import json
+from collections.abc import Sequence
 
-from srlane.benchmarks.curvelanes import split_list_path
-from srlane.evaluation.culane import MF1_THRESHOLDS, evaluate_culane_files, read_image_list, threshold_key
-from srlane.evaluation.curvelanes import evaluate_curvelanes_files
-from srlane.evaluation.tusimple import evaluate_tusimple_files
-from srlane.fileio import atomic_write_text
+from srlane.benchmarks import culane, curvelanes, tusimple
 from srlane.cli import run_cli
+from srlane.evaluation.culane import MF1_THRESHOLDS, threshold_key
+from srlane.fileio import atomic_write_text
 
 
 def fmt(value, digits: int = 4) -> str:
@@ -68,37 +71,40 @@ def per_image_tsv(names: list[str], scores, thresholds: list[float]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_culane(args: argparse.Namespace) -> None:
+def run_culane(args: argparse.Namespace) -> dict:
     thresholds = sorted(set(args.iou + (list(MF1_THRESHOLDS) if args.mf1 else [])))
-    result, names, scores = evaluate_culane_files(args.anno_dir, args.pred_dir, args.list, args.categories,
-                                                  thresholds, args.width, (args.height, args.img_width),
-                                                  args.workers, return_scores=True)
+    records = culane.scoring_records(args.list, args.anno_dir, args.categories)
+    evaluator = culane.annotation_evaluator(records, thresholds, args.width, (args.height, args.img_width),
+                                            args.workers)
+    scores = evaluator.score_images(culane.read_predictions(records, args.pred_dir))
+    result = culane.f1_results(evaluator, scores)
     print(culane_tables(result, thresholds))
-    if args.json:
-        atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")
     if args.per_image:
-        atomic_write_text(args.per_image, per_image_tsv(names, scores, thresholds))
+        atomic_write_text(args.per_image, per_image_tsv([r.img_name for r in records], scores, thresholds))
+    return result
 
 
-def run_tusimple(args: argparse.Namespace) -> None:
-    result = evaluate_tusimple_files(args.pred, args.gt)
+def run_tusimple(args: argparse.Namespace) -> dict:
+    records = tusimple.scoring_records(args.gt)
+    lanes, run_times = tusimple.read_prediction_file(args.pred, records)
+    result = tusimple.accuracy_evaluator(records)(lanes, run_times)
     rows = [["accuracy", fmt(result["accuracy"])], ["FP", fmt(result["fp"])], ["FN", fmt(result["fn"])],
             ["F1 (derived from FP/FN means)", fmt(result["f1"])]]
     print(table(["metric", "value"], rows))
-    if args.json:
-        atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")
+    return result
 
 
-def run_curvelanes(args: argparse.Namespace) -> None:
-    names = read_image_list(args.list or split_list_path(args.data_root, args.split))
-    result = evaluate_curvelanes_files(args.data_root, args.pred_dir, names)
+def run_curvelanes(args: argparse.Namespace) -> dict:
+    list_path = args.list or curvelanes.split_list_path(args.data_root, args.split)
+    records = curvelanes.scoring_records(args.data_root, list_path)
+    result = curvelanes.f1_evaluator(records)(curvelanes.read_predictions(records, args.pred_dir))
     print(table(["images", "tp", "fp", "fn", "precision", "recall", "F1"],
                 [[str(result["num_images"])] + [fmt(result[k]) for k in ("tp", "fp", "fn", "precision", "recall", "f1")]]))
-    if args.json:
-        atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")
+    return result
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> dict:
+    """Run the command line ``argv``; returns the metrics (also written to ``--json``)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="dataset", required=True)
     cu = sub.add_parser("culane", help="official CULane F1")
@@ -128,8 +134,11 @@ def main() -> None:
     where.add_argument("--list", help="list file of the evaluated images instead (paths relative to --data-root)")
     cl.add_argument("--json", help="write tp, fp, fn, precision, recall, f1 as json here")
     cl.set_defaults(run=run_curvelanes)
-    args = parser.parse_args()
-    args.run(args)
+    args = parser.parse_args(argv)
+    result = args.run(args)
+    if args.json:
+        atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")
+    return result
 
 
 if __name__ == "__main__":

@@ -1,15 +1,18 @@
-"""What every benchmark does: read a split into records, write predictions in its own format,
-score them with its official metric."""
+"""What every benchmark does: read a split into records, write predictions in its own format and
+read them back, score them with its official metric."""
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+
+import numpy as np
 
 from srlane.data.crop import Crop
 from srlane.data.records import LaneRecord
 from srlane.lanes import Lane
 
 Evaluator = Callable[[Sequence[Sequence[Lane]]], dict]
+PixelEvaluator = Callable[[Sequence[Sequence[np.ndarray]]], dict]
 
 
 def check_count(predictions: Sequence, records: Sequence[LaneRecord]) -> None:
@@ -62,11 +65,40 @@ class Benchmark:
 
     def evaluator(self, records: Sequence[LaneRecord]) -> Evaluator:
         """``predictions (one list of Lanes per record) -> metrics`` with ``"metric"``, the number
-        that picks the best checkpoint; built once per split (annotation rasters are kept)."""
+        that picks the best checkpoint; built once per split (annotation rasters are kept).
+
+        The lanes are scored as their prediction files hold them (``prediction_points``) by the
+        records' ``pixel_evaluator``, the code that scores prediction files read back with
+        ``read_predictions``: scoring memory and scoring the written files agree exactly.
+        """
+        score = self.pixel_evaluator(records)
+
+        def evaluate(predictions: Sequence[Sequence[Lane]]) -> dict:
+            check_count(predictions, records)
+            return score([self.prediction_points(record, lanes) for record, lanes in zip(records, predictions)])
+
+        return evaluate
+
+    def pixel_evaluator(self, records: Sequence[LaneRecord]) -> PixelEvaluator:
+        """``predictions (per record, its lanes as (N, 2) pixel arrays) -> metrics`` with
+        ``"metric"``: the official metric over the records' annotations."""
+        raise NotImplementedError
+
+    def prediction_points(self, record: LaneRecord, lanes: Sequence[Lane]) -> list[np.ndarray]:
+        """The record's lanes as ``write_predictions`` writes them, read back: ``(N, 2)`` pixel
+        arrays, the very values ``read_predictions`` gives for the written file (the samples
+        rounded as the file prints them, ``srlane.lanes.printed``), computed without the file."""
         raise NotImplementedError
 
     def write_predictions(self, records: Sequence[LaneRecord], predictions: Sequence[Sequence[Lane]],
                           output_dir: str, run_times_ms: Sequence[float] | None = None) -> None:
         """The prediction files of ``records`` under ``output_dir``, in the benchmark's format
         (``run_times_ms``: per image, for formats that record it)."""
+        raise NotImplementedError
+
+    def read_predictions(self, records: Sequence[LaneRecord], source: str) -> list[list[np.ndarray]]:
+        """The predicted lanes of each record, in the records' order, as ``(N, 2)`` pixel arrays,
+        from the prediction files under ``source`` (the folder ``write_predictions`` wrote; a
+        benchmark with one prediction file also takes that file). A malformed file is a
+        DataFormatError naming the file and line."""
         raise NotImplementedError

@@ -1,5 +1,6 @@
 """CULane: its official layout (also any custom set in the same layout), its prediction files
-(``.lines.txt`` per image) and its official F1 with the nine test categories.
+(``.lines.txt`` per image, written and read back) and its official F1 with the nine test
+categories.
 
 ::
 
@@ -7,22 +8,32 @@
     <root>/list/val.txt, val_gt.txt, test.txt, train.txt     "/driver_.../00000.jpg"
     <root>/list/test_split/test0_normal.txt ... test8_night.txt
     <root>/driver_.../00000.jpg and 00000.lines.txt          "x1 y1 x2 y2 ..." per lane
+
+Reading ``.lines.txt`` files: annotations scored from files (``scoring_records``) are read as the
+official C++ tool reads them (``read_lines_file``); training annotations and prediction files are
+read strictly (``read_lane_file``: a value that is not a number or an odd number of values is an
+error naming the file and line, where the official tool would keep the pairs before it), with the
+same values wherever a file is well-formed. Missing annotation or prediction files count as 0
+lanes, reported by one warning with their number (the official tool counts them silently).
 """
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import re
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 
 import cv2
 import numpy as np
 
-from srlane.benchmarks.base import Benchmark, Evaluator, check_count
+from srlane.benchmarks.base import Benchmark, PixelEvaluator
 from srlane.data.cache import cached_records
 from srlane.data.crop import Crop
-from srlane.data.records import DataFormatError, LaneRecord, clean_lane, relative_name, require_image
-from srlane.evaluation.culane import CULaneEvaluator, lines_file_name
-from srlane.fileio import atomic_write_text, line_fields
-from srlane.lanes import Lane, write_culane_lines
+from srlane.data.records import (DataFormatError, LaneRecord, ListEntry, clean_lane, read_list, read_text,
+                                 relative_name)
+from srlane.evaluation.culane import CULaneEvaluator, ImageScores, threshold_key
+from srlane.fileio import atomic_write_text
+from srlane.lanes import CULANE_DECIMALS, Lane, lanes_pixel_points, printed, write_culane_lines
 
 SPLIT_LISTS = {
     "train": ("list/train_gt.txt", "list/train.txt"),
@@ -30,7 +41,12 @@ SPLIT_LISTS = {
     "test": ("list/test.txt",),
 }
 CATEGORIES = ("normal", "crowd", "hlight", "shadow", "noline", "arrow", "curve", "cross", "night")
+CATEGORY_FOLDER = os.path.join("list", "test_split")
 DUPLICATE_THRESHOLD = 15.0
+_NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
+_NUMBER_TOKEN = re.compile(_NUMBER)
+_PLAIN_LINE = re.compile(rf"\s*(?:{_NUMBER}\s+)*(?:{_NUMBER})?\s*")
+_TOKEN = re.compile(rf"\s*({_NUMBER})")
 
 
 def split_list_path(data_root: str, split: str) -> str:
@@ -47,72 +63,170 @@ def split_list_path(data_root: str, split: str) -> str:
     raise FileNotFoundError(f"CULane split {split!r}: none of {list(candidates)} exists under {data_root}")
 
 
-def category_lists(data_root: str) -> dict[str, str]:
-    """Existing ``list/test_split/test{i}_{name}.txt`` files by category name."""
-    out = {}
-    for i, name in enumerate(CATEGORIES):
-        path = os.path.join(data_root, "list", "test_split", f"test{i}_{name}.txt")
-        if os.path.isfile(path):
-            out[name] = path
+def lines_file_name(image_name: str) -> str:
+    """``a/b/00000.jpg -> a/b/00000.lines.txt`` (the official naming of annotations and predictions)."""
+    stem = image_name[:image_name.rfind(".")] if "." in image_name else image_name
+    return stem + ".lines.txt"
+
+
+def category_lists(folder: str) -> dict[str, str]:
+    """Category name -> list file, for each ``*.txt`` of ``folder`` in file-name order
+    (``test0_normal.txt`` -> ``normal``, as in CULane's ``list/test_split``); {} without the folder."""
+    if not os.path.isdir(folder):
+        return {}
+    out: dict[str, str] = {}
+    for file in sorted(os.listdir(folder)):
+        if file.endswith(".txt"):
+            path = os.path.join(folder, file)
+            category = re.sub(r"^test\d+_", "", file[:-len(".txt")])
+            if category in out:
+                raise DataFormatError(path, None, f"category {category!r} has a list already: {out[category]}")
+            out[category] = path
     return out
 
 
-def read_annotation(path: str) -> list[np.ndarray]:
-    """Lanes of one annotation ``.lines.txt`` (strict: a malformed line is an error naming it);
-    negative-coordinate points and lanes with < 2 points dropped."""
-    lanes = []
-    for line_no, fields in line_fields(path):
-        if len(fields) % 2:
-            raise DataFormatError(path, line_no, f"odd number of values ({len(fields)}); expected x y pairs")
-        try:
-            values = np.array([float(v) for v in fields], dtype=np.float32)
-        except ValueError as err:
-            raise DataFormatError(path, line_no, f"non-numeric value: {err}") from None
-        lane = clean_lane(values)
-        if lane is not None:
-            lanes.append(lane)
-    return lanes
-
-
-def parse_list_line(fields: list[str], list_path: str, line_no: int) -> tuple[str, str | None, tuple[int, ...] | None]:
-    """``image [mask [flags...]]`` -> (image name, mask name or None, flags or None)."""
-    mask = relative_name(fields[1]) if len(fields) > 1 else None
-    flags = None
-    if len(fields) > 2:
-        if any(f not in ("0", "1") for f in fields[2:]):
-            raise DataFormatError(list_path, line_no, f"lane flags must be 0 or 1, got {fields[2:]}")
-        flags = tuple(int(f) for f in fields[2:])
-    return relative_name(fields[0]), mask, flags
-
-
-def image_categories(data_root: str) -> dict[str, str]:
-    """Image name -> test category from the ``test_split`` lists (an image in two lists is an error)."""
+def image_categories(lists: Mapping[str, str], names: Sequence[str]) -> dict[str, str]:
+    """Image name -> category from category list files (``category_lists``): each listed image
+    must be one of ``names`` and in one category only (DataFormatError naming list and line)."""
+    known = set(names)
     owner: dict[str, str] = {}
-    for name, path in category_lists(data_root).items():
-        for line_no, fields in line_fields(path):
-            img_name = relative_name(fields[0])
-            if owner.get(img_name, name) != name:
-                raise DataFormatError(path, line_no, f"{img_name} is already in category {owner[img_name]!r}")
-            owner[img_name] = name
+    for category, path in lists.items():
+        for entry in read_list(path):
+            if entry.name not in known:
+                raise DataFormatError(path, entry.line, f"image {entry.name!r} is not in the evaluated list")
+            if owner.get(entry.name, category) != category:
+                raise DataFormatError(path, entry.line, f"{entry.name} is already in category {owner[entry.name]!r}")
+            owner[entry.name] = category
     return owner
 
 
-def parse_culane_list(data_root: str, list_path: str, categories: dict[str, str] | None = None) -> list[LaneRecord]:
-    """Records of every line of a list file (blank lines skipped), with their lanes."""
+def category_indices(records: Sequence[LaneRecord]) -> dict[str, list[int]] | None:
+    """Image indices per CULane test category, in CULane's order (normal ... night, then other
+    names), or None when no record has one."""
+    out: dict[str, list[int]] = {}
+    for i, record in enumerate(records):
+        if record.category is not None:
+            out.setdefault(record.category, []).append(i)
+    rank = {name: i for i, name in enumerate(CATEGORIES)}
+    return {name: out[name] for name in sorted(out, key=lambda n: rank.get(n, len(rank)))} or None
+
+
+# ----------------------------------------------------------------------------- .lines.txt files
+
+def _text_lines(path: str) -> list[str]:
+    """The text lines of a file (UTF-8; a last empty line is not a line)."""
+    lines = read_text(path).split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines
+
+
+def parse_lane_line(line: str) -> np.ndarray:
+    """One text line -> float32 ``(N, 2)``: numbers read as ``x y`` pairs until parsing fails.
+
+    Mirrors C++ ``while (ss >> x >> y)``: a number is the longest valid prefix at the current
+    position, reading stops at the first thing that is not a number, a trailing odd value is lost.
+    """
+    if _PLAIN_LINE.fullmatch(line):
+        values = np.array(line.split(), dtype=np.float64)
+    else:
+        found, pos = [], 0
+        while (match := _TOKEN.match(line, pos)) is not None:
+            found.append(float(match.group(1)))
+            pos = match.end()
+        values = np.array(found, dtype=np.float64)
+    return values[:len(values) // 2 * 2].astype(np.float32).reshape(-1, 2)
+
+
+def read_lines_file(path: str) -> list[np.ndarray]:
+    """Lanes of a ``.lines.txt`` file as the official tool reads them (``parse_lane_line``), one
+    per text line (a blank line is a lane with 0 points)."""
+    return [parse_lane_line(line) for line in _text_lines(path)]
+
+
+def read_lane_file(path: str) -> list[np.ndarray]:
+    """Lanes of a ``.lines.txt`` file read strictly: float32 ``(N, 2)``, one per text line (a
+    blank line is a lane with 0 points).
+
+    A value that is not a number, an odd number of values or a value beyond float range is a
+    DataFormatError naming the file and line; otherwise the values are ``read_lines_file``'s.
+    """
+    lanes = []
+    for number, line in enumerate(_text_lines(path), 1):
+        values = line.split()
+        if not _PLAIN_LINE.fullmatch(line):
+            bad = next((v for v in values if not _NUMBER_TOKEN.fullmatch(v)), line.strip())
+            raise DataFormatError(path, number, f"non-numeric value {bad!r}; expected x y pairs of numbers")
+        if len(values) % 2:
+            raise DataFormatError(path, number, f"odd number of values ({len(values)}); expected x y pairs")
+        lane = parse_lane_line(line)
+        if not np.isfinite(lane).all():
+            raise DataFormatError(path, number, "a value is beyond the float range")
+        lanes.append(lane)
+    return lanes
+
+
+def read_annotation(path: str) -> list[np.ndarray]:
+    """Training lanes of one annotation ``.lines.txt`` (``read_lane_file``): negative-coordinate
+    points and lanes with < 2 points dropped."""
+    return [lane for lane in map(clean_lane, read_lane_file(path)) if lane is not None]
+
+
+def read_lane_files(folder: str, names: Sequence[str], what: str,
+                    read: Callable[[str], list[np.ndarray]]) -> list[list[np.ndarray]]:
+    """``read(<folder>/<lines_file_name(name)>)`` of each image name; a missing file is an image
+    without lanes, all of them reported by one warning (``what``: "annotation", "prediction")."""
+    lanes, missing = [], []
+    for name in names:
+        path = os.path.join(folder, lines_file_name(name))
+        if os.path.exists(path):
+            lanes.append(read(path))
+        else:
+            lanes.append([])
+            missing.append(path)
+    if missing:
+        warnings.warn(f"{len(missing)} of {len(names)} {what} files are missing (counted as 0 lanes), "
+                      f"e.g. {missing[0]}", stacklevel=3)
+    return lanes
+
+
+def read_predictions(records: Sequence[LaneRecord], source: str) -> list[list[np.ndarray]]:
+    """The predicted lanes of each record from ``<source>/<image name>.lines.txt``
+    (``read_lane_file``; a missing file: no lanes, one warning for all)."""
+    return read_lane_files(source, [r.img_name for r in records], "prediction", read_lane_file)
+
+
+# ----------------------------------------------------------------------------- the split
+
+def list_extras(entry: ListEntry, list_path: str) -> tuple[str | None, tuple[int, ...] | None]:
+    """The fields after the image of ``image [mask [flags...]]``: (mask name or None, flags or None)."""
+    mask = relative_name(entry.fields[0]) if entry.fields else None
+    flags = None
+    if len(entry.fields) > 1:
+        if any(f not in ("0", "1") for f in entry.fields[1:]):
+            raise DataFormatError(list_path, entry.line, f"lane flags must be 0 or 1, got {entry.fields[1:]}")
+        flags = tuple(int(f) for f in entry.fields[1:])
+    return mask, flags
+
+
+def parse_culane_list(data_root: str, list_path: str,
+                      category_files: Mapping[str, str] | None = None) -> list[LaneRecord]:
+    """Records of every line of a list file (blank lines skipped), with their lanes and, from
+    ``category_files`` (``category_lists``), their category."""
     data_root = os.path.abspath(data_root)
+    entries = read_list(list_path, data_root)
+    categories = image_categories(category_files or {}, [e.name for e in entries])
     records = []
-    for line_no, fields in line_fields(list_path):
-        img_name, mask, flags = parse_list_line(fields, list_path, line_no)
-        img_path = os.path.join(data_root, img_name)
-        require_image(img_path, list_path, line_no)
-        anno_path = os.path.join(data_root, lines_file_name(img_name))
+    for entry in entries:
+        mask, flags = list_extras(entry, list_path)
+        anno_path = os.path.join(data_root, lines_file_name(entry.name))
         if not os.path.isfile(anno_path):
-            raise DataFormatError(list_path, line_no, f"annotation not found: {anno_path}")
+            raise DataFormatError(list_path, entry.line, f"annotation not found: {anno_path}")
         records.append(LaneRecord(
-            img_path=img_path,
-            img_name=img_name,
+            img_path=entry.path,
+            img_name=entry.name,
             lanes=read_annotation(anno_path),
-            category=(categories or {}).get(img_name),
+            category=categories.get(entry.name),
             mask_path=os.path.join(data_root, mask) if mask else None,
             lane_exist=flags,
         ))
@@ -147,11 +261,10 @@ def load_culane(data_root: str, split: str, cache_dir: str | None = None,
     near-duplicate frames (training only; reads every image once, then cached).
     """
     list_path = split_list_path(data_root, split)
-    category_files = category_lists(data_root) if split == "test" else {}
+    category_files = category_lists(os.path.join(data_root, CATEGORY_FOLDER)) if split == "test" else {}
 
     def build() -> list[LaneRecord]:
-        categories = image_categories(data_root) if category_files else None
-        records = parse_culane_list(data_root, list_path, categories)
+        records = parse_culane_list(data_root, list_path, category_files)
         return filter_near_duplicates(records) if filter_duplicates else records
 
     sources = [list_path, *category_files.values()]
@@ -188,15 +301,37 @@ def write_lists(root: str, train: Sequence[tuple[str, Sequence[int], str | None]
         atomic_write_text(os.path.join(root, rel), "".join(lines))
 
 
-def category_indices(records: Sequence[LaneRecord]) -> dict[str, list[int]] | None:
-    """Image indices per CULane test category, in CULane's order (normal ... night), or None
-    when no record has one."""
-    out: dict[str, list[int]] = {}
-    for i, record in enumerate(records):
-        if record.category is not None:
-            out.setdefault(record.category, []).append(i)
-    rank = {name: i for i, name in enumerate(CATEGORIES)}
-    return {name: out[name] for name in sorted(out, key=lambda n: rank.get(n, len(rank)))} or None
+def scoring_records(list_path: str, anno_dir: str, categories_dir: str | None = None) -> list[LaneRecord]:
+    """Records of a list file for scoring prediction files: each image's annotation under
+    ``anno_dir`` as the official tool reads it (``read_lines_file``; a missing file: no lanes, one
+    warning for all) and its category from the lists in ``categories_dir`` (``category_lists``)."""
+    names = [entry.name for entry in read_list(list_path)]
+    annotations = read_lane_files(anno_dir, names, "annotation", read_lines_file)
+    categories: dict[str, str] = {}
+    if categories_dir is not None:
+        lists = category_lists(categories_dir)
+        if not lists:
+            raise DataFormatError(categories_dir, None, "no category lists (*.txt) in this folder")
+        categories = image_categories(lists, names)
+    return [LaneRecord(img_path=os.path.abspath(os.path.join(anno_dir, name)), img_name=name, lanes=lanes,
+                       category=categories.get(name))
+            for name, lanes in zip(names, annotations)]
+
+
+def annotation_evaluator(records: Sequence[LaneRecord], iou_thresholds: Sequence[float] = (0.5,), width: int = 30,
+                         img_shape: tuple[int, int] = (590, 1640), workers: int | None = None) -> CULaneEvaluator:
+    """The official F1 over the records' lanes, per category of ``category_indices(records)``
+    (``CULaneEvaluator``: lane ``width``, canvas ``img_shape``, pool of ``workers``)."""
+    return CULaneEvaluator([r.lanes for r in records], category_indices(records), iou_thresholds, width, img_shape,
+                           workers)
+
+
+def f1_results(evaluator: CULaneEvaluator, scores: ImageScores) -> dict:
+    """``evaluator.summarize(scores)`` with ``"metric"``: the F1 at its lowest IoU threshold
+    (validation's only one, 0.5), 0 where undefined."""
+    results = evaluator.summarize(scores)
+    f1 = results[threshold_key(evaluator.thresholds[0])]["f1"]
+    return {"metric": float(f1) if f1 is not None else 0.0, **results}
 
 
 class CULane(Benchmark):
@@ -215,23 +350,14 @@ class CULane(Benchmark):
     def _read_split(self, split: str, training: bool) -> list[LaneRecord]:
         return load_culane(self.data_root, split, self.cache_dir, filter_duplicates=self.filter_duplicates and training)
 
-    def _points(self, lanes: Sequence[Lane]) -> list[np.ndarray]:
-        """The points the writer writes (lanes with < 2 of them are not written)."""
-        ori_h, ori_w = self.image_size
-        y_start = self.crop(ori_h, ori_w)
-        return [pts for pts in (lane.to_culane(ori_w, ori_h, y_start=y_start) for lane in lanes) if len(pts) >= 2]
+    def pixel_evaluator(self, records: Sequence[LaneRecord]) -> PixelEvaluator:
+        metric = annotation_evaluator(records, img_shape=self.image_size)
+        return lambda predictions: f1_results(metric, metric.score_images(predictions))
 
-    def evaluator(self, records: Sequence[LaneRecord]) -> Evaluator:
-        metric = CULaneEvaluator([r.lanes for r in records], category_indices(records), iou_thresholds=(0.5,),
-                                 img_shape=self.image_size)
-
-        def evaluate(predictions: Sequence[Sequence[Lane]]) -> dict:
-            check_count(predictions, records)
-            results = metric.evaluate([self._points(lanes) for lanes in predictions])
-            f1 = results["0.5"]["f1"]
-            return {"metric": float(f1) if f1 is not None else 0.0, **results}
-
-        return evaluate
+    def prediction_points(self, record: LaneRecord, lanes: Sequence[Lane]) -> list[np.ndarray]:
+        ori_h, ori_w = self.size_of(record)
+        sampled = lanes_pixel_points(lanes, ori_w, ori_h, self.crop(ori_h, ori_w))
+        return [printed(points, CULANE_DECIMALS).astype(np.float32) for points in sampled]
 
     def write_predictions(self, records: Sequence[LaneRecord], predictions: Sequence[Sequence[Lane]],
                           output_dir: str, run_times_ms: Sequence[float] | None = None) -> None:
@@ -239,3 +365,5 @@ class CULane(Benchmark):
             ori_h, ori_w = self.size_of(record)
             write_culane_lines(os.path.join(output_dir, lines_file_name(record.img_name)), lanes, ori_w, ori_h,
                                self.crop(ori_h, ori_w))
+
+    read_predictions = staticmethod(read_predictions)

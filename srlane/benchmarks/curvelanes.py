@@ -1,4 +1,5 @@
-"""CurveLanes: its layout, its ``.lines.json`` labels and predictions, and its official F1.
+"""CurveLanes: its layout, its ``.lines.json`` labels and predictions (written and read back), and
+its official F1.
 
 ::
 
@@ -11,27 +12,40 @@ A list line is the image path relative to the root. A label is ``{"Lines": [[{"x
 any order, a lane may have one point). Image sizes vary (2560x1440, 1570x660, 1280x720, ...):
 each record carries its image's size, read from the file header, and the crop is configured per
 size (``cut_heights``). Records keep every labelled lane (1-point lanes count for the metric);
-training uses the lanes with at least 2 points. Papers score the ``valid`` split (test labels
-are not public) with up to 16 lanes per image.
+training uses the lanes with at least 2 points, bottom point first. Papers score the ``valid``
+split (test labels are not public) with up to 16 lanes per image.
+
+Scoring prediction files (``scoring_records``, ``read_predictions``) differs from the official
+script where it would fail or guess (spec: evaluation.md):
+- labels are read in file order, every lane kept, as the official script reads them;
+- a missing prediction file counts as 0 lanes with one warning giving the number of such files
+  (the official script skips the image, ground truth included); a missing label file is an
+  error (the official script skips the image silently);
+- predictions are ``<name without extension>.lines.json`` (the label schema; a lane may also be
+  a scored ``{"score": s, "points": [...]}``, all kept when no score threshold is given, where the
+  official code fails) or ``.lines.txt``, read strictly: a value that is not a number or an odd
+  number of values on a line is an error naming the file and line.
 """
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from srlane.benchmarks.base import Benchmark, Evaluator, check_count
+from srlane.benchmarks.base import Benchmark, PixelEvaluator
 from srlane.data.cache import cached_records
-from srlane.data.records import DataFormatError, LaneRecord, relative_name, require_image
-from srlane.evaluation.curvelanes import (CurveLanesEvaluator, CurveLanesFormatError, image_size, label_path,
-                                          read_lines_json)
-from srlane.fileio import atomic_write_text, line_fields
-from srlane.lanes import Lane
+from srlane.data.image_size import image_size
+from srlane.data.records import DataFormatError, LaneRecord, read_list, read_text
+from srlane.evaluation.curvelanes import CurveLanesEvaluator
+from srlane.fileio import atomic_write_text
+from srlane.lanes import Lane, lanes_pixel_points, printed
 
 SPLITS = ("train", "valid", "test")
 PREDICTION_ROW_STEP = 8  # prediction files sample each lane every 8 rows from the crop down, as CULane's
+LABEL_DECIMALS = 3  # coordinates in .lines.json files we write, as the official labels
 
 
 def list_path(data_root: str, split: str) -> str:
@@ -58,42 +72,135 @@ def split_list_path(data_root: str, split: str) -> str:
     return path
 
 
+def label_path(root: str | os.PathLike, name: str) -> str:
+    """``valid/images/x.jpg -> ROOT/valid/labels/x.lines.json`` (the last ``images`` folder becomes ``labels``)."""
+    parts = name.split("/")
+    folders = [i for i, part in enumerate(parts[:-1]) if part == "images"]
+    if not folders:
+        raise ValueError(f"image name {name!r} has no 'images' folder, expected e.g. 'valid/images/<hash>.jpg'")
+    parts[folders[-1]] = "labels"
+    return os.path.join(root, os.path.splitext("/".join(parts))[0] + ".lines.json")
+
+
+def _short(value) -> str:
+    """``repr`` of a value, on one line and at most about 40 characters."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _number(value, path, where: str) -> float:
+    """``float(value)`` of a string or number, finite, or a one-line DataFormatError."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = None
+    if number is None:
+        raise DataFormatError(path, None, f"{where} {_short(value)} is not a number")
+    if not np.isfinite(number):
+        raise DataFormatError(path, None, f"{where} {_short(value)} is not a finite number")
+    return number
+
+
+def _points(lane, path, i: int) -> np.ndarray:
+    """float64 ``(N, 2)`` x, y of lane ``i`` of a file (a list of ``{"x", "y"}`` objects, strings or
+    numbers), checked: finite numbers or a DataFormatError."""
+    if not isinstance(lane, list):
+        raise DataFormatError(path, None,
+                              f'lane {i} is {_short(lane)}, expected a list of {{"x": ..., "y": ...}} points')
+    try:
+        pts = np.array([[float(p["x"]), float(p["y"])] for p in lane], dtype=np.float64).reshape(-1, 2)
+        if np.isfinite(pts).all():
+            return pts
+    except (TypeError, KeyError, ValueError, IndexError):
+        pass
+    for j, p in enumerate(lane):  # slow path: find the first bad point for the message
+        if not isinstance(p, dict) or "x" not in p or "y" not in p:
+            raise DataFormatError(path, None, f'lane {i} point {j}: {_short(p)}, expected {{"x": ..., "y": ...}}')
+        _number(p["x"], path, f"lane {i} point {j}: x")
+        _number(p["y"], path, f"lane {i} point {j}: y")
+    raise AssertionError("unreachable: a bad point was not found")
+
+
+def read_lines_json(path: str | os.PathLike, score_threshold: float | None = None) -> list[np.ndarray]:
+    """Lanes of a ``.lines.json`` file as float64 ``(N, 2)`` x, y arrays, in file order.
+
+    ``{"Lines": [lane, ...]}``; a lane is a list of ``{"x": ..., "y": ...}`` points (strings or
+    numbers) or a scored prediction ``{"score": s, "points": [...]}``, kept only when
+    ``s > score_threshold`` (all kept when the threshold is None). Lanes with no points are kept
+    here (scoring drops them). Anything else is a one-line DataFormatError naming the file (lane
+    and point indices in messages are 0-based).
+    """
+    try:
+        data = json.loads(read_text(path))
+    except json.JSONDecodeError as e:
+        raise DataFormatError(path, None, f"not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
+    if not isinstance(data, dict) or "Lines" not in data:
+        raise DataFormatError(path, None, 'no "Lines" key, expected {"Lines": [[{"x": ..., "y": ...}, ...], ...]}')
+    lines = data["Lines"]
+    if not isinstance(lines, list):
+        raise DataFormatError(path, None, f'"Lines" is {_short(lines)}, expected a list of lanes')
+    lanes = []
+    for i, lane in enumerate(lines):
+        if isinstance(lane, dict):
+            if "score" not in lane or "points" not in lane:
+                raise DataFormatError(path, None, f"lane {i} is an object with keys {sorted(lane)}, expected a "
+                                                  'list of points or {"score": ..., "points": [...]}')
+            score = _number(lane["score"], path, f"lane {i}: score")
+            if score_threshold is not None and not score > score_threshold:
+                continue
+            lane = lane["points"]
+        lanes.append(_points(lane, path, i))
+    return lanes
+
+
+def read_lines_txt(path: str | os.PathLike) -> list[np.ndarray]:
+    """Lanes of a ``.lines.txt`` file (``x y x y ...`` per text line) as float64 ``(N, 2)`` arrays.
+
+    A blank line is a lane with 0 points; a value that is not a finite number or an odd number of
+    values is a DataFormatError naming the file and the (1-based) line.
+    """
+    lanes = []
+    for k, line in enumerate(read_text(path).splitlines(), 1):
+        values = [_number(v, path, f"line {k}: value") for v in line.split()]
+        if len(values) % 2:
+            raise DataFormatError(path, None, f"line {k}: {len(values)} values, expected x y pairs")
+        lanes.append(np.array(values, dtype=np.float64).reshape(-1, 2))
+    return lanes
+
+
 def read_label(path: str) -> list[np.ndarray]:
-    """Lanes of a ``.lines.json`` label as float32 ``(N, 2)`` arrays, bottom point first."""
+    """Training lanes of a ``.lines.json`` label as float32 ``(N, 2)`` arrays, bottom point first."""
     return [lane[np.argsort(-lane[:, 1], kind="stable")].astype(np.float32) for lane in read_lines_json(path)]
 
 
-def label_text(lanes: Sequence[np.ndarray], digits: int = 3) -> str:
+def label_text(lanes: Sequence[np.ndarray], digits: int = LABEL_DECIMALS) -> str:
     """A ``.lines.json`` file: coordinates as strings with ``digits`` decimals, as the official labels."""
     return json.dumps({"Lines": [[{"x": f"{x:.{digits}f}", "y": f"{y:.{digits}f}"} for x, y in np.asarray(lane).tolist()]
                                  for lane in lanes]})
 
 
-def parse_list(data_root: str, list_path: str, labelled: bool) -> list[LaneRecord]:
-    """Records of a list file: image, size and (when ``labelled``) the label's lanes."""
-    data_root = os.path.abspath(data_root)
+def parse_list(data_root: str, list_path: str,
+               read_lanes: Callable[[str], list[np.ndarray]] | None) -> list[LaneRecord]:
+    """Records of a list file: image, size and (with ``read_lanes``) the lanes of its label."""
     records = []
-    for line_no, fields in line_fields(list_path):
-        img_name = relative_name(fields[0])
-        img_path = os.path.join(data_root, img_name)
-        require_image(img_path, list_path, line_no)
+    for entry in read_list(list_path, data_root):
         lanes: list[np.ndarray] = []
-        if labelled:
+        if read_lanes is not None:
             try:
-                path = label_path(data_root, img_name)
+                path = label_path(os.path.abspath(data_root), entry.name)
             except ValueError as err:
-                raise DataFormatError(list_path, line_no, str(err)) from None
+                raise DataFormatError(list_path, entry.line, str(err)) from None
             if not os.path.isfile(path):
-                raise DataFormatError(list_path, line_no, f"label not found: {path}")
+                raise DataFormatError(list_path, entry.line, f"label not found: {path}")
             try:
-                lanes = read_label(path)
-            except CurveLanesFormatError as err:
-                raise DataFormatError(list_path, line_no, f"malformed label: {err}") from None
+                lanes = read_lanes(path)
+            except DataFormatError as err:
+                raise DataFormatError(list_path, entry.line, f"malformed label: {err}") from None
         try:
-            width, height = image_size(img_path)
+            width, height = image_size(entry.path)
         except ValueError as err:
-            raise DataFormatError(list_path, line_no, str(err)) from None
-        records.append(LaneRecord(img_path=img_path, img_name=img_name, lanes=lanes, img_size=(height, width)))
+            raise DataFormatError(list_path, entry.line, str(err)) from None
+        records.append(LaneRecord(img_path=entry.path, img_name=entry.name, lanes=lanes, img_size=(height, width)))
     return records
 
 
@@ -103,17 +210,65 @@ def load_curvelanes(data_root: str, split: str, cache_dir: str | None = None) ->
     list_path = split_list_path(data_root, split)
     labelled = split != "test"
     return cached_records("curvelanes", data_root, split, [list_path],
-                          lambda: parse_list(data_root, list_path, labelled), cache_dir)
+                          lambda: parse_list(data_root, list_path, read_label if labelled else None), cache_dir)
 
 
-def prediction_points(lane: Lane, height: int, width: int, crop_rows: int) -> np.ndarray:
-    """A decoded lane in an image's pixels, every PREDICTION_ROW_STEP rows from the crop down."""
-    return lane.to_culane(width, height, y_start=crop_rows, y_step=PREDICTION_ROW_STEP)
+def scoring_records(data_root: str, list_path: str) -> list[LaneRecord]:
+    """Records of a list file for scoring prediction files: each image's size (from its header)
+    and its label's lanes as the official script reads them (``read_lines_json``: file order,
+    every lane)."""
+    return parse_list(data_root, list_path, read_lines_json)
+
+
+def prediction_file(pred_dir: str, name: str, score_threshold: float | None = None) -> list[np.ndarray] | None:
+    """Predicted lanes of an image from ``PRED/<name without extension>.lines.json`` or ``.lines.txt``.
+
+    None when neither exists; both existing is an error (which one is meant is unclear).
+    """
+    stem = os.path.join(pred_dir, os.path.splitext(name)[0])
+    json_path, txt_path = stem + ".lines.json", stem + ".lines.txt"
+    has_json, has_txt = os.path.exists(json_path), os.path.exists(txt_path)
+    if has_json and has_txt:
+        raise DataFormatError(json_path, None, f"both this and {txt_path} exist: keep one prediction file per image")
+    if has_json:
+        return read_lines_json(json_path, score_threshold)
+    return read_lines_txt(txt_path) if has_txt else None
+
+
+def read_predictions(records: Sequence[LaneRecord], source: str,
+                     score_threshold: float | None = None) -> list[list[np.ndarray]]:
+    """The predicted lanes of each record from ``source`` (``prediction_file``); a missing file
+    is an image without lanes, all of them reported by one warning."""
+    lanes, missing = [], []
+    for record in records:
+        found = prediction_file(source, record.img_name, score_threshold)
+        if found is None:
+            missing.append(record.img_name)
+        lanes.append(found or [])
+    if missing:
+        warnings.warn(f"{len(missing)} of {len(records)} prediction files are missing (counted as 0 lanes), e.g. "
+                      f"{os.path.join(source, os.path.splitext(missing[0])[0])}.lines.json", stacklevel=2)
+    return lanes
+
+
+def f1_evaluator(records: Sequence[LaneRecord]) -> PixelEvaluator:
+    """``predictions (per record, its pixel lanes) -> metrics``: the official F1 over the records'
+    lanes, each image on the canvas of its own size, with ``"metric"`` (the F1)."""
+
+    def evaluate(predictions: Sequence[Sequence[np.ndarray]]) -> dict:
+        metric = CurveLanesEvaluator()
+        for record, lanes in zip(records, predictions, strict=True):
+            height, width = record.img_size
+            metric.add(record.lanes, lanes, width, height)
+        return metric.summary()
+
+    return evaluate
 
 
 class CurveLanes(Benchmark):
     """CurveLanes F1 (official: 224x224 canvas, width 5, IoU > 0.5) over images of mixed sizes;
-    prediction files ``<image name without extension>.lines.json``."""
+    prediction files ``<image name without extension>.lines.json``, every PREDICTION_ROW_STEP
+    rows from the crop down."""
 
     name = "curvelanes"
     splits = SPLITS
@@ -122,24 +277,21 @@ class CurveLanes(Benchmark):
     def _read_split(self, split: str, training: bool) -> list[LaneRecord]:
         return load_curvelanes(self.data_root, split, self.cache_dir)
 
-    def _points(self, record: LaneRecord, lanes: Sequence[Lane]) -> list[np.ndarray]:
+    def pixel_evaluator(self, records: Sequence[LaneRecord]) -> PixelEvaluator:
+        return f1_evaluator(records)
+
+    def _sampled(self, record: LaneRecord, lanes: Sequence[Lane]) -> list[np.ndarray]:
+        """The lanes in the record's pixels, every PREDICTION_ROW_STEP rows from its crop down."""
         height, width = self.size_of(record)
-        points = (prediction_points(lane, height, width, self.crop(height, width)) for lane in lanes)
-        return [pts for pts in points if len(pts) >= 2]
+        return lanes_pixel_points(lanes, width, height, self.crop(height, width), PREDICTION_ROW_STEP)
 
-    def evaluator(self, records: Sequence[LaneRecord]) -> Evaluator:
-        def evaluate(predictions: Sequence[Sequence[Lane]]) -> dict:
-            check_count(predictions, records)
-            metric = CurveLanesEvaluator()
-            for record, lanes in zip(records, predictions):
-                height, width = self.size_of(record)
-                metric.add(record.lanes, self._points(record, lanes), width, height)
-            return metric.summary()
-
-        return evaluate
+    def prediction_points(self, record: LaneRecord, lanes: Sequence[Lane]) -> list[np.ndarray]:
+        return [printed(points, LABEL_DECIMALS) for points in self._sampled(record, lanes)]
 
     def write_predictions(self, records: Sequence[LaneRecord], predictions: Sequence[Sequence[Lane]],
                           output_dir: str, run_times_ms: Sequence[float] | None = None) -> None:
         for record, lanes in zip(records, predictions, strict=True):
             path = os.path.join(output_dir, os.path.splitext(record.img_name)[0] + ".lines.json")
-            atomic_write_text(path, label_text(self._points(record, lanes)))
+            atomic_write_text(path, label_text(self._sampled(record, lanes)))
+
+    read_predictions = staticmethod(read_predictions)

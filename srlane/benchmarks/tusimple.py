@@ -1,22 +1,28 @@
 """TuSimple: its official layout (json-lines label files next to ``clips/``), its prediction
-file (``predictions.json``, one json line per image) and the official LaneEval accuracy.
+file (``predictions.json``, one json line per image, written and read back) and the official
+LaneEval accuracy.
 
-Each label line: ``{"lanes": [[x or -2, ...], ...], "h_samples": [y, ...], "raw_file": "clips/..."}``.
+Each label line: ``{"lanes": [[x or -2, ...], ...], "h_samples": [y, ...], "raw_file": "clips/..."}``;
+each prediction line: ``{"raw_file": ..., "lanes": [[x or -2, ...], ...], "run_time": ms}``. As pixel
+lanes, a lane of either is its ``(x, y)`` points at the h_samples where x >= 0 (LaneEval treats
+every negative x as absent, so nothing the metric sees is lost).
 """
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
-from srlane.benchmarks.base import Benchmark, Evaluator, check_count
+from srlane.benchmarks.base import Benchmark
 from srlane.data.cache import cached_records
-from srlane.data.records import DataFormatError, LaneRecord, clean_lane, relative_name, require_image
+from srlane.data.records import DataFormatError, LaneRecord, clean_lane, read_text, relative_name, require_image
 from srlane.evaluation.tusimple import tusimple_metric
 from srlane.fileio import atomic_write_text
 from srlane.lanes import Lane, tusimple_json_line
+
+AccuracyEvaluator = Callable[[Sequence[Sequence[np.ndarray]], Sequence[float] | None], dict]
 
 PREDICTION_ROW_STEP = 10  # TuSimple's h_samples step
 SPLIT_FILES = {
@@ -38,19 +44,35 @@ def split_files(data_root: str, split: str) -> list[str]:
     return paths
 
 
-def parse_label_line(text: str, path: str, line_no: int) -> tuple[str, list[list[float]], list[int]]:
-    """One json line -> (raw_file, lanes as xs per h_sample, h_samples), checked."""
-    try:
-        item = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise DataFormatError(path, line_no, f"invalid json: {err}") from None
+def json_lines(path: str) -> Iterator[tuple[int, dict]]:
+    """``(line number, object)`` of each non-blank line of a json-lines file (DataFormatError
+    naming the file and line where a line is not a json object)."""
+    for line_no, text in enumerate(read_text(path).split("\n"), 1):
+        if not text.strip():
+            continue
+        try:
+            item = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise DataFormatError(path, line_no, f"malformed json ({err.msg})") from None
+        if not isinstance(item, dict):
+            raise DataFormatError(path, line_no, f"expected a json object, got {type(item).__name__}")
+        yield line_no, item
+
+
+def _numbers(values) -> bool:
+    """Whether ``values`` is a list of numbers (not booleans)."""
+    return isinstance(values, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+
+
+def label_fields(item: dict, path: str, line_no: int) -> tuple[str, list[list[float]], list[int]]:
+    """One label object -> (raw_file, lanes as xs per h_sample, h_samples), checked."""
     for key in ("raw_file", "lanes", "h_samples"):
         if key not in item:
             raise DataFormatError(path, line_no, f"missing key {key!r}")
+    if not isinstance(item["raw_file"], str):
+        raise DataFormatError(path, line_no, f"raw_file must be an image path, got {item['raw_file']!r}")
     h_samples, lanes = item["h_samples"], item["lanes"]
-    numbers = [h_samples, *lanes]
-    if not all(isinstance(seq, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in seq)
-               for seq in numbers):
+    if not isinstance(lanes, list) or not all(_numbers(seq) for seq in [h_samples, *lanes]):
         raise DataFormatError(path, line_no, "lanes and h_samples must be lists of numbers")
     for i, lane in enumerate(lanes):
         if len(lane) != len(h_samples):
@@ -58,26 +80,29 @@ def parse_label_line(text: str, path: str, line_no: int) -> tuple[str, list[list
     return item["raw_file"], lanes, h_samples
 
 
+def row_points(xs: Sequence[float], h_samples: Sequence[float]) -> np.ndarray:
+    """A TuSimple lane (x at each h_sample, negative where absent) as float64 ``(N, 2)`` points."""
+    pts = np.stack([np.asarray(xs, dtype=np.float64), np.asarray(h_samples, dtype=np.float64)], axis=1).reshape(-1, 2)
+    return pts[pts[:, 0] >= 0]
+
+
 def parse_label_file(data_root: str, path: str) -> list[LaneRecord]:
     """Records of one label file; -2 (any negative x) marks a row where the lane is absent."""
     data_root = os.path.abspath(data_root)
     records = []
-    with open(path) as f:
-        for line_no, text in enumerate(f, 1):
-            if not text.strip():
-                continue
-            raw_file, lanes, h_samples = parse_label_line(text, path, line_no)
-            img_name = relative_name(raw_file)
-            img_path = os.path.join(data_root, img_name)
-            require_image(img_path, path, line_no)
-            ys = np.asarray(h_samples, dtype=np.float32)
-            cleaned = [clean_lane(np.stack([np.asarray(xs, dtype=np.float32), ys], axis=1)) for xs in lanes]
-            records.append(LaneRecord(
-                img_path=img_path,
-                img_name=img_name,
-                lanes=[lane for lane in cleaned if lane is not None],
-                h_samples=tuple(int(y) for y in h_samples),
-            ))
+    for line_no, item in json_lines(path):
+        raw_file, lanes, h_samples = label_fields(item, path, line_no)
+        img_name = relative_name(raw_file)
+        img_path = os.path.join(data_root, img_name)
+        require_image(img_path, path, line_no)
+        ys = np.asarray(h_samples, dtype=np.float32)
+        cleaned = [clean_lane(np.stack([np.asarray(xs, dtype=np.float32), ys], axis=1)) for xs in lanes]
+        records.append(LaneRecord(
+            img_path=img_path,
+            img_name=img_name,
+            lanes=[lane for lane in cleaned if lane is not None],
+            h_samples=tuple(int(y) for y in h_samples),
+        ))
     return records
 
 
@@ -112,6 +137,80 @@ def write_label_files(data_root: str, lines_by_file: dict[str, Sequence[str]]) -
         atomic_write_text(os.path.join(data_root, name), "".join(line + "\n" for line in lines))
 
 
+def scoring_records(gt_path: str) -> list[LaneRecord]:
+    """Records of a ground-truth label file for scoring prediction files: every lane as LaneEval
+    reads it (``row_points``, float64, lanes without points kept), images not opened."""
+    folder = os.path.dirname(os.path.abspath(gt_path))
+    records, seen = [], set()
+    for line_no, item in json_lines(gt_path):
+        raw_file, lanes, h_samples = label_fields(item, gt_path, line_no)
+        img_name = relative_name(raw_file)
+        if img_name in seen:
+            raise DataFormatError(gt_path, line_no, f"image {raw_file!r} appears twice in the ground truth")
+        seen.add(img_name)
+        records.append(LaneRecord(img_path=os.path.join(folder, img_name), img_name=img_name,
+                                  lanes=[row_points(xs, h_samples) for xs in lanes], h_samples=tuple(h_samples)))
+    return records
+
+
+def read_prediction_file(path: str, records: Sequence[LaneRecord]) -> tuple[list[list[np.ndarray]], list[float]]:
+    """The predicted lanes (``row_points`` at each record's h_samples) and run time (ms) of each
+    record, in the records' order, from a prediction json-lines file.
+
+    Every record must be there once and nothing else (as LaneEval requires); a line that breaks
+    this or the format is a DataFormatError naming the file and line.
+    """
+    index = {record.img_name: i for i, record in enumerate(records)}
+    lanes: list[list[np.ndarray] | None] = [None] * len(records)
+    run_times = [0.0] * len(records)
+    for line_no, item in json_lines(path):
+        missing = [key for key in ("raw_file", "lanes", "run_time") if key not in item]
+        if missing:
+            raise DataFormatError(path, line_no, f"missing key(s) {missing}")
+        raw_file, rows, run_time = item["raw_file"], item["lanes"], item["run_time"]
+        i = index.get(relative_name(raw_file)) if isinstance(raw_file, str) else None
+        if i is None:
+            raise DataFormatError(path, line_no, f"image {raw_file!r} is not in the ground truth")
+        if lanes[i] is not None:
+            raise DataFormatError(path, line_no, f"image {raw_file!r} appears twice in the predictions")
+        h_samples = records[i].h_samples
+        if not isinstance(rows, list) or not all(_numbers(xs) for xs in rows):
+            raise DataFormatError(path, line_no, f"image {raw_file!r}: lanes must be lists of numbers")
+        for j, xs in enumerate(rows):
+            if len(xs) != len(h_samples):
+                raise DataFormatError(path, line_no, f"image {raw_file!r}: predicted lane {j} has {len(xs)} values, "
+                                                     f"expected len(h_samples) = {len(h_samples)}")
+        if not _numbers([run_time]):
+            raise DataFormatError(path, line_no, f"image {raw_file!r}: run_time {run_time!r} is not a number")
+        lanes[i] = [row_points(xs, h_samples) for xs in rows]
+        run_times[i] = float(run_time)
+    absent = [record.img_name for record, found in zip(records, lanes) if found is None]
+    if absent:
+        raise DataFormatError(path, None, f"{len(absent)} ground-truth image(s) have no prediction, e.g. {absent[0]!r}")
+    return lanes, run_times
+
+
+def read_predictions(records: Sequence[LaneRecord], source: str) -> list[list[np.ndarray]]:
+    """The predicted lanes of each record from ``<source>/predictions.json`` (or the file
+    ``source``): ``read_prediction_file`` without the run times."""
+    path = os.path.join(source, "predictions.json") if os.path.isdir(source) else source
+    return read_prediction_file(path, records)[0]
+
+
+def accuracy_evaluator(records: Sequence[LaneRecord]) -> AccuracyEvaluator:
+    """``(predictions (per record, its pixel lanes), run times in ms or None: 0) -> metrics``:
+    LaneEval over the records' lanes at their h_samples, with ``"metric"`` (the accuracy)."""
+    h_samples = [list(record.h_samples) for record in records]
+    ground_truth = [label_rows(record.lanes, record.h_samples) for record in records]
+
+    def evaluate(predictions: Sequence[Sequence[np.ndarray]], run_times_ms: Sequence[float] | None = None) -> dict:
+        rows = [label_rows(lanes, h) for lanes, h in zip(predictions, h_samples, strict=True)]
+        results = tusimple_metric(rows, ground_truth, h_samples, run_times_ms)
+        return {"metric": float(results["accuracy"]), **results}
+
+    return evaluate
+
+
 class TuSimple(Benchmark):
     """TuSimple accuracy (LaneEval) as the metric; ``predictions.json`` with x at each image's
     h_samples."""
@@ -122,29 +221,28 @@ class TuSimple(Benchmark):
     def _read_split(self, split: str, training: bool) -> list[LaneRecord]:
         return load_tusimple(self.data_root, split, self.cache_dir)
 
-    def evaluator(self, records: Sequence[LaneRecord]) -> Evaluator:
-        ground_truth = [{"raw_file": r.img_name, "lanes": label_rows(r.lanes, r.h_samples), "h_samples": list(r.h_samples)}
-                        for r in records]
-        ori_h, ori_w = self.image_size
+    def pixel_evaluator(self, records: Sequence[LaneRecord]) -> AccuracyEvaluator:
+        return accuracy_evaluator(records)
 
-        def evaluate(predictions: Sequence[Sequence[Lane]]) -> dict:
-            check_count(predictions, records)
-            preds = [{"raw_file": r.img_name, "run_time": 0,
-                      "lanes": [lane.to_tusimple(r.h_samples, ori_w, ori_h) for lane in lanes]}
-                     for lanes, r in zip(predictions, records)]
-            results = tusimple_metric(preds, ground_truth)
-            return {"metric": float(results["accuracy"]), **results}
+    def _rows(self, record: LaneRecord) -> Sequence[int]:
+        """The rows a record's lanes are written at: its h_samples, else every
+        PREDICTION_ROW_STEP rows from its crop down (an image without them)."""
+        ori_h, ori_w = self.size_of(record)
+        return record.h_samples or range(self.crop(ori_h, ori_w), ori_h, PREDICTION_ROW_STEP)
 
-        return evaluate
+    def prediction_points(self, record: LaneRecord, lanes: Sequence[Lane]) -> list[np.ndarray]:
+        ori_h, ori_w = self.size_of(record)
+        rows = self._rows(record)
+        return [row_points(lane.to_tusimple(rows, ori_w, ori_h), rows) for lane in lanes]
 
     def write_predictions(self, records: Sequence[LaneRecord], predictions: Sequence[Sequence[Lane]],
                           output_dir: str, run_times_ms: Sequence[float] | None = None) -> None:
-        """One ``predictions.json``: x at each record's h_samples (an image without them: every
-        PREDICTION_ROW_STEP rows from its crop down); ``run_time`` 0 where not measured."""
+        """One ``predictions.json``: x at each record's ``_rows``; ``run_time`` 0 where not measured."""
         lines = []
         for i, (record, lanes) in enumerate(zip(records, predictions, strict=True)):
             ori_h, ori_w = self.size_of(record)
-            rows = record.h_samples or range(self.crop(ori_h, ori_w), ori_h, PREDICTION_ROW_STEP)
-            lines.append(tusimple_json_line(record.img_name, lanes, rows, run_times_ms[i] if run_times_ms else 0,
-                                            ori_w, ori_h))
+            lines.append(tusimple_json_line(record.img_name, lanes, self._rows(record),
+                                            run_times_ms[i] if run_times_ms else 0, ori_w, ori_h))
         atomic_write_text(os.path.join(output_dir, "predictions.json"), "".join(line + "\n" for line in lines))
+
+    read_predictions = staticmethod(read_predictions)

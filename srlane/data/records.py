@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
+
+from srlane.fileio import line_fields
 
 
 class DataFormatError(ValueError):
@@ -54,7 +57,49 @@ def relative_name(path_text: str) -> str:
     return path_text.lstrip("/")
 
 
+def read_text(path: str | os.PathLike) -> str:
+    """A text file's content (UTF-8, newlines as ``\\n``); DataFormatError naming the file when it
+    is not UTF-8 text."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except UnicodeDecodeError as err:
+        raise DataFormatError(os.fspath(path), None, f"not UTF-8 text (byte {err.start})") from None
+
+
 def require_image(img_path: str, source: str, line: int) -> None:
     """Raise DataFormatError naming the list file and line when the image does not exist."""
     if not os.path.isfile(img_path):
         raise DataFormatError(source, line, f"image not found: {img_path}")
+
+
+class ListEntry(NamedTuple):
+    """One non-blank line of a list file."""
+
+    line: int  # 1-based line number
+    name: str  # the first field, relative to the data root (``relative_name``)
+    fields: list[str]  # the fields after the name
+    path: str | None  # the image's absolute path when the list was read with a root, else None
+
+
+def read_list(list_path: str | os.PathLike, root: str | os.PathLike | None = None) -> list[ListEntry]:
+    """The entries of a list file (CULane's, CurveLanes', a list given to predict): one image per
+    non-blank line, its path relative to a data root first, then any other fields.
+
+    With ``root`` each entry carries the image's absolute path, and the image must exist
+    (DataFormatError naming the list file and line).
+    """
+    root = os.path.abspath(root) if root is not None else None
+    try:
+        lines = list(line_fields(list_path))
+    except UnicodeDecodeError as err:
+        raise DataFormatError(os.fspath(list_path), None, f"not UTF-8 text (byte {err.start})") from None
+    entries = []
+    for line_no, fields in lines:
+        name = relative_name(fields[0])
+        path = None
+        if root is not None:
+            path = os.path.join(root, name)
+            require_image(path, os.fspath(list_path), line_no)
+        entries.append(ListEntry(line_no, name, fields[1:], path))
+    return entries

@@ -19,7 +19,7 @@ import torch
 
 from srlane.data.crop import Crop
 from srlane.data.dataset import crop_and_resize, to_tensor
-from srlane.lanes import Lane
+from srlane.lanes import Lane, lanes_pixel_points
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".webm", ".wmv", ".flv", ".ts")
 
@@ -97,8 +97,7 @@ class VideoFrames:
 def frame_lanes(lanes: Sequence[Lane], width: int, height: int, crop: int) -> list[np.ndarray]:
     """The lanes of a frame as ``(M, 2)`` pixel points, sampled as the CULane writer samples them
     (every 8 rows from the crop down, bottom first); lanes with fewer than 2 points dropped."""
-    points = (lane.to_culane(width, height, y_start=crop) for lane in lanes)
-    return [pts for pts in points if len(pts) >= 2]
+    return lanes_pixel_points(lanes, width, height, crop)
 
 
 def lanes_json_line(index: int, time: float | None, lanes: Sequence[Lane], width: int, height: int,

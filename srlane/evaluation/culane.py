@@ -6,12 +6,10 @@ one-to-one assignment maximising total IoU serves every IoU threshold and every 
 
 Documented deviations from the official tool (spec: evaluation.md): repeated consecutive points
 are dropped before the spline; a pair of lanes that are both empty on the canvas has IoU 0 (not
-NaN); missing annotation or prediction files count as 0 lanes but are reported by a warning with
-their number; the assignment is exact (the official Kuhn-Munkres has a 0.01 tolerance).
+NaN); the assignment is exact (the official Kuhn-Munkres has a 0.01 tolerance). Reading the
+``.lines.txt`` files is ``srlane.benchmarks.culane``'s.
 """
 import os
-import re
-import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
@@ -20,40 +18,9 @@ from scipy.optimize import linear_sum_assignment
 
 from srlane.evaluation.raster import LaneMask, Rasterizer, mask_iou
 from srlane.evaluation.spline import sample_lanes_flat
-from srlane.fileio import line_fields
 
 MF1_THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
-_NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
-_PLAIN_LINE = re.compile(rf"\s*(?:{_NUMBER}\s+)*(?:{_NUMBER})?\s*")
-_TOKEN = re.compile(rf"\s*({_NUMBER})")
 _CHUNK_IMAGES = 256
-
-
-def parse_lane_line(line: str) -> np.ndarray:
-    """One text line -> float32 ``(N, 2)``: numbers read as ``x y`` pairs until parsing fails.
-
-    Mirrors C++ ``while (ss >> x >> y)``: a number is the longest valid prefix at the current
-    position, reading stops at the first thing that is not a number, a trailing odd value is lost.
-    """
-    if _PLAIN_LINE.fullmatch(line):
-        values = np.array(line.split(), dtype=np.float64)
-    else:
-        found, pos = [], 0
-        while (match := _TOKEN.match(line, pos)) is not None:
-            found.append(float(match.group(1)))
-            pos = match.end()
-        values = np.array(found, dtype=np.float64)
-    return values[:len(values) // 2 * 2].astype(np.float32).reshape(-1, 2)
-
-
-def read_lines_file(path: str | os.PathLike) -> list[np.ndarray]:
-    """Lanes of a ``.lines.txt`` file, one per text line (a blank line is a lane with 0 points)."""
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return [parse_lane_line(line) for line in lines]
 
 
 @dataclass
@@ -265,74 +232,3 @@ def _as_points(lane, where: str) -> np.ndarray:
     if not np.all(np.isfinite(pts)):
         raise ValueError(f"{where}: coordinates must be finite")
     return pts.astype(np.float32)
-
-
-def read_image_list(list_file: str | os.PathLike) -> list[str]:
-    """Image names of a CULane list file (first field of each non-blank line, leading '/' removed)."""
-    names = []
-    with open(list_file, encoding="utf-8") as f:
-        for line in f:
-            fields = line.split()
-            if fields:
-                names.append(fields[0].lstrip("/"))
-    return names
-
-
-def lines_file_name(image_name: str) -> str:
-    """``a/b/00000.jpg -> a/b/00000.lines.txt`` (the official naming)."""
-    stem = image_name[:image_name.rfind(".")] if "." in image_name else image_name
-    return stem + ".lines.txt"
-
-
-def read_categories(categories_dir: str | os.PathLike, names: list[str]) -> dict[str, list[int]]:
-    """Category lists of a directory (``test0_normal.txt`` -> ``normal``), as indices into ``names``."""
-    position = {name: i for i, name in enumerate(names)}
-    categories = {}
-    for file in sorted(os.listdir(categories_dir)):
-        if not file.endswith(".txt"):
-            continue
-        path = os.path.join(categories_dir, file)
-        category = re.sub(r"^test\d+_", "", file[:-4])
-        indices = []
-        for number, fields in line_fields(path):
-            name = fields[0].lstrip("/")
-            if name not in position:
-                raise ValueError(f"{path}, line {number}: image {name!r} is not in the evaluated list")
-            indices.append(position[name])
-        categories[category] = indices
-    if not categories:
-        raise ValueError(f"no category lists (*.txt) in {categories_dir}")
-    return categories
-
-
-def _read_all(directory: str | os.PathLike, names: list[str], what: str) -> list[list[np.ndarray]]:
-    lanes, missing = [], []
-    for name in names:
-        path = os.path.join(directory, lines_file_name(name))
-        if os.path.exists(path):
-            lanes.append(read_lines_file(path))
-        else:
-            lanes.append([])
-            missing.append(path)
-    if missing:
-        warnings.warn(f"{len(missing)} of {len(names)} {what} files are missing (counted as 0 lanes), "
-                      f"e.g. {missing[0]}", stacklevel=3)
-    return lanes
-
-
-def evaluate_culane_files(anno_dir: str | os.PathLike, pred_dir: str | os.PathLike, list_file: str | os.PathLike,
-                          categories_dir: str | os.PathLike | None = None, iou_thresholds=(0.5,), width: int = 30,
-                          img_shape: tuple[int, int] = (590, 1640), workers: int | None = None,
-                          return_scores: bool = False):
-    """Official CULane F1 of ``.lines.txt`` predictions under ``pred_dir`` for the images of ``list_file``.
-
-    Returns the ``CULaneEvaluator.evaluate`` dict, or ``(dict, names, ImageScores)`` with ``return_scores``.
-    """
-    names = read_image_list(list_file)
-    annotations = _read_all(anno_dir, names, "annotation")
-    predictions = _read_all(pred_dir, names, "prediction")
-    categories = read_categories(categories_dir, names) if categories_dir else None
-    evaluator = CULaneEvaluator(annotations, categories, iou_thresholds, width, img_shape, workers)
-    scores = evaluator.score_images(predictions)
-    result = evaluator.summarize(scores)
-    return (result, names, scores) if return_scores else result

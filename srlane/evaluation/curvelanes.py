@@ -15,20 +15,11 @@ Documented deviations from the official code (spec: evaluation.md):
   points draws nothing, as here (a lane reduced to one point draws nothing). Wherever the
   official code does not fail, the result is the same.
 - A lane with points always counts as a lane, also when it draws nothing (1 point): as official.
-- Scored predictions (``{"score": s, "points": [...]}``) are all kept when no score threshold is
-  given (the official code then fails).
-- In ``evaluate_curvelanes_files`` a missing prediction file counts as 0 lanes with one warning
-  giving the number of such files (the official script skips the image, ground truth included);
-  a missing label file is an error (the official script skips the image silently).
-- ``.lines.txt`` predictions are read strictly: a value that is not a number or an odd number of
-  values on a line is an error naming the file and line.
+Reading labels and prediction files (and how a missing one counts) is
+``srlane.benchmarks.curvelanes``'.
 """
-import json
-import os
-import struct
 import sys
-import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -39,101 +30,6 @@ THICKNESS = 5  # the official lane_width
 IOU_THRESHOLD = 0.5
 _EPS = sys.float_info.epsilon
 _INT32 = 2 ** 31
-
-
-class CurveLanesFormatError(ValueError):
-    """A malformed lane file; the one-line message names the file, the place and what was expected."""
-
-
-def _number(value, path, where: str) -> float:
-    """``float(value)`` of a string or number, finite, or a one-line ``CurveLanesFormatError``."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = None
-    if number is None:
-        raise CurveLanesFormatError(f"{path}: {where} {_short(value)} is not a number") from None
-    if not np.isfinite(number):
-        raise CurveLanesFormatError(f"{path}: {where} {_short(value)} is not a finite number")
-    return number
-
-
-def _short(value) -> str:
-    """``repr`` of a value, on one line and at most about 40 characters."""
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _points(lane, path, i: int) -> np.ndarray:
-    """float64 ``(N, 2)`` x, y of one json lane (a list of ``{"x", "y"}`` objects)."""
-    if not isinstance(lane, list):
-        raise CurveLanesFormatError(f"{path}: lane {i} is {_short(lane)}, expected a list of "
-                                    '{"x": ..., "y": ...} points')
-    try:
-        pts = np.array([[float(p["x"]), float(p["y"])] for p in lane], dtype=np.float64).reshape(-1, 2)
-        if np.isfinite(pts).all():
-            return pts
-    except (TypeError, KeyError, ValueError, IndexError):
-        pass
-    for j, p in enumerate(lane):  # slow path: find the first bad point for the message
-        if not isinstance(p, dict) or "x" not in p or "y" not in p:
-            raise CurveLanesFormatError(f'{path}: lane {i} point {j}: {_short(p)}, expected {{"x": ..., "y": ...}}')
-        _number(p["x"], path, f"lane {i} point {j}: x")
-        _number(p["y"], path, f"lane {i} point {j}: y")
-    raise AssertionError("unreachable: a bad point was not found")
-
-
-def read_lines_json(path: str | os.PathLike, score_threshold: float | None = None) -> list[np.ndarray]:
-    """Lanes of a ``.lines.json`` file as float64 ``(N, 2)`` x, y arrays, in file order.
-
-    ``{"Lines": [lane, ...]}``; a lane is a list of ``{"x": ..., "y": ...}`` points (strings or
-    numbers) or a scored prediction ``{"score": s, "points": [...]}``, kept only when
-    ``s > score_threshold`` (all kept when the threshold is None). Lanes with no points are kept
-    here (scoring drops them). Anything else raises ``CurveLanesFormatError`` (lane and point
-    indices in messages are 0-based).
-    """
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except json.JSONDecodeError as e:
-        raise CurveLanesFormatError(f"{path}: not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from e
-    except UnicodeDecodeError as e:
-        raise CurveLanesFormatError(f"{path}: not UTF-8 text (byte {e.start})") from e
-    if not isinstance(data, dict) or "Lines" not in data:
-        raise CurveLanesFormatError(f'{path}: no "Lines" key, expected '
-                                    '{"Lines": [[{"x": ..., "y": ...}, ...], ...]}')
-    lines = data["Lines"]
-    if not isinstance(lines, list):
-        raise CurveLanesFormatError(f'{path}: "Lines" is {_short(lines)}, expected a list of lanes')
-    lanes = []
-    for i, lane in enumerate(lines):
-        if isinstance(lane, dict):
-            if "score" not in lane or "points" not in lane:
-                raise CurveLanesFormatError(f'{path}: lane {i} is an object with keys {sorted(lane)}, expected a '
-                                            'list of points or {"score": ..., "points": [...]}')
-            score = _number(lane["score"], path, f"lane {i}: score")
-            if score_threshold is not None and not score > score_threshold:
-                continue
-            lane = lane["points"]
-        lanes.append(_points(lane, path, i))
-    return lanes
-
-
-def read_lines_txt(path: str | os.PathLike) -> list[np.ndarray]:
-    """Lanes of a ``.lines.txt`` file (``x y x y ...`` per text line) as float64 ``(N, 2)`` arrays.
-
-    A blank line is a lane with 0 points; a value that is not a finite number or an odd number of
-    values raises ``CurveLanesFormatError`` naming the file and the (1-based) line.
-    """
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    lanes = []
-    for k, line in enumerate(text.splitlines(), 1):
-        values = [_number(v, path, f"line {k}: value") for v in line.split()]
-        if len(values) % 2:
-            raise CurveLanesFormatError(f"{path}: line {k}: {len(values)} values, expected x y pairs")
-        lanes.append(np.array(values, dtype=np.float64).reshape(-1, 2))
-    return lanes
 
 
 def scale_lane(points: np.ndarray, width: float, height: float) -> np.ndarray:
@@ -297,7 +193,7 @@ def score_image(gt_lanes: Sequence[np.ndarray], pred_lanes: Sequence[np.ndarray]
     """``(hits, predicted lanes, ground-truth lanes)`` of one ``width x height`` image (lanes in its pixels).
 
     Lanes without points are dropped; every other lane counts, also a 1-point lane (which matches
-    nothing). Score-filter predictions before (``read_lines_json``).
+    nothing). Score-filter predictions before (``srlane.benchmarks.curvelanes.read_lines_json``).
     """
     if not (width > 0 and height > 0):
         raise ValueError(f"image size must be positive, got {width} x {height}")
@@ -340,102 +236,3 @@ class CurveLanesEvaluator:
     def summary(self) -> dict:
         """``curvelanes_metrics`` of the totals, with ``num_images``."""
         return {**curvelanes_metrics(self.hits, self.num_pred, self.num_gt), "num_images": self.num_images}
-
-
-_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
-
-
-def _jpeg_size(f) -> tuple[int, int] | None:
-    """(width, height) from a JPEG's frame header, or None when it cannot be found."""
-    f.seek(2)
-    while True:
-        byte = f.read(1)
-        if byte != b"\xff":
-            return None
-        marker = f.read(1)
-        while marker == b"\xff":
-            marker = f.read(1)
-        if not marker or marker[0] in (0xD9, 0xDA):  # end of file / of image, or scan data before a frame
-            return None
-        if marker[0] == 0x01 or 0xD0 <= marker[0] <= 0xD8:  # markers without a segment
-            continue
-        raw = f.read(2)
-        if len(raw) < 2:
-            return None
-        length = struct.unpack(">H", raw)[0]
-        if marker[0] in _SOF:
-            raw = f.read(5)
-            if len(raw) < 5:
-                return None
-            _, height, width = struct.unpack(">BHH", raw)
-            return (width, height) if width and height else None
-        f.seek(length - 2, os.SEEK_CUR)
-
-
-def image_size(path: str | os.PathLike) -> tuple[int, int]:
-    """(width, height) of an image as stored (no EXIF rotation, like ``imagesize.get``).
-
-    PNG and JPEG sizes come from the header alone; other files are decoded with ``cv2.imread``.
-    """
-    with open(path, "rb") as f:
-        head = f.read(24)
-        if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
-            width, height = struct.unpack(">II", head[16:24])
-            return width, height
-        if head[:2] == b"\xff\xd8" and (size := _jpeg_size(f)) is not None:
-            return size
-    image = cv2.imread(os.fspath(path), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise ValueError(f"{path}: cannot read the image size (not a readable image)")
-    return image.shape[1], image.shape[0]
-
-
-def label_path(root: str | os.PathLike, name: str) -> str:
-    """``valid/images/x.jpg -> ROOT/valid/labels/x.lines.json`` (the last ``images`` folder becomes ``labels``)."""
-    parts = name.split("/")
-    folders = [i for i, part in enumerate(parts[:-1]) if part == "images"]
-    if not folders:
-        raise ValueError(f"image name {name!r} has no 'images' folder, expected e.g. 'valid/images/<hash>.jpg'")
-    parts[folders[-1]] = "labels"
-    return os.path.join(root, os.path.splitext("/".join(parts))[0] + ".lines.json")
-
-
-def read_prediction(pred_dir: str | os.PathLike, name: str,
-                    score_threshold: float | None = None) -> list[np.ndarray] | None:
-    """Predicted lanes of an image from ``PRED/<name without extension>.lines.json`` or ``.lines.txt``.
-
-    None when neither exists; both existing is an error (which one is meant is unclear).
-    """
-    stem = os.path.join(pred_dir, os.path.splitext(name)[0])
-    json_path, txt_path = stem + ".lines.json", stem + ".lines.txt"
-    has_json, has_txt = os.path.exists(json_path), os.path.exists(txt_path)
-    if has_json and has_txt:
-        raise ValueError(f"both {json_path} and {txt_path} exist: keep one prediction file per image")
-    if has_json:
-        return read_lines_json(json_path, score_threshold)
-    return read_lines_txt(txt_path) if has_txt else None
-
-
-def evaluate_curvelanes_files(root: str | os.PathLike, pred_dir: str | os.PathLike, names: Sequence[str],
-                              size_of: Callable[[str], tuple[float, float]] | None = None,
-                              iou_threshold: float = IOU_THRESHOLD, score_threshold: float | None = None) -> dict:
-    """Official CurveLanes F1 of the predictions under ``pred_dir`` for the images ``names`` (relative to ``root``).
-
-    Labels are read from ``label_path(root, name)``, predictions by ``read_prediction`` (a missing
-    file is 0 lanes, reported by one warning). ``size_of(name) -> (width, height)`` gives each
-    image's size; by default it is read from the header of ``root/name``.
-    """
-    size_of = size_of or (lambda name: image_size(os.path.join(root, name)))
-    evaluator = CurveLanesEvaluator(iou_threshold)
-    missing = []
-    for name in names:
-        gt = read_lines_json(label_path(root, name))
-        pred = read_prediction(pred_dir, name, score_threshold)
-        if pred is None:
-            missing.append(name)
-            pred = []
-        evaluator.add(gt, pred, *size_of(name))
-    if missing:
-        warnings.warn(f"{len(missing)} of {len(names)} prediction files are missing (counted as 0 lanes), e.g. "
-                      f"{os.path.join(pred_dir, os.path.splitext(missing[0])[0])}.lines.json", stacklevel=2)
-    return evaluator.summary()

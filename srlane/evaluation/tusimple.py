@@ -4,8 +4,7 @@ Accuracy, FP and FN are plain means over images of the per-image scores of ``Lan
 the F1 some repositories print is derived from those means (precision = 1 - FP, recall =
 (1 - FP) / (1 - FP + FN)) and is labelled as such.
 """
-import json
-import os
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -71,70 +70,23 @@ def derived_f1(fp: float, fn: float) -> float | None:
     return 2 * precision * recall / (precision + recall) if precision + recall else None
 
 
-def _check_record(record, required: tuple[str, ...], where: str) -> None:
-    if not isinstance(record, dict):
-        raise ValueError(f"{where}: expected a json object, got {type(record).__name__}")
-    missing = [k for k in required if k not in record]
-    if missing:
-        raise ValueError(f"{where}: missing key(s) {missing}")
-
-
-def tusimple_metric(predictions: list[dict], ground_truth: list[dict],
-                    pred_where: list[str] | None = None, gt_where: list[str] | None = None) -> dict:
-    """``{"accuracy", "fp", "fn", "f1"}`` (f1 derived from the FP/FN means) of json-line records.
-
-    Both lists must cover the same images (``raw_file``) exactly once. ``*_where`` name each record
-    in errors (default: its index).
-    """
-    pred_where = pred_where or [f"prediction {i}" for i in range(len(predictions))]
-    gt_where = gt_where or [f"ground truth {i}" for i in range(len(ground_truth))]
-    gts = {}
-    for record, where in zip(ground_truth, gt_where):
-        _check_record(record, ("raw_file", "lanes", "h_samples"), where)
-        if record["raw_file"] in gts:
-            raise ValueError(f"{where}: image {record['raw_file']!r} appears twice in the ground truth")
-        gts[record["raw_file"]] = record
-    seen = set()
-    totals = np.zeros(3)
-    for record, where in zip(predictions, pred_where):
-        _check_record(record, ("raw_file", "lanes", "run_time"), where)
-        raw_file = record["raw_file"]
-        if raw_file not in gts:
-            raise ValueError(f"{where}: image {raw_file!r} is not in the ground truth")
-        if raw_file in seen:
-            raise ValueError(f"{where}: image {raw_file!r} appears twice in the predictions")
-        seen.add(raw_file)
-        gt = gts[raw_file]
-        try:
-            totals += bench_image(record["lanes"], gt["lanes"], gt["h_samples"], float(record["run_time"]))
-        except (ValueError, TypeError) as e:
-            raise ValueError(f"{where} ({raw_file}): {e}") from e
-    if len(seen) != len(gts):
-        absent = [name for name in gts if name not in seen]
-        raise ValueError(f"{len(absent)} ground-truth image(s) have no prediction, e.g. {absent[0]!r}")
-    if not gts:
+def tusimple_metric(predictions: Sequence[Sequence[Sequence[float]]], ground_truth: Sequence[Sequence[Sequence[float]]],
+                    h_samples: Sequence[Sequence[float]], run_times_ms: Sequence[float] | None = None) -> dict:
+    """``{"accuracy", "fp", "fn", "f1"}`` (f1 derived from the FP/FN means) over images: image i's
+    predicted and ground-truth lanes as xs at ``h_samples[i]`` (negative where absent), its
+    ``run_times_ms[i]`` (None: 0 for every image)."""
+    if not ground_truth:
         raise ValueError("no images to evaluate")
-    accuracy, fp, fn = (totals / len(gts)).tolist()
+    if not len(predictions) == len(ground_truth) == len(h_samples):
+        raise ValueError(f"{len(predictions)} predictions and {len(h_samples)} h_samples for "
+                         f"{len(ground_truth)} ground-truth images")
+    run_times_ms = [0.0] * len(ground_truth) if run_times_ms is None else run_times_ms
+    totals = np.zeros(3)
+    images = zip(predictions, ground_truth, h_samples, run_times_ms, strict=True)
+    for i, (pred, gt, rows, run_time) in enumerate(images):
+        try:
+            totals += bench_image(pred, gt, rows, float(run_time))
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"image {i}: {e}") from e
+    accuracy, fp, fn = (totals / len(ground_truth)).tolist()
     return {"accuracy": accuracy, "fp": fp, "fn": fn, "f1": derived_f1(fp, fn)}
-
-
-def read_json_lines(path: str | os.PathLike) -> tuple[list[dict], list[str]]:
-    """Records of a json-lines file and their ``file:line`` names (blank lines are not records)."""
-    records, where = [], []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{number}: malformed json ({e.msg})") from e
-            where.append(f"{path}:{number}")
-    return records, where
-
-
-def evaluate_tusimple_files(pred_path: str | os.PathLike, gt_path: str | os.PathLike) -> dict:
-    """``tusimple_metric`` of a prediction and a ground-truth json-lines file."""
-    preds, pred_where = read_json_lines(pred_path)
-    gts, gt_where = read_json_lines(gt_path)
-    return tusimple_metric(preds, gts, pred_where, gt_where)

@@ -26,8 +26,6 @@ import numpy as np
 from tqdm import tqdm
 
 from srlane.benchmarks import culane, curvelanes, tusimple
-from srlane.evaluation.culane import lines_file_name
-from srlane.evaluation.curvelanes import label_path
 from srlane.fileio import atomic_write_bytes, atomic_write_text
 from srlane.synthetic.render import render
 from srlane.synthetic.scene import SPLITS, SceneLabel, layouts
@@ -64,7 +62,7 @@ def curvelanes_name(split: str, index: int) -> str:
 def _culane_scene(root: Path, split: str, index: int, jpeg: bytes, label: SceneLabel) -> dict:
     name = culane_name(split, index)
     atomic_write_bytes(root / name, jpeg)
-    atomic_write_text(root / lines_file_name(name), culane.annotation_text(label.lanes))
+    atomic_write_text(root / culane.lines_file_name(name), culane.annotation_text(label.lanes))
     return {"name": name, "flags": [int(slot in label.slots) for slot in range(4)]}
 
 
@@ -78,7 +76,7 @@ def _tusimple_scene(root: Path, split: str, index: int, jpeg: bytes, label: Scen
 def _curvelanes_scene(root: Path, split: str, index: int, jpeg: bytes, label: SceneLabel) -> dict:
     name = curvelanes_name(split, index)
     atomic_write_bytes(root / name, jpeg)
-    atomic_write_text(label_path(root, name), curvelanes.label_text(label.lanes))
+    atomic_write_text(curvelanes.label_path(root, name), curvelanes.label_text(label.lanes))
     return {"name": name}
 
 

@@ -19,10 +19,9 @@ import numpy as np
 import torch
 
 from srlane.benchmarks import build_benchmark
-from srlane.benchmarks.culane import annotation_text, write_lists
+from srlane.benchmarks.culane import annotation_text, lines_file_name, write_lists
 from srlane.config import Config
 from srlane.data.dataset import LaneDataset, build_dataset, crop_and_resize, read_image
-from srlane.evaluation.culane import lines_file_name
 from srlane.fileio import atomic_write_text
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
