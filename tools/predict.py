@@ -51,12 +51,11 @@ from srlane.data.dataset import build_dataset, read_image
 from srlane.data.input_checks import InputChecks, expected_sizes
 from srlane.data.loader import make_loader
 from srlane.data.records import LaneRecord
-from srlane.data.video import VideoFrames
 from srlane.inference.predict import Model, predict_batches
 from srlane.inference.inputs import InputError, collect_inputs
 from srlane.inference.model import load_model, load_onnx
 from srlane.inference.raw import RawWriter
-from srlane.inference.video import VideoPredictor, VideoResult
+from srlane.inference.video import VideoPredictor
 from srlane.models.decode import LaneDecoder, build_decoder
 from srlane.models.inference import InferenceOptions, build_inference_options
 from srlane.visualize import draw_lanes, lane_pixels, write_image
@@ -116,14 +115,7 @@ def predict_videos(videos: list[str], predictor: VideoPredictor) -> dict:
     summary = {"videos": 0, "frames": 0, "video_lanes": 0, "frames_per_s": 0.0, "video_errors": 0}
     seconds = 0.0
     for path in videos:
-        try:
-            frames = VideoFrames(path)
-        except OSError as err:
-            result = VideoResult(error=f"{err}; nothing written for it")
-        else:
-            with tqdm(total=frames.frame_count or None, desc=os.path.basename(path), unit="frame",
-                      dynamic_ncols=True) as bar:
-                result = predictor(frames, bar.update)
+        result = predictor(path)
         if result.error is not None:
             tqdm.write(f"error: {result.error}", file=sys.stderr)
         summary["videos"] += int(result.frames > 0)

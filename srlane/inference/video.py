@@ -19,6 +19,7 @@ from typing import TextIO
 
 import cv2
 import torch
+from tqdm import tqdm
 
 from srlane.data.crop import Crop
 from srlane.data.video import Frame, VideoFrames, lanes_json_line, prepare_image
@@ -165,11 +166,19 @@ class VideoPredictor:
         self.input_size, self.crop, self.batch_size = input_size, crop, batch_size
         self.out, self.view, self.raw, self.sized = out, view, raw, sized
 
-    def __call__(self, frames: VideoFrames, progress: Callable[[int], None] = lambda frames: None) -> VideoResult:
-        """Predict ``frames`` and write their files; ``progress(n)`` after each batch of n frames."""
+    def __call__(self, path: str) -> VideoResult:
+        """Predict the frames of the video ``path`` and write its files (a progress bar on stderr)."""
+        try:
+            frames = VideoFrames(path)
+        except OSError as err:
+            return VideoResult(error=f"{err}; nothing written for it")
+        name = os.path.basename(path)
+        with tqdm(total=frames.frame_count or None, desc=name, unit="frame", dynamic_ncols=True) as bar:
+            return self._predict(frames, os.path.splitext(name)[0], bar.update)
+
+    def _predict(self, frames: VideoFrames, stem: str, progress: Callable[[int], None]) -> VideoResult:
         result = VideoResult()
         raw = RawWriter()
-        stem = os.path.splitext(os.path.basename(frames.path))[0]
         start = time.perf_counter()
         batches = self.sized(frame_batches(frames, frames.path, self.input_size, self.crop, self.batch_size))
         try:
