@@ -128,7 +128,7 @@ def test_tool_checks_and_writes(checkpoint, capsys):
 
 def test_tool_disagreement_is_one_line_and_writes_nothing(checkpoint, monkeypatch, capsys):
     tmp = checkpoint
-    monkeypatch.setitem(export_tool.TOLERANCES, "fp32", {"logits": -1.0, "start/length": 1.0, "xs": 1.0})
+    monkeypatch.setitem(TOLERANCES, "fp32", {"logits": -1.0, "start/length": 1.0, "xs": 1.0})
     with pytest.raises(export_tool.ExportCheckError) as err:
         export_tool.main([str(tmp / "tiny.py"), "--load-from", str(tmp / "net.pth"), "--out", str(tmp / "bad.onnx")])
     assert "\n" not in str(err.value) and "batch 1 logits" in str(err.value)
