@@ -58,7 +58,7 @@ from srlane.inference.raw import RawWriter
 from srlane.inference.video import VideoPredictor
 from srlane.models.decode import LaneDecoder, build_decoder
 from srlane.models.inference import InferenceOptions, build_inference_options
-from srlane.visualize import draw_lanes, lane_pixels, write_image
+from srlane.visualize import draw_decoded_lanes, write_image
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -101,10 +101,8 @@ def predict_images(args: argparse.Namespace, cfg: Config, records: list[LaneReco
             if raw is not None:
                 raw.add(image)
             if args.view:
-                ori_h, ori_w = image.meta["img_size"]
-                picture = draw_lanes(read_image(image.meta["img_path"]),
-                                     [lane_pixels(lane, ori_w, ori_h) for lane in image.lanes])
-                write_image(os.path.join(args.out, "visualization", image.meta["img_name"]), picture)
+                write_image(os.path.join(args.out, "visualization", image.meta["img_name"]),
+                            draw_decoded_lanes(read_image(image.meta["img_path"]), image.lanes))
     BENCHMARKS[args.format](root or ".", build_crop(cfg)).write_predictions(done, found, args.out, run_times)
     return {"images": len(done), "lanes": sum(map(len, found)), "ms_per_image": sum(run_times) / max(1, len(done)),
             "unreadable": len(unreadable)}

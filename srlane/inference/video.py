@@ -28,7 +28,7 @@ from srlane.inference.predict import ImagePrediction, Model, predict_batches
 from srlane.inference.raw import RawWriter
 from srlane.lanes import Lane
 from srlane.models.decode import LaneDecoder
-from srlane.visualize import draw_lanes, lane_pixels
+from srlane.visualize import draw_decoded_lanes
 
 VIDEO_WRITERS = ((".mp4", "mp4v"), (".avi", "MJPG"))  # tried in this order for the annotated video
 DEFAULT_FPS = 25.0  # annotated video of a stream that states no frame rate
@@ -120,7 +120,7 @@ class VideoFiles:
                 self.view = self._open_view((height, width))
         self.write_lanes(meta["frame"], meta["time"], prediction.lanes, width, height, meta["cut_height"])
         if self.view is not None:
-            picture = draw_lanes(meta["image"], [lane_pixels(lane, width, height) for lane in prediction.lanes])
+            picture = draw_decoded_lanes(meta["image"], prediction.lanes)
             if (height, width) != self.view_size:
                 picture = cv2.resize(picture, self.view_size[::-1], interpolation=cv2.INTER_AREA)
             self.view.write(picture)
