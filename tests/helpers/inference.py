@@ -83,3 +83,10 @@ def exit_status(main: Callable[[list[str]], object], argv: list[str], *errors: t
     with pytest.raises(SystemExit) as done:
         run_cli(lambda: main(argv), *errors)
     return done.value.code
+
+
+def assert_geometry_refused(stderr: str, checkpoint: Path, named: list[str]) -> None:
+    """``stderr`` is the one line refusing ``checkpoint`` that names each of ``named``."""
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {checkpoint} was trained with another"), lines
+    assert all(part in lines[0] for part in named), lines[0]
