@@ -14,10 +14,11 @@ import torch
 
 from srlane.config import Config, ConfigError
 from srlane.data.records import DataFormatError
-from srlane.engine.defaults import load_experiment
-from srlane.engine.fabric import ACCELERATORS, resolve_accelerator
 from srlane.models.inference import ALLOWED, InferenceOptions
 from srlane.models.weights import CheckpointError
+
+# srlane.engine (Lightning, TensorBoard: seconds to import) is imported by the functions that
+# read a config or pick a device, so that scripts needing only run_cli (evaluate.py) start fast
 
 USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, DataFormatError, CheckpointError, OSError)
 
@@ -84,6 +85,8 @@ def checkpoint_tool_parser(description: str) -> argparse.ArgumentParser:
 def add_prediction_arguments(parser: argparse.ArgumentParser) -> None:
     """What a run over images takes: ``--accelerator`` (``--device``), ``--batch``,
     ``--workers`` and ``--conf-threshold``."""
+    from srlane.engine.fabric import ACCELERATORS
+
     parser.add_argument("--accelerator", "--device", dest="accelerator", choices=ACCELERATORS,
                         help="auto: CUDA when present, else CPU (default: the config's accelerator, 'auto')")
     parser.add_argument("--batch", type=at_least(1), default=8, metavar="B",
@@ -116,10 +119,14 @@ def inference_options_from_args(args: argparse.Namespace,
 
 def config_from_args(args: argparse.Namespace) -> Config:
     """The experiment config ``args.config`` with the ``--set`` overrides."""
+    from srlane.engine.defaults import load_experiment
+
     return load_experiment(args.config, args.set)
 
 
 def device_from_args(args: argparse.Namespace, cfg: Config) -> torch.device:
     """``--accelerator``, else the config's ``accelerator``, as a device; ConfigError (one line)
     when CUDA is asked for and absent."""
+    from srlane.engine.fabric import resolve_accelerator
+
     return torch.device(resolve_accelerator(args.accelerator or cfg.accelerator))
