@@ -15,7 +15,6 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
-from typing import TextIO
 
 import cv2
 import torch
