@@ -44,6 +44,14 @@ def draw_lanes(img: np.ndarray, predictions: Sequence[np.ndarray],
     return out
 
 
+def draw_decoded_lanes(img: np.ndarray, lanes: Sequence[Lane],
+                       ground_truth: Sequence[np.ndarray] | None = None) -> np.ndarray:
+    """``draw_lanes`` of decoded lanes, placed in the pixels of ``img`` (the image they were
+    predicted for)."""
+    height, width = img.shape[:2]
+    return draw_lanes(img, [lane_pixels(lane, width, height) for lane in lanes], ground_truth)
+
+
 def write_image(path: str, img: np.ndarray) -> None:
     """``cv2.imwrite`` through a temp file and ``os.replace``; a failed write raises.
     The format follows the extension (JPEG without one)."""
@@ -58,7 +66,6 @@ def write_visualizations(dataset, predictions: Sequence[Sequence[Lane]], folder:
         img = cv2.imread(record.img_path, cv2.IMREAD_COLOR)
         if img is None:
             raise FileNotFoundError(f"cannot read image {record.img_path}")
-        height, width = img.shape[:2]
-        picture = draw_lanes(img, [lane_pixels(lane, width, height) for lane in lanes], record.lanes)
+        picture = draw_decoded_lanes(img, lanes, record.lanes)
         write_image(os.path.join(folder, record.img_name), picture)
     return len(predictions)

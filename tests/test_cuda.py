@@ -10,13 +10,13 @@ import pytest
 import torch
 
 import main
+from helpers.inference import r18_config, random_predictions, save_checkpoint
+from helpers.inference import trained_like  # a refine head with outputs of order one, where precision errors show
 from srlane.models.weights import load_checkpoint
 from srlane.models import build_net
 from srlane.models.decode import build_decoder
 from test_engine_e2e import experiment  # noqa: F401 (the fixture: a tiny synthetic set, trained 4 steps on CPU)
 from test_engine_runner import Interrupt, Record, make_runner, weights
-from test_export import trained_like  # a refine head with outputs of order one, where precision errors show
-from test_models_detector import _cfg, random_predictions
 
 pytestmark = pytest.mark.cuda
 GPU = dict(accelerator="cuda")
@@ -72,7 +72,7 @@ def test_eval_forward_under_autocast_agrees_with_float32(dtype, tolerance):
     """Outputs (scores, start, angle, length, x offsets, all of order 1) within ``tolerance`` of
     the float32 forward (TF32 off for the reference)."""
     torch.manual_seed(0)
-    net = trained_like(build_net(_cfg())).cuda().eval()
+    net = trained_like(build_net(r18_config(), pretrained=False)).cuda().eval()
     img = torch.rand(4, 3, 64, 160, device="cuda")
     previous = torch.get_float32_matmul_precision()
     torch.set_float32_matmul_precision("highest")
@@ -89,7 +89,7 @@ def test_eval_forward_under_autocast_agrees_with_float32(dtype, tolerance):
 
 def test_decoder_on_cuda_tensors_equals_cpu():
     preds = random_predictions()
-    decoder = build_decoder(_cfg())
+    decoder = build_decoder(r18_config())
     on_cpu, on_gpu = decoder(preds), decoder(preds.cuda())
     assert sum(map(len, on_cpu)) > 8
     for a, b in zip(on_cpu, on_gpu):
@@ -127,7 +127,7 @@ def test_decoder_nms_on_cuda_keeps_the_cpu_indices_and_lanes():
     preds[:, 1::4, 4:] = preds[:, ::4, 4:][:, :preds[:, 1::4].shape[1]]  # equal lanes
     cuda_preds = preds.cuda()
     for conf in (None, 0.0, 0.3):
-        decoder = build_decoder(_cfg(), conf_threshold=conf)
+        decoder = build_decoder(r18_config(), conf_threshold=conf)
         assert decoder.on_device(cuda_preds) and not decoder.on_device(preds)
         scores = torch.softmax(cuda_preds[..., :2], dim=-1)[..., 1]
         args = (cuda_preds[..., 2] * decoder.n_strips, cuda_preds[..., 3] * decoder.n_strips,
@@ -169,7 +169,7 @@ def test_inference_options_on_cuda_agree_with_float32(exact_float32, options, to
     from srlane.models.inference import InferenceOptions, prepare_for_inference
 
     torch.manual_seed(0)
-    net = trained_like(build_net(_cfg())).cuda().eval()
+    net = trained_like(build_net(r18_config(), pretrained=False)).cuda().eval()
     img = torch.randint(0, 256, (4, 3, 64, 160), dtype=torch.uint8, device="cuda")
     with torch.no_grad():
         ref = net(img)
@@ -187,7 +187,7 @@ def test_cudagraph_replays_its_shape_and_runs_other_shapes_eagerly(exact_float32
     from srlane.models.inference import CudaGraphModel, InferenceOptions, prepare_for_inference
 
     torch.manual_seed(0)
-    net = build_net(_cfg()).cuda().eval()
+    net = build_net(r18_config(), pretrained=False).cuda().eval()
     eager = prepare_for_inference(net, InferenceOptions(), "cuda")
     graphed = prepare_for_inference(net, InferenceOptions(compile="cudagraph"), "cuda")
     assert isinstance(graphed, CudaGraphModel)
@@ -201,11 +201,45 @@ def test_cudagraph_replays_its_shape_and_runs_other_shapes_eagerly(exact_float32
     torch.testing.assert_close(graphed(one), eager(one), atol=1e-5, rtol=0)
     torch.testing.assert_close(graphed(first), out_first, atol=1e-5, rtol=0)
     graph = graphed.graph
-    later = build_net(_cfg()).cuda().eval()  # other weights, as after an epoch of training
+    later = build_net(r18_config(), pretrained=False).cuda().eval()  # other weights, as after an epoch of training
     graphed.load_weights(later)
     assert graphed.graph is graph  # replayed, not captured again
     torch.testing.assert_close(graphed(first), prepare_for_inference(later, InferenceOptions(), "cuda")(first),
                                atol=1e-5, rtol=0)
+
+
+def test_a_checkpoint_predicts_on_cuda_as_on_the_cpu(exact_float32, tmp_path):
+    """``load_model`` on CUDA with folded BatchNorm and channels-last, and plain on the CPU:
+    ``predict_batches`` gives raw outputs within 1e-4 (uint8 images in), the decoder runs on the
+    device, and the embedding tap on the prepared network reads the same features of the CPU's
+    proposals."""
+    import numpy as np
+
+    from srlane.inference import predict_batches
+    from srlane.inference.features import EmbeddingTap
+    from srlane.inference.model import load_model
+    from srlane.models.inference import InferenceOptions
+
+    cfg = r18_config()
+    torch.manual_seed(0)
+    path = save_checkpoint(tmp_path / "net.pth", trained_like(build_net(cfg, pretrained=False)), cfg)
+    g = torch.Generator().manual_seed(3)
+    batch = {"img": torch.randint(0, 256, (4, 3, 64, 160), generator=g, dtype=torch.uint8),
+             "meta": [{"img_path": f"{i}.jpg", "img_size": (590, 1640), "cut_height": 270} for i in range(4)]}
+    decoder = build_decoder(cfg, conf_threshold=0.0)
+    runs = {}
+    for device, options in (("cpu", InferenceOptions()), ("cuda", InferenceOptions(fold_bn=True, channels_last=True))):
+        model = load_model(cfg, str(path), options, device)
+        tap = EmbeddingTap(model.net)
+        (predictions,) = predict_batches(model, [batch], decoder, torch.device(device), keep_raw=True, tap=tap)
+        runs[device] = predictions, tap
+    (on_cpu, cpu_tap), (on_gpu, gpu_tap) = runs["cpu"], runs["cuda"]
+    assert sum(len(p.lanes) for p in on_cpu) > 4 and decoder.on_device(torch.zeros(1, device="cuda"))
+    for i, (cpu, gpu) in enumerate(zip(on_cpu, on_gpu)):
+        assert np.abs(cpu.raw - gpu.raw).max() < 1e-4
+        ours, theirs = cpu_tap.features(i, cpu.proposals), gpu_tap.features(i, cpu.proposals)
+        for name in ("global", "lanes", "scores"):
+            np.testing.assert_allclose(theirs[name], ours[name], atol=1e-4, rtol=0)
 
 
 def test_speed_tool_on_cuda_with_a_cuda_graph(tmp_path):

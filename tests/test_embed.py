@@ -12,15 +12,14 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from helpers.inference import (GEOMETRY_CHANGES, SYNTHETIC, assert_geometry_refused,  # noqa: E402
+                               checkpoint_of_other_geometry, exit_status, lane_emitting_net)
 from srlane.benchmarks import build_benchmark  # noqa: E402
 from srlane.data.dataset import build_dataset  # noqa: E402
 from srlane.engine.defaults import load_experiment  # noqa: E402
-from srlane.models import build_net  # noqa: E402
 from srlane.models.decode import build_decoder  # noqa: E402
 from srlane.synthetic import generate  # noqa: E402
 from tools import embed  # noqa: E402
-
-SYNTHETIC = ROOT / "configs" / "srlane_r18_synthetic.py"
 
 
 @pytest.fixture(scope="module")
@@ -33,10 +32,7 @@ def setup(tmp_path_factory):
     config.write_text(f"_base_ = [{str(SYNTHETIC)!r}]\nimg_w = 256\nimg_h = 96\n"
                       f"dataset = dict(data_root={str(tmp / 'data')!r}, cache_dir={str(tmp / 'cache')!r})\n")
     cfg = load_experiment(config)
-    torch.manual_seed(0)
-    net = build_net(cfg).eval()
-    with torch.no_grad():
-        net.roi_head.stage_heads[-1].reg_layers.bias[1] = 1.0
+    net = lane_emitting_net(cfg)
     torch.save({"net": net.state_dict()}, tmp / "net.pth")
     return tmp, cfg, net
 
@@ -120,3 +116,59 @@ def test_unreadable_image_is_reported_and_left_out(setup, capsys):
     assert json.loads((out / "index.json").read_text())["images"] == [names[0], names[2]]
     assert np.load(out / "global.npy").shape == (2, 512)
     assert f"error: cannot read image {data / names[1]}" in capsys.readouterr().err
+
+
+def read_embedding(out):
+    """global.npy, lanes.npy and index.json of an embed run."""
+    return np.load(out / "global.npy"), np.load(out / "lanes.npy"), json.loads((out / "index.json").read_text())
+
+
+def assert_same_embedding(first, second, tolerance):
+    """The same images, lanes and proposals, features and scores within ``tolerance``."""
+    (a_global, a_lanes, a_index), (b_global, b_lanes, b_index) = read_embedding(first), read_embedding(second)
+    assert a_index["images"] == b_index["images"] and a_lanes.shape == b_lanes.shape and len(a_lanes) > 3
+    for column in ("image", "lane", "proposal"):
+        assert a_index["lane_rows"][column] == b_index["lane_rows"][column]
+    np.testing.assert_allclose(a_index["lane_rows"]["score"], b_index["lane_rows"]["score"], atol=tolerance)
+    np.testing.assert_allclose(b_global, a_global, atol=tolerance, rtol=0)
+    np.testing.assert_allclose(b_lanes, a_lanes, atol=tolerance, rtol=0)
+
+
+def test_folded_channels_last_network_gives_the_same_features(setup):
+    """The hooks sit on the prepared copy's network: BatchNorm folded and channels-last keep the
+    modules they read, the rows agree with the plain network's to float rounding."""
+    tmp, _, _ = setup
+    run_embed(tmp, tmp / "plain", "--batch", "2")
+    run_embed(tmp, tmp / "fast", "--batch", "2", "--fold-bn", "--channels-last")
+    assert_same_embedding(tmp / "plain", tmp / "fast", 1e-5)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+def test_compiled_network_is_tapped_as_the_eager_one(setup):
+    """torch.compile traces the forward hooks: the same rows as eager (the slow test of this file:
+    the network is compiled first)."""
+    tmp, _, _ = setup
+    run_embed(tmp, tmp / "eager", "--batch", "3")
+    run_embed(tmp, tmp / "compiled", "--batch", "3", "--compile", "compile")
+    assert_same_embedding(tmp / "eager", tmp / "compiled", 1e-5)
+
+
+def test_a_cuda_graph_is_refused_in_one_line(setup, capsys):
+    tmp, _, _ = setup
+    argv = [str(tmp / "tiny.py"), "--load-from", str(tmp / "net.pth"), "--out", str(tmp / "graph"), "--compile",
+            "cudagraph", "--accelerator", "cpu", "--workers", "0"]
+    assert exit_status(embed.main, argv, ValueError) == 1
+    assert capsys.readouterr().err == ("error: compile 'cudagraph' replays a captured CUDA graph, which runs no forward "
+                                       "hooks: features cannot be read from it; use --compile none or compile\n")
+    assert not (tmp / "graph").exists()
+
+
+@pytest.mark.parametrize("change", GEOMETRY_CHANGES)
+def test_a_checkpoint_of_another_geometry_is_one_line_naming_both_values(setup, tmp_path, capsys, change):
+    tmp, cfg, net = setup
+    checkpoint, named = checkpoint_of_other_geometry(tmp_path, net, cfg, change)
+    argv = [str(tmp / "tiny.py"), "--load-from", str(checkpoint), "--out", str(tmp_path / "out"), "--accelerator",
+            "cpu", "--workers", "0"]
+    assert exit_status(embed.main, argv, ValueError) == 1
+    assert_geometry_refused(capsys.readouterr().err, checkpoint, named)
+    assert not (tmp_path / "out").exists()

@@ -12,37 +12,24 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from srlane.config import Config  # noqa: E402
+from helpers.inference import (GEOMETRY_CHANGES, SYNTHETIC, assert_geometry_refused,  # noqa: E402
+                               checkpoint_of_other_geometry, exit_status, r18_config, trained_like)
+from srlane.config import ConfigError  # noqa: E402
+from srlane.engine.defaults import load_experiment  # noqa: E402
 from srlane.models import build_net  # noqa: E402
 from srlane.models.export import TOLERANCES, OnnxModel, compare_with_torch, export_onnx  # noqa: E402
 from tools import export as export_tool  # noqa: E402
 from tools import speed  # noqa: E402
 
-SYNTHETIC = ROOT / "configs" / "srlane_r18_synthetic.py"
-
 
 def r18(img_h, img_w, seed=0):
-    cfg = Config.fromfile(str(ROOT / "configs" / "models" / "srlane_r18.py"))
-    cfg.model.backbone.pretrained = False
-    cfg.img_h, cfg.img_w = img_h, img_w
     torch.manual_seed(seed)
-    return build_net(cfg).eval()
+    return build_net(r18_config(img_w, img_h), pretrained=False).eval()
 
 
 def cpu_model(path):
     """The suite runs on the CPU, also where onnxruntime-gpu is installed."""
     return OnnxModel(path, providers=["CPUExecutionProvider"])
-
-
-def trained_like(net):
-    """Refine-head outputs of order one (a random-init head outputs ~1e-3 around the proposals)."""
-    stage = net.roi_head.stage_heads[-1]
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for layer in (stage.cls_layers, stage.reg_layers):
-            layer.weight.copy_(torch.randn(layer.weight.shape, generator=generator) * 0.05)
-        stage.reg_layers.bias[1] = 1.0
-    return net
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +128,7 @@ def test_tool_checks_and_writes(checkpoint, capsys):
 
 def test_tool_disagreement_is_one_line_and_writes_nothing(checkpoint, monkeypatch, capsys):
     tmp = checkpoint
-    monkeypatch.setitem(export_tool.TOLERANCES, "fp32", {"logits": -1.0, "start/length": 1.0, "xs": 1.0})
+    monkeypatch.setitem(TOLERANCES, "fp32", {"logits": -1.0, "start/length": 1.0, "xs": 1.0})
     with pytest.raises(export_tool.ExportCheckError) as err:
         export_tool.main([str(tmp / "tiny.py"), "--load-from", str(tmp / "net.pth"), "--out", str(tmp / "bad.onnx")])
     assert "\n" not in str(err.value) and "batch 1 logits" in str(err.value)
@@ -170,6 +157,29 @@ def test_speed_times_onnxruntime_next_to_eager(checkpoint, capsys, tmp_path):
     assert "onnxruntime forward ms/batch" in table and "onnxruntime / eager forward" in table
     assert json.loads(out.read_text())["onnx_forward_fps"] == result["onnx_forward_fps"]
     export_onnx(r18(96, 160), tmp_path / "other.onnx", 96, 160)
-    with pytest.raises(SystemExit):
+    with pytest.raises(ConfigError) as err:
         speed.main([str(tmp / "tiny.py"), "--iters", "1", "--warmup", "0", "--onnx", str(tmp_path / "other.onnx")])
-    assert "160x96" in capsys.readouterr().err
+    assert str(err.value) == (f"ONNX model {tmp_path / 'other.onnx'} takes 160x96 images (width x height) but the "
+                              "config expects 160x64; export it again from this config")
+
+
+@pytest.mark.parametrize("change", GEOMETRY_CHANGES)
+def test_tool_refuses_a_checkpoint_of_another_geometry_in_one_line(checkpoint, tmp_path, capsys, change):
+    tmp = checkpoint
+    cfg = load_experiment(tmp / "tiny.py")
+    path, named = checkpoint_of_other_geometry(tmp_path, r18(64, 160), cfg, change)
+    argv = [str(tmp / "tiny.py"), "--load-from", str(path), "--out", str(tmp_path / "m.onnx")]
+    assert exit_status(export_tool.main, argv, export_tool.ExportCheckError, ValueError) == 1
+    assert_geometry_refused(capsys.readouterr().err, path, named)
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_tool_takes_set_overrides(checkpoint, tmp_path, capsys):
+    """--set as main.py takes it: the checkpoint trained at 160x64 exports from a 192x96 config
+    set back to 160x64, with one note for its missing config."""
+    tmp = checkpoint
+    (tmp_path / "wide.py").write_text(f"_base_ = [{str(tmp / 'tiny.py')!r}]\nimg_w = 192\nimg_h = 96\n")
+    export_tool.main([str(tmp_path / "wide.py"), "--load-from", str(tmp / "net.pth"), "--out", str(tmp_path / "m.onnx"),
+                      "--set", "img_w=160", "img_h=64"])
+    assert cpu_model(tmp_path / "m.onnx").input_size == (64, 160)
+    assert capsys.readouterr().err.count("holds no config") == 1

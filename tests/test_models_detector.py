@@ -1,26 +1,16 @@
 """Detector plumbing: autocast, wrappers, batched decoding equals per-image decoding."""
-from pathlib import Path
-
 import numpy as np
 import torch
 
-from srlane.config import Config
+from helpers.inference import ROOT, r18_config, random_predictions
+from srlane.inference.crafted import crafted_predictions
 from srlane.models import build_net
 from srlane.models.decode import build_decoder
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _cfg(w=160, h=64):
-    cfg = Config.fromfile(ROOT / "configs" / "models" / "srlane_r18.py")
-    cfg.model.backbone.pretrained = False
-    cfg.update(img_w=w, img_h=h, ori_img_w=1640, ori_img_h=590, cut_height=270)
-    return cfg
 
 
 def test_autocast_bf16_cpu_and_data_parallel():
     torch.manual_seed(0)
-    net = build_net(_cfg()).eval()
+    net = build_net(r18_config(), pretrained=False).eval()
     img = torch.rand(2, 3, 64, 160)
     with torch.no_grad():
         ref = net(img)
@@ -33,18 +23,9 @@ def test_autocast_bf16_cpu_and_data_parallel():
     assert torch.equal(wrapped, ref)
 
 
-def random_predictions(batch: int = 8) -> torch.Tensor:
-    """Network-like outputs: random scores, starts and lengths, near-vertical lanes."""
-    g = torch.Generator().manual_seed(0)
-    preds = torch.randn(batch, 40, 76, generator=g)
-    preds[..., 2:4] = torch.rand(batch, 40, 2, generator=g)
-    preds[..., 4:] = torch.rand(batch, 40, 1, generator=g) + 0.02 * torch.randn(batch, 40, 72, generator=g)
-    return preds
-
-
 def test_batched_decoding_equals_single():
     preds = random_predictions()
-    decoder = build_decoder(_cfg())
+    decoder = build_decoder(r18_config())
     batched = decoder(preds)
     assert sum(len(lanes) for lanes in batched) > 8
     for i in range(8):
@@ -84,9 +65,7 @@ def test_writers(tmp_path):
 def test_sixteen_lanes_decode_train_and_stay_finite():
     """With max_lanes and nms_topk 16 (CurveLanes) the decoder keeps up to 16 lanes, and a
     training step on images with 10 lanes gives a finite loss and gradients."""
-    from tools.speed import crafted_predictions
-
-    cfg = _cfg(w=320, h=128)
+    cfg = r18_config(w=320, h=128)
     cfg.max_lanes, cfg.test_parameters.nms_topk, cfg.test_parameters.nms_thres = 16, 16, 5.0
     preds = crafted_predictions(2, 40, 72, 12)
     assert [len(lanes) for lanes in build_decoder(cfg)(preds)] == [12, 12]
@@ -96,7 +75,7 @@ def test_sixteen_lanes_decode_train_and_stay_finite():
 
     cfg.test_parameters.nms_topk = 16
     torch.manual_seed(0)
-    net = build_net(cfg).train()
+    net = build_net(cfg, pretrained=False).train()
     lanes = [np.stack([np.full(30, 15.0 + 29.0 * k), np.linspace(127.0, 20.0, 30)], 1) for k in range(10)]
     targets = [encode_lanes(lanes, cfg) for _ in range(2)]
     batch = {"img": torch.rand(2, 3, 128, 320),

@@ -1,14 +1,10 @@
 """BatchNorm folding for inference: same outputs, no BatchNorm left, the original untouched."""
-from pathlib import Path
-
 import torch
 from torch import nn
 
-from srlane.config import Config
+from helpers.inference import r18_config
 from srlane.models import build_net
 from srlane.models.inference import fold_batch_norms, fold_conv_bn
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_fold_conv_bn_by_hand():
@@ -29,10 +25,7 @@ def test_fold_conv_bn_by_hand():
 
 def test_folded_detector_matches():
     torch.manual_seed(0)
-    cfg = Config.fromfile(ROOT / "configs" / "models" / "srlane_r18.py")
-    cfg.model.backbone.pretrained = False
-    cfg.update(img_w=160, img_h=64)
-    net = build_net(cfg)
+    net = build_net(r18_config(160, 64), pretrained=False)
     g = torch.Generator().manual_seed(1)
     for m in net.modules():
         if isinstance(m, nn.BatchNorm2d):  # non-trivial statistics and affine terms

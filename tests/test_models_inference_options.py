@@ -24,12 +24,12 @@ import pytest
 import torch
 from torch import nn
 
+from srlane.cli import add_inference_arguments, inference_options_from_args
 from srlane.config import Config, ConfigError
 from srlane.engine.defaults import DEFAULTS, load_experiment
 from srlane.models import build_net
 from srlane.models.decode import build_decoder
-from srlane.models.inference import (COMPILERS, PRECISIONS, InferenceOptions, add_inference_arguments,
-                                     build_inference_options, inference_options_from_args, prepare_for_inference)
+from srlane.models.inference import COMPILERS, PRECISIONS, InferenceOptions, build_inference_options, prepare_for_inference
 
 ROOT = Path(__file__).resolve().parents[1]
 OPTIMISED_FP32 = [InferenceOptions(fold_bn=True), InferenceOptions(channels_last=True),
@@ -38,7 +38,6 @@ OPTIMISED_FP32 = [InferenceOptions(fold_bn=True), InferenceOptions(channels_last
 
 def _cfg(w: int = 160, h: int = 64) -> Config:
     cfg = Config.fromfile(ROOT / "configs" / "srlane_r18_synthetic.py")
-    cfg.model.backbone.pretrained = False
     cfg.update(img_w=w, img_h=h)
     return cfg
 
@@ -49,7 +48,7 @@ def seeded():
     as full-height lanes, and four uint8 images."""
     cfg = _cfg()
     torch.manual_seed(0)
-    net = build_net(cfg)
+    net = build_net(cfg, pretrained=False)
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for module in net.modules():

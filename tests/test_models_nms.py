@@ -4,6 +4,8 @@ import math
 import numpy as np
 import torch
 
+from helpers.inference import r18_config, random_predictions
+from srlane.inference.crafted import crafted_predictions
 from srlane.models.nms import lane_nms, suppression_matrix
 
 
@@ -145,18 +147,15 @@ def test_torch_nms_strict_threshold_and_ties_by_index():
 
 
 def _decoder_cases():
-    from test_models_detector import _cfg, random_predictions
-    from tools.speed import crafted_predictions
-
     preds = random_predictions()
     tied = preds.clone()
     tied[:, 1::2, :2] = tied[:, ::2, :2]  # equal scores
     tied[:, 1::4, 4:] = tied[:, ::4, 4:][:, :tied[:, 1::4].shape[1]]  # equal lanes
-    cfg16 = _cfg(w=320, h=128)
+    cfg16 = r18_config(w=320, h=128)
     cfg16.max_lanes, cfg16.test_parameters.nms_topk, cfg16.test_parameters.nms_thres = 16, 16, 5.0
     for conf in (None, 0.0, 0.3, 0.9, 1.0):
-        yield _cfg(), conf, preds
-        yield _cfg(), conf, tied
+        yield r18_config(), conf, preds
+        yield r18_config(), conf, tied
     yield cfg16, None, crafted_predictions(2, 40, 72, 12)
     yield cfg16, 0.0, preds
 

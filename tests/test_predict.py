@@ -14,29 +14,22 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from helpers.inference import (GEOMETRY_CHANGES, SYNTHETIC, assert_geometry_refused,  # noqa: E402
+                               checkpoint_of_other_geometry, exit_status, lane_emitting_net)
+from srlane.config import ConfigError  # noqa: E402
 from srlane.data.records import DataFormatError  # noqa: E402
 from srlane.engine.defaults import load_experiment  # noqa: E402
 from srlane.benchmarks.culane import read_lines_file  # noqa: E402
 from srlane.benchmarks.curvelanes import read_lines_json  # noqa: E402
+from srlane.inference.inputs import InputError, collect_inputs  # noqa: E402
+from srlane.inference.model import load_network  # noqa: E402
 from srlane.lanes import culane_lines  # noqa: E402
-from srlane.models import build_net  # noqa: E402
+from srlane.models import backbone, build_net  # noqa: E402
 from srlane.models.decode import build_decoder  # noqa: E402
+from srlane.models.weights import CheckpointError  # noqa: E402
 from tools import predict  # noqa: E402
 
-SYNTHETIC = ROOT / "configs" / "srlane_r18_synthetic.py"
 SIZES = {"a.jpg": (590, 1640), "b.png": (590, 1640), "sub/c.jpg": (720, 1280)}  # name: (height, width)
-
-
-def lane_emitting_net(cfg):
-    """A random-init network (seed 0) whose proposals decode as lanes: random proposals have
-    length ~0, so the refine head's length bias gives them the full height."""
-    torch.manual_seed(0)
-    net = build_net(cfg).eval()
-    with torch.no_grad():
-        for name, param in net.named_parameters():
-            if name.endswith("reg_layers.bias"):
-                param[1] = 1.0
-    return net
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +41,7 @@ def setup(tmp_path_factory):
     config.write_text(f"_base_ = [{str(SYNTHETIC)!r}]\nimg_w = 256\nimg_h = 96\n")
     cfg = load_experiment(config)
     net = lane_emitting_net(cfg)
-    torch.save({"net": net.state_dict()}, tmp / "net.pth")
+    torch.save({"net": net.state_dict()}, tmp / "net.pth")  # as a released checkpoint: no config
     rng = np.random.default_rng(0)
     for name, (h, w) in SIZES.items():
         (tmp / "images" / name).parent.mkdir(parents=True, exist_ok=True)
@@ -124,21 +117,21 @@ def test_bad_inputs_name_the_file(setup):
     tmp, _, _ = setup
     (tmp / "broken.txt").write_text("a.jpg\nmissing.jpg\n")
     with pytest.raises(DataFormatError, match=r"broken.txt:2: image not found: .*missing.jpg"):
-        predict.collect_inputs([str(tmp / "broken.txt")], str(tmp / "images"))
-    with pytest.raises(predict.InputError, match=r"nowhere.jpg: no such image, video, folder or list file"):
-        predict.collect_inputs([str(tmp / "nowhere.jpg")], None)
-    with pytest.raises(predict.InputError, match=r"would both be written as a"):
-        predict.collect_inputs([str(tmp / "images" / "a.jpg"), str(tmp / "images")], None)
+        collect_inputs([str(tmp / "broken.txt")], str(tmp / "images"))
+    with pytest.raises(InputError, match=r"nowhere.jpg: no such image, video, folder or list file"):
+        collect_inputs([str(tmp / "nowhere.jpg")], None)
+    with pytest.raises(InputError, match=r"would both be written as a"):
+        collect_inputs([str(tmp / "images" / "a.jpg"), str(tmp / "images")], None)
     for folder in ("one", "two"):
         os.makedirs(tmp / folder, exist_ok=True)
         (tmp / folder / "clip.mp4").write_bytes(b"")
-    with pytest.raises(predict.InputError, match=r"one/clip.mp4 and .*two/clip.mp4 would both be written as clip"):
-        predict.collect_inputs([str(tmp / "one" / "clip.mp4"), str(tmp / "two" / "clip.mp4")], None)
-    records, videos = predict.collect_inputs([str(tmp / "images" / "a.jpg"), str(tmp / "one" / "clip.mp4")], None)
+    with pytest.raises(InputError, match=r"one/clip.mp4 and .*two/clip.mp4 would both be written as clip"):
+        collect_inputs([str(tmp / "one" / "clip.mp4"), str(tmp / "two" / "clip.mp4")], None)
+    records, videos = collect_inputs([str(tmp / "images" / "a.jpg"), str(tmp / "one" / "clip.mp4")], None)
     assert [r.img_name for r in records] == ["a.jpg"] and videos == [str(tmp / "one" / "clip.mp4")]
     os.makedirs(tmp / "empty", exist_ok=True)
-    with pytest.raises(predict.InputError, match=r"empty: no \*.jpg or \*.png files"):
-        predict.collect_inputs([str(tmp / "empty")], None)
+    with pytest.raises(InputError, match=r"empty: no \*.jpg or \*.png files"):
+        collect_inputs([str(tmp / "empty")], None)
 
 
 def test_unreadable_image_is_reported_and_the_others_are_predicted(setup, tmp_path):
@@ -341,13 +334,18 @@ def test_bad_videos_one_line_each_earlier_frames_kept(setup, tmp_path):
 
 
 class StandInOnnxModel:
-    """The API of srlane.models.export.OnnxModel (``input_size``, ``model(img) -> (B, 40, 76)``),
-    here running the checkpoint named in a json file: checks predict's wiring without onnxruntime."""
+    """The API of srlane.models.export.OnnxModel (``input_size``, ``check_input_size``,
+    ``model(img) -> (B, 40, 76)``), here running the checkpoint named in a json file: checks
+    predict's wiring without onnxruntime."""
 
-    def __init__(self, path):
+    def __init__(self, path, threads=None, providers=None):
         spec = json.loads(Path(path).read_text())
         self.input_size = tuple(spec["input_size"])
-        self.net = predict.load_net(load_experiment(spec["config"]), spec["checkpoint"], torch.device("cpu"))
+        self.net = load_network(load_experiment(spec["config"]), spec["checkpoint"], "cpu", note=lambda line: None)
+
+    def check_input_size(self, img_h, img_w):
+        if self.input_size != (img_h, img_w):
+            raise ValueError(f"stand-in takes {self.input_size[1]}x{self.input_size[0]} images, not {img_w}x{img_h}")
 
     def __call__(self, img):
         assert img.device.type == "cpu" and img.dtype == torch.uint8  # as the loaders deliver it
@@ -368,11 +366,10 @@ def test_onnx_wiring_with_a_stand_in_module(setup, tmp_path, monkeypatch):
     for path in (tmp_path / "ckpt").rglob("*.lines.txt"):
         assert (tmp_path / "onnx" / path.relative_to(tmp_path / "ckpt")).read_text() == path.read_text()
     (tmp_path / "other.onnx").write_text(json.dumps({**spec, "input_size": [160, 384]}))
-    with pytest.raises(predict.InputError) as err:
+    with pytest.raises(ConfigError, match=r"^stand-in takes 384x160 images, not 256x96$"):
         predict.main(common + ["--onnx", str(tmp_path / "other.onnx"), "--out", str(tmp_path / "x")])
-    assert "\n" not in str(err.value) and "takes 384x160 inputs, the config's img_w x img_h is 256x96" in str(err.value)
     with pytest.raises(SystemExit):  # --load-from or --onnx, not both
-        predict.parse_args([str(tmp / "tiny.py"), "x.jpg", "--out", "o", "--onnx", "m.onnx", "--load-from", "c.pth"])
+        predict.main([str(tmp / "tiny.py"), "x.jpg", "--out", "o", "--onnx", "m.onnx", "--load-from", "c.pth"])
 
 
 def test_fold_bn_and_channels_last_write_the_same_lines_files(setup, tmp_path):
@@ -387,7 +384,7 @@ def test_fold_bn_and_channels_last_write_the_same_lines_files(setup, tmp_path):
     summary = predict.main(common + ["--out", str(tmp_path / "fast"), "--fold-bn", "--channels-last"])
     assert summary["images"] == 3 and summary["lanes"] > 0
     assert_same_predictions(tmp_path / "plain", tmp_path / "fast", raw_tolerance=1e-5)
-    with pytest.raises(predict.InputError) as err:
+    with pytest.raises(InputError) as err:
         predict.main([str(tmp / "tiny.py"), str(tmp / "images"), "--onnx", str(tmp_path / "m.onnx"), "--fold-bn",
                       "--out", str(tmp_path / "x")])
     assert str(err.value) == ("--onnx runs the exported model as it is; --precision, --fold-bn, --channels-last "
@@ -433,13 +430,54 @@ def test_onnx_model_writes_the_checkpoints_lines_files(setup, tmp_path):
     assert_same_predictions(tmp_path / "ckpt", tmp_path / "onnx", raw_tolerance=1e-4)
     (tmp_path / "small.py").write_text(f"_base_ = [{str(SYNTHETIC)!r}]\nimg_w = 128\nimg_h = 64\n")
     small_cfg = load_experiment(tmp_path / "small.py")
-    export_onnx(small_cfg, build_net(small_cfg).eval(), tmp_path / "other.onnx")
+    export_onnx(small_cfg, build_net(small_cfg, pretrained=False).eval(), tmp_path / "other.onnx")
     result = subprocess.run([sys.executable, "tools/predict.py", *common, "--onnx", str(tmp_path / "other.onnx"),
                              "--out", str(tmp_path / "x")], cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("error: ")
-    assert "takes 128x64 inputs, the config's img_w x img_h is 256x96" in result.stderr
+    assert "takes 128x64 images (width x height) but the config expects 256x96" in result.stderr
     (tmp_path / "broken.onnx").write_bytes(b"not an onnx file")
-    with pytest.raises(predict.InputError) as err:
+    with pytest.raises(CheckpointError) as err:
         predict.main(common + ["--onnx", str(tmp_path / "broken.onnx"), "--out", str(tmp_path / "y")])
     assert "\n" not in str(err.value) and "broken.onnx" in str(err.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# The checkpoint against the config, --set
+
+
+@pytest.mark.parametrize("change", GEOMETRY_CHANGES)
+def test_a_checkpoint_of_another_geometry_is_one_line_naming_both_values(setup, tmp_path, capsys, change):
+    tmp, cfg, net = setup
+    checkpoint, named = checkpoint_of_other_geometry(tmp_path, net, cfg, change)
+    argv = [str(tmp / "tiny.py"), str(tmp / "images"), "--load-from", str(checkpoint), "--out", str(tmp_path / "out"),
+            "--workers", "0", "--device", "cpu"]
+    assert exit_status(predict.main, argv, InputError) == 1
+    assert_geometry_refused(capsys.readouterr().err, checkpoint, named)
+    assert not (tmp_path / "out").exists()
+
+
+def test_set_overrides_the_config_and_the_imagenet_weights_are_never_looked_for(setup, tmp_path, monkeypatch,
+                                                                               capsys):
+    """``--set model.backbone.pretrained=True`` (how the R18 configs train) with the ImageNet
+    loader made to fail: the checkpoint gives every weight, so predict never calls it; ``--set
+    test_parameters.conf_threshold=0`` writes the files of ``--conf-threshold 0``."""
+    tmp, _, _ = setup
+
+    def refuse(depth, pretrained=None):
+        if pretrained is not False:  # what a backbone without ImageNet weights passes
+            raise AssertionError("the ImageNet weights were looked for")
+
+    common = [str(tmp / "tiny.py"), str(tmp / "images"), "--load-from", str(tmp / "net.pth"), "--workers", "0",
+              "--batch", "2", "--device", "cpu"]
+    predict.main(common + ["--out", str(tmp_path / "flag"), "--conf-threshold", "0"])
+    monkeypatch.setattr(backbone, "find_pretrained", refuse)
+    monkeypatch.setattr(backbone, "load_torchvision_weights", refuse)
+    summary = predict.main(common + ["--out", str(tmp_path / "set"), "--set", "model.backbone.pretrained=True",
+                                     "test_parameters.conf_threshold=0.0"])
+    files = sorted(p.relative_to(tmp_path / "flag") for p in (tmp_path / "flag").rglob("*.lines.txt"))
+    assert len(files) == 3 and summary["lanes"] > 0
+    assert all((tmp_path / "set" / name).read_text() == (tmp_path / "flag" / name).read_text() for name in files)
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
+    assert notes == [f"note: {tmp / 'net.pth'} holds no config (a released checkpoint?): its input size, points and "
+                     "crop are taken to be this config's"] * 2

@@ -13,16 +13,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import main as main_cli  # noqa: E402
+from helpers.inference import SYNTHETIC, lane_emitting_net  # noqa: E402
 from srlane.benchmarks import build_benchmark  # noqa: E402
 from srlane.data.dataset import build_dataset  # noqa: E402
 from srlane.data.loader import make_loader  # noqa: E402
 from srlane.engine.defaults import load_experiment  # noqa: E402
-from srlane.models.decode import build_decoder  # noqa: E402
+from srlane.inference.raw import RawError  # noqa: E402
+from srlane.models.decode import LaneDecoder, build_decoder  # noqa: E402
 from srlane.synthetic import generate  # noqa: E402
-from test_predict import lane_emitting_net  # noqa: E402
 from tools import predict, redecode  # noqa: E402
-
-SYNTHETIC = ROOT / "configs" / "srlane_r18_synthetic.py"
 
 
 @pytest.fixture(scope="module")
@@ -91,14 +90,32 @@ def test_a_sweep_scores_every_combination_as_a_direct_decode(raw_run, capsys):
     benchmark, records, outputs, crops = direct_outputs(cfg, net)
     evaluate = benchmark.evaluator(records)
     for r in results:
-        custom = {**cfg, "test_parameters": {**cfg.test_parameters, "nms_thres": r["nms_thres"], "nms_topk": 4}}
-        lanes = decoded(build_decoder(custom, conf_threshold=r["conf_threshold"]), outputs, crops)
+        decoder = build_decoder(cfg, conf_threshold=r["conf_threshold"], nms_thres=r["nms_thres"], top_k=4)
+        lanes = decoded(decoder, outputs, crops)
         assert r["metrics"] == evaluate(lanes) and r["lanes"] == sum(map(len, lanes))
     counts = [r["lanes"] for r in results]
     assert counts[0] > counts[4] and counts[0] >= counts[2] >= counts[4]
     out = capsys.readouterr().out
     assert "6 images of split 'test' (culane), 0 other rows not scored" in out and out.count("metric ") == 7
     assert "best: conf_threshold" in out
+
+
+def test_set_and_flags_decode_as_a_decoder_built_with_those_arguments(raw_run):
+    """--set on the config's decoding keys and the flags give the same results, those of a
+    LaneDecoder constructed with the values (threshold 0.1, NMS 15 px, 2 lanes at most) on the
+    network's outputs."""
+    tmp, _, cfg, net = raw_run
+    raw = str(tmp / "pred" / "raw")
+    by_flags = redecode.main([raw, "--split", "test", "--conf-threshold", "0.1", "--nms-thres", "15", "--nms-topk", "2"])
+    by_set = redecode.main([raw, "--split", "test", "--set", "test_parameters.conf_threshold=0.1",
+                            "test_parameters.nms_thres=15.0", "test_parameters.nms_topk=2"])
+    assert by_flags == by_set and len(by_set) == 1
+    benchmark, records, outputs, crops = direct_outputs(cfg, net)
+    lanes = decoded(LaneDecoder(cfg.img_w, cfg.num_points, conf_threshold=0.1, nms_thres=15.0, top_k=2), outputs, crops)
+    assert max(map(len, lanes)) == 2 and by_set[0]["lanes"] == sum(map(len, lanes))
+    assert by_set[0] | {"metrics": None} == {"conf_threshold": 0.1, "nms_thres": 15.0, "nms_topk": 2,
+                                             "lanes": sum(map(len, lanes)), "metrics": None}
+    assert by_set[0]["metrics"] == benchmark.evaluator(records)(lanes)
 
 
 def test_out_writes_the_files_predict_wrote(raw_run, tmp_path):
@@ -108,7 +125,7 @@ def test_out_writes_the_files_predict_wrote(raw_run, tmp_path):
     assert len(written) == 6
     for rel in written:
         assert (tmp_path / "out" / rel).read_text() == (tmp / "pred" / rel).read_text()
-    with pytest.raises(redecode.RawError, match=r"--out writes the files of one combination; 2 given"):
+    with pytest.raises(RawError, match=r"--out writes the files of one combination; 2 given"):
         redecode.main([str(tmp / "pred" / "raw"), "--out", str(tmp_path / "x"), "--conf-threshold", "0.1", "0.2"])
 
 
@@ -116,7 +133,7 @@ def test_raw_outputs_of_another_config_are_one_line(raw_run, tmp_path):
     tmp, config, _, _ = raw_run
     other = tmp_path / "wide.py"
     other.write_text(f"_base_ = [{str(config)!r}]\nimg_w = 320\n")
-    with pytest.raises(redecode.RawError) as err:
+    with pytest.raises(RawError) as err:
         redecode.main([str(tmp / "pred" / "raw"), "--config", str(other), "--split", "test"])
     message = str(err.value)
     assert "\n" not in message and "made with img_w=256, img_h=96, num_points=72" in message
@@ -130,7 +147,7 @@ def test_raw_outputs_of_another_config_are_one_line(raw_run, tmp_path):
     index = json.loads((tmp / "pred" / "raw" / "index.json").read_text())
     np.save(fake / "outputs.npy", np.zeros((6, 40, 40), np.float32))
     (fake / "index.json").write_text(json.dumps({**index, "shape": [40, 40]}))
-    with pytest.raises(redecode.RawError, match=r"output rows \(40, 40\) .* \(rows of 76\)"):
+    with pytest.raises(RawError, match=r"output rows \(40, 40\) .* \(rows of 76\)"):
         redecode.main([str(fake), "--split", "test"])
 
 
@@ -143,13 +160,13 @@ def test_missing_images_and_broken_folders_are_one_line(raw_run, tmp_path):
     np.save(part / "outputs.npy", raw[1:])
     (part / "index.json").write_text(json.dumps({**index, "rows": index["rows"][1:]}))
     first = index["rows"][0]["name"]
-    with pytest.raises(redecode.RawError, match=rf"1 of the 6 images of split 'test' have no raw output \(first: "
+    with pytest.raises(RawError, match=rf"1 of the 6 images of split 'test' have no raw output \(first: "
                                                 rf"{first}\)"):
         redecode.main([str(part), "--split", "test"])
     (part / "index.json").write_text(json.dumps(index))  # 6 rows described, 5 saved
-    with pytest.raises(redecode.RawError, match=r"has 5 rows, .*index.json describes 6"):
+    with pytest.raises(RawError, match=r"has 5 rows, .*index.json describes 6"):
         redecode.main([str(part), "--split", "test"])
-    with pytest.raises(redecode.RawError, match=r"nowhere/outputs.npy not found"):
+    with pytest.raises(RawError, match=r"nowhere/outputs.npy not found"):
         redecode.main([str(tmp_path / "nowhere"), "--split", "test"])
 
 

@@ -46,3 +46,9 @@ def test_release_protocol_beside_ours_with_the_chosen_options(tmp_path, capsys):
 def test_cuda_only_options_on_cpu_are_one_line():
     with pytest.raises(ConfigError, match=r"^inference.compile 'cudagraph' needs a CUDA device, got cpu$"):
         speed.main([CONFIG, *TINY, "--compile", "cudagraph"])
+
+
+def test_set_overrides_the_config(capsys):
+    result = speed.main([CONFIG, *TINY, "--set", "img_w=160", "img_h=64", "test_parameters.nms_topk=3"])
+    assert (result["release_protocol"]["img_w"], result["release_protocol"]["img_h"]) == (160, 64)
+    assert "crafted proposals, 3 lanes per image" in capsys.readouterr().out

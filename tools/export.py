@@ -1,13 +1,16 @@
 """Export a trained SRLane to ONNX (the network only; decoding stays outside the graph).
 
     python tools/export.py CONFIG --load-from CKPT --out model.onnx [--fp16] [--opset N] [--batch B]
+                           [--set KEY=VALUE ...]
 
 The file takes ``img`` (batch, 3, img_h, img_w), RGB in [0, 1] after the crop and resize (float16
 with --fp16), and returns ``predictions`` float32 (batch, 40, 76), as ``net(img)`` in eval mode;
 the batch dimension is dynamic (docs/outputs.md). Before the file is put in place, onnxruntime
 runs it on random images at batch 1, 3 and B and its outputs are compared with PyTorch's float32
 network: max |diff| <= 1e-4 (fp32) or 5e-2 on the logits and 5e-3 on start, length and xs
-(fp16). A larger difference leaves no file and exits with status 1.
+(fp16). A larger difference leaves no file and exits with status 1. The checkpoint's own config
+must agree with CONFIG on the input size, points, lanes, crop and model (one line naming both
+values otherwise; srlane.inference.model.load_network).
 """
 from __future__ import annotations
 
@@ -15,11 +18,9 @@ import argparse
 import os
 from collections.abc import Sequence
 
-from srlane.cli import checkpoint_tool_parser, run_cli
-from srlane.models.weights import inference_weights, load_checkpoint, load_net_weights
-from srlane.engine.defaults import load_experiment
+from srlane.cli import at_least, checkpoint_tool_parser, config_from_args, note, run_cli
 from srlane.fileio import atomic_path
-from srlane.models import build_net
+from srlane.inference.model import load_network
 from srlane.models.export import (DEFAULT_OPSET, MIN_OPSET, TOLERANCES, OnnxModel, compare_with_torch,
                                   export_onnx)
 
@@ -34,11 +35,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--fp16", action="store_true", help="half-precision weights and input")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, metavar="N",
                         help=f"ONNX opset (default {DEFAULT_OPSET}; at least {MIN_OPSET} for grid_sample)")
-    parser.add_argument("--batch", type=int, default=1, metavar="B",
+    parser.add_argument("--batch", type=at_least(1), default=1, metavar="B",
                         help="example batch for tracing and checking (the file takes any batch; default 1)")
     args = parser.parse_args(argv)
-    if args.batch < 1:
-        parser.error(f"--batch must be at least 1, got {args.batch}")
     if args.opset < MIN_OPSET:
         parser.error(f"--opset {args.opset}: the refine head's grid_sample needs opset {MIN_OPSET} or later")
     return args
@@ -58,11 +57,8 @@ def check_table(rows: list[tuple[int, str, float]], tolerances: dict[str, float]
 
 def export(args: argparse.Namespace) -> dict:
     """Run the command line; returns the check's rows and the file's size."""
-    cfg = load_experiment(args.config, args.set)
-    cfg.model.backbone.pretrained = False  # the checkpoint holds every weight
-    net = build_net(cfg)
-    load_net_weights(net, inference_weights(load_checkpoint(args.load_from)), args.load_from)
-    net.eval()
+    cfg = config_from_args(args)
+    net = load_network(cfg, args.load_from, "cpu", note)
     img_h, img_w = int(cfg.img_h), int(cfg.img_w)
     precision = "fp16" if args.fp16 else "fp32"
     tolerances = TOLERANCES[precision]

@@ -4,8 +4,10 @@
                           [--release-warmup N] [--release-iters N] [--load-from CKPT] [--json OUT]
                           [--threads T] [--onnx MODEL.onnx] [--precision fp32|fp16|bf16]
                           [--[no-]fold-bn] [--[no-]channels-last] [--compile none|compile|cudagraph]
+                          [--set KEY=VALUE ...]
 
-The network is the config's (random weights, or ``--load-from``'s) prepared by
+The network is the config's (random weights, or ``--load-from``'s, loaded and checked against
+the config as predict.py loads it: ``srlane.inference.model.load_network``) prepared by
 ``srlane.models.inference.prepare_for_inference`` with the inference options: the config's
 ``inference`` dict, overridden by the flags (the same flags as tools/predict.py). Every timed
 forward is one call of that prepared model, ``model(img)`` under ``torch.no_grad``: the layout
@@ -36,7 +38,6 @@ of the two outputs. ``--json OUT`` writes every number of the table (atomically)
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -47,28 +48,15 @@ from collections.abc import Callable
 
 import torch
 
-from srlane.cli import run_cli
-from srlane.config import Config, ConfigError
-from srlane.engine.fabric import ACCELERATORS, resolve_accelerator
+from srlane.cli import (add_checkpoint_argument, add_inference_arguments, at_least, config_from_args,
+                        device_from_args, inference_options_from_args, note, run_cli, tool_parser)
+from srlane.engine.fabric import ACCELERATORS
 from srlane.fileio import atomic_write_text
-from srlane.models.weights import inference_weights, load_checkpoint, load_net_weights
+from srlane.inference.crafted import crafted_predictions
+from srlane.inference.model import load_network, load_onnx
 from srlane.models import build_net
 from srlane.models.decode import build_decoder
-from srlane.models.export import OnnxModel
-from srlane.models.inference import (add_inference_arguments, build_inference_options,
-                                     inference_options_from_args, prepare_for_inference)
-
-
-def crafted_predictions(batch: int, num_priors: int, num_points: int, max_lanes: int) -> torch.Tensor:
-    """Outputs with exactly ``max_lanes`` confident, well separated full-height lanes."""
-    preds = torch.zeros(batch, num_priors, 4 + num_points)
-    preds[..., 0] = 2.0  # background
-    preds[..., 3] = 1.0
-    rows = torch.linspace(0, 1, num_points)
-    for i in range(num_priors):
-        preds[:, i, 4:] = (0.1 + 0.8 * (i % max_lanes) / max(1, max_lanes - 1)) + 0.05 * rows
-    preds[:, :max_lanes, 0], preds[:, :max_lanes, 1] = -2.0, 2.0
-    return preds
+from srlane.models.inference import build_inference_options, prepare_for_inference
 
 
 def _timed(fn: Callable[[], object], device: torch.device, warmup: int, iters: int,
@@ -103,39 +91,29 @@ def _timed_alternating(fn_a, fn_b, device: torch.device, warmup: int, iters: int
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("config")
+    parser = tool_parser(__doc__)
     parser.add_argument("--accelerator", "--device", dest="accelerator", default="cpu", choices=ACCELERATORS,
                         help="cpu (default), cuda, or auto: CUDA when present")
-    parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--iters", type=int, default=20)
-    parser.add_argument("--release-warmup", type=int, default=200, metavar="N",
+    parser.add_argument("--batch", type=at_least(1), default=1)
+    parser.add_argument("--warmup", type=at_least(0), default=5)
+    parser.add_argument("--iters", type=at_least(1), default=20)
+    parser.add_argument("--release-warmup", type=at_least(0), default=200, metavar="N",
                         help="warm-up calls of the release's protocol (default: 200, as the release)")
-    parser.add_argument("--release-iters", type=int, default=1000, metavar="N",
+    parser.add_argument("--release-iters", type=at_least(1), default=1000, metavar="N",
                         help="timed calls of the release's protocol (default: 1000, as the release)")
-    parser.add_argument("--load-from", default=None)
+    add_checkpoint_argument(parser, required=False)
     parser.add_argument("--json", default=None)
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--threads", type=at_least(1), default=None)
     parser.add_argument("--onnx", default=None, metavar="MODEL.onnx",
                         help="also time this exported file with onnxruntime on the same input")
     add_inference_arguments(parser)
     args = parser.parse_args(argv)
-    for name in ("batch", "iters", "release_iters"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = Config.fromfile(args.config)
-    cfg.model.backbone.pretrained = False
+    cfg = config_from_args(args)
     options = inference_options_from_args(args, build_inference_options(cfg))
-    try:
-        device = torch.device(resolve_accelerator(args.accelerator))
-    except ConfigError as err:
-        parser.error(str(err))
-    net = build_net(cfg)
-    if args.load_from:
-        load_net_weights(net, inference_weights(load_checkpoint(args.load_from)), args.load_from)
+    device = device_from_args(args, cfg)
+    net = load_network(cfg, args.load_from, device, note) if args.load_from else build_net(cfg, pretrained=False)
     model = prepare_for_inference(net, options, device)
     # a model per input shape: a CUDA graph replays only the shape it captured, torch.compile would
     # recompile its graph for dynamic shapes
@@ -148,11 +126,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.onnx:
         providers = (["CUDAExecutionProvider", "CPUExecutionProvider"] if device.type == "cuda"
                      else ["CPUExecutionProvider"])
-        try:
-            onnx_model = OnnxModel(args.onnx, threads=torch.get_num_threads(), providers=providers)
-            onnx_model.check_input_size(int(cfg.img_h), int(cfg.img_w))
-        except (ValueError, FileNotFoundError) as err:
-            parser.error(str(err))
+        onnx_model = load_onnx(cfg, args.onnx, threads=torch.get_num_threads(), providers=providers)
 
     with torch.no_grad():
         release_ms = _timed(lambda: release_model(release_img), device, args.release_warmup, args.release_iters,

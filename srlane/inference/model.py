@@ -1,11 +1,28 @@
-"""A trained network made ready for prediction: the checkpoint's own config compared with this
-one on every key that changes what the network's outputs mean."""
+"""A trained network made ready for prediction: built without any ImageNet weights, given the
+checkpoint's weights (its moving average when it has one) after the checkpoint's own config has
+been compared with this one on every key that changes what the network's outputs mean, then run
+as the inference options say.
+
+    load_network(cfg, path, device, note)          the eval-mode network (export, speed)
+    load_model(cfg, path, options, device, note)   that network prepared by the options (predict, embed)
+    checked_inference_weights(cfg, path, note)     the weights alone, after the same check (validation)
+    load_onnx(cfg, path)                           an exported file in place of a checkpoint
+"""
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import os
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import torch
+from torch import nn
+
 from srlane.config import ConfigError, flatten
+from srlane.models import build_net
+from srlane.models.inference import InferenceOptions, prepare_for_inference
+from srlane.models.weights import CheckpointError, inference_weights, load_checkpoint, load_net_weights
+
+Note = Callable[[str], None]
 
 # keys whose value changes the meaning of the outputs (input size, rows, proposals, crop) or the
 # architecture; a prefix ("model.") covers every key below it
@@ -21,7 +38,7 @@ def _meaning(cfg: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def check_checkpoint_config(cfg: Mapping[str, Any], saved: Mapping[str, Any] | None, path: str,
-                            note: Callable[[str], None]) -> None:
+                            note: Note) -> None:
     """ConfigError (one line naming each differing key with both values) unless the config a
     checkpoint was trained with (``saved``) and ``cfg`` agree on ``MEANING_KEYS``. A checkpoint
     without a config (the release's files) passes with one ``note``."""
@@ -37,3 +54,50 @@ def check_checkpoint_config(cfg: Mapping[str, Any], saved: Mapping[str, Any] | N
         more = f" (and {len(differ) - 4} more)" if len(differ) > 4 else ""
         raise ConfigError(f"{path} was trained with another network geometry: {shown}{more}; "
                           "use the config it was trained with (its run folder's config.py)")
+
+
+def checked_inference_weights(cfg: Mapping[str, Any], path: str, note: Note = print) -> dict[str, torch.Tensor]:
+    """The weights to predict with from the checkpoint ``path`` (``inference_weights``: the moving
+    average when there is one), after ``check_checkpoint_config`` of its config against ``cfg``."""
+    state = load_checkpoint(path)
+    check_checkpoint_config(cfg, state.get("config"), path, note)
+    return inference_weights(state)
+
+
+def load_network(cfg: Mapping[str, Any], path: str, device: torch.device | str, note: Note = print) -> nn.Module:
+    """The network of ``cfg`` (no ImageNet weights looked for) with the checkpoint's weights,
+    loaded strictly, in eval mode on ``device``: ConfigError or CheckpointError (one line) for a
+    checkpoint of another geometry or architecture."""
+    net = build_net(cfg, pretrained=False)
+    load_net_weights(net, checked_inference_weights(cfg, path, note), path)
+    return net.to(device).eval()
+
+
+def load_model(cfg: Mapping[str, Any], path: str, options: InferenceOptions, device: torch.device | str,
+               note: Note = print) -> nn.Module:
+    """``load_network`` run as ``options`` say (``prepare_for_inference``): ``model(img)`` ->
+    float32 predictions (B, N, 4 + num_points)."""
+    return prepare_for_inference(load_network(cfg, path, device, note), options, device)
+
+
+def load_onnx(cfg: Mapping[str, Any], path: str, threads: int | None = None,
+              providers: Sequence[str] | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``srlane.models.export.OnnxModel`` of ``path`` (imported here: onnxruntime is optional);
+    CheckpointError (one line) when it cannot be loaded, ConfigError when it takes another input
+    size than the config's ``img_w x img_h``."""
+    try:
+        from srlane.models.export import OnnxModel
+    except ImportError as err:
+        raise CheckpointError(f"--onnx needs srlane.models.export and onnxruntime ({err})") from None
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: no such ONNX file")
+    try:
+        model = OnnxModel(path, threads=threads, providers=providers)
+    except (ValueError, RuntimeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(first if path in first else f"cannot load ONNX model {path}: {first}") from None
+    try:
+        model.check_input_size(int(cfg["img_h"]), int(cfg["img_w"]))
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    return model

@@ -129,12 +129,14 @@ class ResNetBackbone(nn.Module):
 BACKBONES = {f"resnet{depth}": depth for depth in _ARCHS}  # model.backbone.type -> ResNet depth
 
 
-def build_backbone(cfg: Mapping[str, Any]) -> ResNetBackbone:
-    """The backbone of ``model.backbone``: ``type`` (a name of BACKBONES) and ``pretrained``."""
+def build_backbone(cfg: Mapping[str, Any], pretrained: bool = True) -> ResNetBackbone:
+    """The backbone of ``model.backbone``: ``type`` (a name of BACKBONES) and ``pretrained``;
+    ``pretrained=False`` starts from random weights whatever the config says (weights that a
+    checkpoint replaces: the ImageNet files are never looked for)."""
     name = cfg.get("type", "resnet18")
     if name not in BACKBONES:
         raise ConfigError(f"model.backbone.type must be one of {', '.join(BACKBONES)}, got {name!r}")
-    return ResNetBackbone(BACKBONES[name], cfg.get("pretrained", False))
+    return ResNetBackbone(BACKBONES[name], cfg.get("pretrained", False) if pretrained else False)
 
 
 def find_pretrained(depth: int, pretrained: bool | str | None) -> str | None:

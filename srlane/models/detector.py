@@ -56,10 +56,12 @@ class SRLane(nn.Module):
         return self.criterion(stage_predictions, thetas, batch["gt_lane"], batch["gt_angle"])
 
 
-def build_net(cfg: Mapping[str, Any]) -> SRLane:
+def build_net(cfg: Mapping[str, Any], pretrained: bool = True) -> SRLane:
     """Build SRLane from a config (``model``, ``img_w``, ``img_h``, ``num_points``,
     ``max_lanes``, ``loss_weights`` and optionally ``iou_pred_width``: ``"prediction"``, the
-    release's line-IoU loss, or ``"target"``, see :func:`srlane.models.losses.line_iou`)."""
+    release's line-IoU loss, or ``"target"``, see :func:`srlane.models.losses.line_iou`).
+    ``pretrained=False``: the backbone starts from random weights whatever
+    ``model.backbone.pretrained`` says (a network whose weights a checkpoint gives)."""
     for key in ("img_w", "img_h"):
         if int(cfg[key]) % 32:
             raise ConfigError(f"config {key}={cfg[key]} must be a multiple of 32 (strides 8, 16, 32)")
@@ -70,7 +72,7 @@ def build_net(cfg: Mapping[str, Any]) -> SRLane:
         raise ConfigError(f"model.sketch_head.feat_ds_strides must be (8, 16, 32), got {strides}")
     num_points = int(cfg["num_points"])
     hidden = int(neck_cfg.get("out_channels", 64))
-    backbone = build_backbone(bb)
+    backbone = build_backbone(bb, pretrained)
     neck = ChannelMapper(backbone.out_channels[1:], hidden)
     angle_map_size = tuple(sketch.get("angle_map_size", (4, 10)))
     rpn_head = LocalAngleHead(num_points=num_points, in_channels=hidden, n_levels=len(strides),

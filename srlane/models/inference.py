@@ -1,12 +1,12 @@
-"""How a trained network runs for inference, shared by validation, tools/predict.py and
-tools/speed.py: BatchNorm folded into the preceding convolutions, channels-last memory, reduced
-precision under autocast, torch.compile or a captured CUDA graph.
+"""How a trained network runs for inference, shared by validation and the tools that run a
+checkpoint (predict, embed, speed): BatchNorm folded into the preceding convolutions,
+channels-last memory, reduced precision under autocast, torch.compile or a captured CUDA graph.
 
 ``InferenceOptions`` holds the four choices (one lookup table per axis: ``PRECISIONS``,
 ``COMPILERS``); ``prepare_for_inference`` applies them to a copy of a network, whose
 ``load_weights`` gives it the network's later weights (validation after each epoch);
-``build_inference_options(cfg)`` reads them from a config's ``inference`` dict and
-``add_inference_arguments`` / ``inference_options_from_args`` from a command line.
+``build_inference_options(cfg)`` reads them from a config's ``inference`` dict (the tools'
+flags for them are ``srlane.cli.add_inference_arguments``).
 
 Reduced precision runs the network under ``torch.autocast`` rather than casting its weights
 (``net.half()``): autocast keeps the proposals, the attention softmax and the buffers in float32;
@@ -14,7 +14,6 @@ a bfloat16-cast R18 gives NaN refined outputs, autocast stays within 1e-2 of flo
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import copy
 import dataclasses
@@ -196,23 +195,3 @@ def build_inference_options(cfg: Mapping[str, Any]) -> InferenceOptions:
     if unknown:
         raise ConfigError(f"unknown config key inference.{unknown[0]}; inference takes {', '.join(ALLOWED)}")
     return InferenceOptions(**given)
-
-
-def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--precision``, ``--[no-]fold-bn``, ``--[no-]channels-last``, ``--compile``: each left
-    unset (None) unless given, so that the config's ``inference`` values stand."""
-    group = parser.add_argument_group("inference", "how the network runs (default: the config's inference dict)")
-    for field in dataclasses.fields(InferenceOptions):
-        flag = "--" + field.name.replace("_", "-")
-        if isinstance(field.default, bool):
-            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
-                               help=field.metadata["help"])
-        else:
-            group.add_argument(flag, choices=ALLOWED[field.name], default=None, help=field.metadata["help"])
-
-
-def inference_options_from_args(args: argparse.Namespace,
-                                base: InferenceOptions = InferenceOptions()) -> InferenceOptions:
-    """``base`` (e.g. ``build_inference_options(cfg)``) with the flags that were given."""
-    given = {field.name: getattr(args, field.name) for field in dataclasses.fields(InferenceOptions)}
-    return dataclasses.replace(base, **{name: value for name, value in given.items() if value is not None})
