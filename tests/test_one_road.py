@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import main
 from srlane import synthetic
@@ -108,7 +109,7 @@ def test_embed_features_belong_to_exactly_the_predicted_lanes(road, tmp_path):
     for image, name in enumerate(index["images"]):
         i = rows[name]
         row = raw_index["rows"][i]
-        decoded = decoder.decode(np.asarray(outputs[i:i + 1]), [(row["crop"], row["size"][0])])[0]
+        decoded = decoder.decode(torch.from_numpy(outputs[i:i + 1]), [(row["crop"], row["size"][0])])[0]
         mine = [p for img, p in zip(columns["image"], columns["proposal"]) if img == image]
         assert mine == [proposal for _, proposal in decoded], name
         assert len(mine) == len(points(written[name.lstrip("/").rsplit(".", 1)[0] + ".lines.txt"])), name
