@@ -16,6 +16,7 @@ from srlane.engine import build as build_module
 from srlane.engine import runner as runner_module
 from srlane.engine import validation as validation_module
 from srlane.engine.hooks import Hook
+from srlane.engine.state import TrainState
 from srlane.models.weights import CheckpointError, inference_weights, load_checkpoint
 
 CHECKPOINT_KEYS = {"net", "optimizer", "scheduler", "scaler", "step", "epoch", "batch_in_epoch", "best_metric", "metrics",
@@ -39,6 +40,24 @@ def test_epoch_sampler_is_a_function_of_seed_and_epoch_and_shards():
         shards.append([index for _, index in s])
     assert [len(s) for s in shards] == [4, 4, 4]
     assert sorted(i for s in shards for i in s) == sorted(full + full[:2])
+
+
+def test_train_state_round_trip_and_checkpoints_without_the_newer_counters():
+    state = TrainState(step=5, epoch=2, batch_in_epoch=1, best_metric=0.5, last_metrics={"metric": 0.5},
+                       nonfinite_in_row=1, nonfinite_total=3, unreadable_images=2, scaler_skips=torch.tensor(4))
+    state.request_stop("first")
+    state.request_stop("second")
+    saved = state.state_dict()
+    assert saved == {"step": 5, "epoch": 2, "batch_in_epoch": 1, "best_metric": 0.5, "metrics": {"metric": 0.5},
+                     "nonfinite": [1, 3], "unreadable_images": 2, "scaler_skips": torch.tensor(4)}
+    assert state.stop_reason == "first" and state.counters() == {
+        "skipped (non-finite loss)": 3, "unreadable images replaced": 2, "skipped by the grad scaler": 4}
+    back = TrainState(scaler_skips=torch.zeros((), dtype=torch.int64))
+    back.load_state_dict(saved)
+    assert back.state_dict() == saved and back.stop_reason is None
+    older = TrainState(scaler_skips=torch.zeros((), dtype=torch.int64))
+    older.load_state_dict({k: v for k, v in saved.items() if k not in ("unreadable_images", "scaler_skips")})
+    assert (older.step, older.unreadable_images, int(older.scaler_skips)) == (5, 0, 0)
 
 
 def test_train_validates_on_schedule_and_writes_the_run(tmp_path):
