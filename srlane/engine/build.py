@@ -60,6 +60,7 @@ class TrainingParts:
 
 
 def build_loop_options(cfg: Config) -> LoopOptions:
+    """The loop's numbers from the config's training keys."""
     return LoopOptions(total_iter=int(cfg.total_iter), eval_ep=int(cfg.eval_ep), accumulate=int(cfg.accumulate),
                        grad_clip=cfg.grad_clip, max_nonfinite=int(cfg.max_nonfinite), seed=int(cfg.seed))
 

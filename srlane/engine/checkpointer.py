@@ -51,6 +51,7 @@ class Checkpointer:
         self.source: Checkpointable | None = None
 
     def attach(self, source: Checkpointable) -> None:
+        """What the files are taken from and given back to from now on."""
         self.source = source
 
     def save(self, *names: str) -> None:

@@ -43,9 +43,11 @@ class SplitLoaders:
         self._loaders: dict[bool, DataLoader] = {}
 
     def train(self) -> DataLoader:
+        """The training loader (this rank's share)."""
         return self._loader(True)
 
     def val(self) -> DataLoader:
+        """The validation loader (this rank's share)."""
         return self._loader(False)
 
     def _loader(self, training: bool) -> DataLoader:

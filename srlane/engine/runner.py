@@ -87,6 +87,7 @@ class Runner:
         return getattr(self.fabric.strategy.precision, "scaler", None)
 
     def call_hooks(self, method: str, *args: Any) -> None:
+        """``hook.<method>(state, *args)`` for every hook, in order."""
         for hook in self.hooks:
             getattr(hook, method)(self.state, *args)
 
@@ -154,8 +155,7 @@ class Runner:
         self.optimizer.zero_grad(set_to_none=True)
         losses: dict[str, torch.Tensor] = {}
         for index, batch in enumerate(batches):
-            last = index == len(batches) - 1
-            several = self.fabric.world_size > 1
+            several, last = self.fabric.world_size > 1, index == len(batches) - 1
             with self.fabric.no_backward_sync(self.model, enabled=not last) if several else contextlib.nullcontext():
                 # Extend here: the model sees the batch exactly as the loader collated it.
                 output = self.model(batch)

@@ -3,7 +3,6 @@ gathered by image index and scored on rank 0 by the benchmark's evaluator; every
 the metrics. The network runs as the inference options say, whatever the training precision."""
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +22,7 @@ from srlane.models.inference import InferenceOptions, prepare_for_inference
 
 
 def reject_unreadable(meta: dict) -> None:
+    """A validation image that cannot be read stops the run with one line."""
     raise DataFormatError(meta["img_path"], None, "cannot read this validation image (validation scores every "
                           "image of the split); repair it or remove it from the list")
 
@@ -64,6 +64,7 @@ class Validator:
 
     @torch.no_grad()
     def __call__(self) -> dict:
+        """Predict and score the split; the same metrics on every process."""
         loader = self.loader()
         net = self.inference_net()
         predictions: dict[int, list] = {}
