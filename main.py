@@ -22,8 +22,8 @@ from srlane.config import ConfigError
 from srlane.engine.checkpoint import resolve_checkpoint
 from srlane.engine.defaults import load_experiment
 from srlane.engine.fabric import ACCELERATORS
+from srlane.engine.build import build_runner
 from srlane.engine.recorder import default_work_dir, format_metrics
-from srlane.engine.runner import Runner
 from srlane.synthetic import preparation
 from srlane.cli import run_cli
 
@@ -86,16 +86,13 @@ def main(argv: list[str] | None = None) -> dict | None:
                                  else default_work_dir(cfg.work_dirs, args.config))
     check_work_dir(work_dir)
 
-    runner = Runner(cfg, work_dir, gpus=args.gpus, view=args.view, prepare=preparation(cfg.dataset, int(cfg.workers)))
-    if load_from:
-        runner.load_weights(load_from)
+    runner = build_runner(cfg, work_dir, gpus=args.gpus, view=args.view, prepare=preparation(cfg.dataset, int(cfg.workers)),
+                          load_from=load_from, resume=None if args.validate_only else resume)
     if args.validate_only:
-        metrics = runner.evaluate()
+        metrics = runner.validate()
         runner.recorder.info(f"metrics of {load_from or 'the initial weights'}:\n{format_metrics(metrics)}")
         runner.recorder.close()
         return metrics
-    if resume:
-        runner.resume(resume)
     runner.train()
     return None
 

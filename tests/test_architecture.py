@@ -66,3 +66,39 @@ def test_importing_data_loads_no_metric_benchmark_or_engine():
     assert out.returncode == 0, out.stderr
     loaded = set(ast.literal_eval(out.stdout))
     assert "data" in loaded and not loaded & {"evaluation", "benchmarks", "engine", "synthetic", "models"}
+
+
+def imported_modules(path: Path, modules: set[str]) -> set[str]:
+    """The modules of ``modules`` a file imports by name: ``from srlane.engine import checkpoint``
+    is ``srlane.engine.checkpoint`` when that is a module, else the package."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for alias in node.names:
+                name = f"{node.module}.{alias.name}"
+                found.add(name if name in modules else node.module)
+    return found & modules
+
+
+def test_no_import_circle():
+    """No module imports itself back through others (hooks and the runner once did): every import
+    statement of the package counts, those inside functions and under TYPE_CHECKING too."""
+    files = {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p
+             for p in PACKAGE.rglob("*.py")}
+    graph = {module: imported_modules(path, set(files)) for module, path in files.items()}
+    circles, done = [], set()
+
+    def visit(module: str, path: list[str]) -> None:
+        for imported in sorted(graph[module]):
+            if imported in path:
+                circles.append(" -> ".join(path[path.index(imported):] + [imported]))
+            elif imported not in done:
+                visit(imported, path + [imported])
+        done.add(module)
+
+    for module in sorted(graph):
+        if module not in done:
+            visit(module, [module])
+    assert not circles, circles

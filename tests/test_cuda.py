@@ -15,8 +15,7 @@ from helpers.inference import trained_like  # a refine head with outputs of orde
 from srlane.models.weights import load_checkpoint
 from srlane.models import build_net
 from srlane.models.decode import build_decoder
-from test_engine_e2e import experiment  # noqa: F401 (the fixture: a tiny synthetic set, trained 4 steps on CPU)
-from test_engine_runner import Interrupt, Record, make_runner, weights
+from helpers.engine import Interrupt, add_record, experiment, make_runner, weights  # noqa: F401 (experiment: the fixture)
 
 pytestmark = pytest.mark.cuda
 GPU = dict(accelerator="cuda")
@@ -45,8 +44,8 @@ def test_mixed_precision_training_and_resume(tmp_path, precision):
     with pytest.raises(SystemExit):
         cut.train()
     saved = load_checkpoint(tmp_path / "cut" / "last.pth")
-    resumed = make_runner(tmp_path, name="cut", total_iter=7, save_interval=2, precision=precision, **GPU)
-    resumed.resume(str(tmp_path / "cut" / "last.pth"))
+    resumed = make_runner(tmp_path, name="cut", total_iter=7, save_interval=2, precision=precision,
+                          resume=str(tmp_path / "cut" / "last.pth"), **GPU)
     if precision == "16-mixed":
         assert saved["scaler"] is not None and resumed.scaler.state_dict() == saved["scaler"]
     else:
@@ -58,10 +57,10 @@ def test_mixed_precision_training_and_resume(tmp_path, precision):
 
 @pytest.mark.parametrize("strategy", ["dp", "ddp"])
 def test_one_gpu_strategies_train_without_a_wrapper(tmp_path, strategy):
-    record = Record()
-    runner = make_runner(tmp_path, hooks=[record], strategy=strategy, precision="16-mixed", **GPU)
+    runner = make_runner(tmp_path, strategy=strategy, precision="16-mixed", **GPU)
+    record = add_record(runner)
     runner.train()
-    assert runner.step == 6 and len(record.validations) == 2
+    assert runner.state.step == 6 and len(record.validations) == 2
     log = (tmp_path / "run" / "log.txt").read_text()
     assert f"one device: strategy {strategy} runs without a wrapper" in log
     assert "float32 matmul precision 'high' (TF32 on)" in log and "1 process(es) on cuda" in log
@@ -265,13 +264,13 @@ def test_speed_tool_on_cuda_with_a_cuda_graph(tmp_path):
 def test_cuda_loaders_pin_uint8_batches_and_train(experiment, tmp_path):
     """On CUDA both loaders deliver page-locked uint8 images (a quarter of float32's bytes, copied
     without blocking the host); the run trains on them and validates."""
+    from srlane.engine.build import build_runner
     from srlane.engine.defaults import load_experiment
-    from srlane.engine.runner import Runner
 
     cfg = load_experiment(experiment / "exp.py", ["accelerator='cuda'", "workers=2", "total_iter=2"])
-    runner = Runner(cfg, str(tmp_path / "run"))
-    for loader in (runner.train_loader(), runner.val_loader()):
+    runner = build_runner(cfg, str(tmp_path / "run"))
+    for loader in (runner.train_loader(), runner.validate.loader()):
         batch = next(iter(loader))
         assert loader.pin_memory and batch["img"].dtype == torch.uint8 and batch["img"].is_pinned()
     runner.train()
-    assert runner.step == 2 and runner.last_metrics  # validated at the end
+    assert runner.state.step == 2 and runner.state.last_metrics  # validated at the end

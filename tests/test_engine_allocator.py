@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from test_engine_runner import make_runner
+from helpers.engine import make_runner
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = (64 << 20) // 4096  # one 64 MiB block in 4 KiB pages

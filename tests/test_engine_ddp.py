@@ -27,8 +27,8 @@ SCRIPT = textwrap.dedent("""
     import json, sys
     import torch
     sys.path.insert(0, {tests!r})
-    from test_engine_runner import make_cfg, toy_parts
-    from srlane.engine.runner import Runner
+    from helpers.engine import make_cfg, toy_parts
+    from srlane.engine.build import build_runner
 
     if __name__ == "__main__":
         mode, work = sys.argv[1], sys.argv[2]
@@ -36,10 +36,10 @@ SCRIPT = textwrap.dedent("""
         nodes = 2 if mode == "two-nodes" else 1
         cfg = make_cfg(total_iter=3, eval_ep=100, toy_size=10, batch_size=2, num_nodes=nodes)
         gpus = {{"ddp": (0, 1), "two-nodes": (0,), "single": (0,)}}[mode]
-        runner = Runner(cfg, work, gpus=gpus, **toy_parts(cfg))
+        load_from = work + "/last.pth" if mode == "single" else None
+        runner = build_runner(cfg, work, gpus=gpus, load_from=load_from, **toy_parts(cfg))
         if mode == "single":
-            runner.load_weights(work + "/last.pth")
-            print("METRICS " + json.dumps(runner.evaluate()))
+            print("METRICS " + json.dumps(runner.validate()))
         else:
             runner.train()
 """)

@@ -13,30 +13,11 @@ import pytest
 import torch
 
 import main
-from srlane import synthetic
+from helpers.engine import N_TEST, experiment  # noqa: F401 (the fixture: a tiny synthetic set, trained 4 steps on CPU)
 from srlane.data.records import DataFormatError
 from srlane.models.weights import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
-N_TRAIN, N_TEST = 8, 4
-
-
-@pytest.fixture(scope="module")
-def experiment(tmp_path_factory):
-    """A 256x96 experiment config over a generated set of 8 train and 4 test scenes."""
-    folder = tmp_path_factory.mktemp("e2e")
-    synthetic.generate(folder / "data", "culane", N_TRAIN, N_TEST, seed=0, progress=False)
-    cfg = folder / "exp.py"
-    cfg.write_text(
-        f"_base_ = [{str(ROOT / 'configs' / 'srlane_r18_synthetic.py')!r}]\n"
-        "accelerator = 'cpu'\nimg_w = 256\nimg_h = 96\n"
-        f"dataset = dict(data_root={str(folder / 'data')!r}, generate=dict(train={N_TRAIN}, test={N_TEST}, seed=0))\n"
-        "batch_size = 2\nworkers = 0\ntotal_iter = 4\neval_ep = 100\nsave_interval = 2\nlog_interval = 1\n"
-        "scheduler = dict(type='warmup_cosine', warmup_iter=2)\n"
-        "test_parameters = dict(conf_threshold=0.0)  # an untrained net still predicts lanes to score\n"
-    )
-    main.main([str(cfg), "--work-dir", str(folder / "full")])
-    return folder
 
 
 def test_validate_only_reproduces_the_logged_metric_and_views_every_image(experiment):
@@ -57,17 +38,17 @@ def test_validate_only_reproduces_the_logged_metric_and_views_every_image(experi
 HANG_AFTER_STEP_3 = """
 import pathlib, sys, time
 import main
+from srlane.engine.build import build_runner
 from srlane.engine.hooks import Hook
-from srlane.engine.runner import Runner
 
 class HangAfterStep3(Hook):
-    def after_step(self, runner):
-        if runner.step == 3:
+    def after_step(self, state):
+        if state.step == 3:
             pathlib.Path(sys.argv[1]).write_text("step 3 done")
             time.sleep(600)
 
 if __name__ == "__main__":
-    main.Runner = lambda *args, **kwargs: Runner(*args, hooks=[HangAfterStep3()], **kwargs)
+    main.build_runner = lambda *args, **kwargs: build_runner(*args, hooks=[HangAfterStep3()], **kwargs)
     main.main(sys.argv[2:])
 """
 
@@ -75,11 +56,11 @@ if __name__ == "__main__":
 def test_validation_runs_the_network_as_the_inference_options_say(experiment, tmp_path, monkeypatch):
     """``inference`` reaches validation: BatchNorm folded into NHWC convolutions scores exactly as
     the plain network; a bad value is one line before anything runs."""
-    import srlane.engine.runner as runner_module
+    import srlane.engine.validation as validation_module
 
     prepared = []
-    real = runner_module.prepare_for_inference
-    monkeypatch.setattr(runner_module, "prepare_for_inference", lambda *a: prepared.append(a[1]) or real(*a))
+    real = validation_module.prepare_for_inference
+    monkeypatch.setattr(validation_module, "prepare_for_inference", lambda *a: prepared.append(a[1]) or real(*a))
     common = [str(experiment / "exp.py"), "--validate-only", "--load-from", str(experiment / "full" / "best.pth")]
     plain = main.main(common + ["--work-dir", str(tmp_path / "plain")])
     folded = main.main(common + ["--work-dir", str(tmp_path / "folded"), "--set", "inference.fold_bn=True",

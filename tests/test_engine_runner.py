@@ -1,6 +1,5 @@
-"""The Runner on a stand-in network and dataset (tiny, CPU, seconds)."""
+"""The Runner on a stand-in network and dataset (tiny, CPU, seconds), built by build_runner."""
 import collections
-import functools
 import os
 import signal
 import sys
@@ -9,131 +8,19 @@ import pytest
 import torch
 from lightning.fabric import Fabric
 from lightning.fabric.plugins.precision import MixedPrecision
-from torch import nn
-from torch.utils.data import Dataset
 
+from helpers.engine import Interrupt, ToyNet, add_record, make_runner, weights
 from srlane.config import Config, ConfigError
-from srlane.models.weights import CheckpointError, inference_weights, load_checkpoint
-from srlane.engine.defaults import DEFAULTS
-from srlane.engine.hooks import Hook
+from srlane.data.loader import EpochSampler
+from srlane.engine import build as build_module
 from srlane.engine import runner as runner_module
-from srlane.data.loader import EpochSampler, make_loader
-from srlane.engine.runner import Runner
+from srlane.engine import validation as validation_module
+from srlane.engine.hooks import Hook
+from srlane.engine.state import TrainState
+from srlane.models.weights import CheckpointError, inference_weights, load_checkpoint
 
-
-class ToyData(Dataset):
-    """Fixed random images; the target of image i is i % 3 (its record)."""
-
-    def __init__(self, size: int, training: bool) -> None:
-        self.records, self.training = [i % 3 for i in range(size)], training
-
-    def __len__(self):
-        return len(self.records)
-
-    def __getitem__(self, key):
-        i = key[1] if isinstance(key, tuple) else key  # (epoch, index) from the training sampler; no augmentation
-        img = torch.rand(3, 4, 4, generator=torch.Generator().manual_seed(i))
-        item = {"img": img, "meta": {"index": i, "img_name": f"{i}.jpg", "img_size": (4, 4), "cut_height": 0}}
-        if self.training:
-            item["target"] = torch.tensor(float(self.records[i]))
-        return item
-
-
-class ToyBenchmark:
-    """Scores predictions by their mean distance to the targets (higher is better)."""
-
-    def evaluator(self, records):
-        def evaluate(predictions):
-            errors = [abs(p[0] - target) for target, p in zip(records, predictions, strict=True)]
-            return {"metric": -sum(errors) / len(errors), "count": len(predictions)}
-
-        return evaluate
-
-
-def collate(items):
-    batch = {k: torch.stack([it[k] for it in items]) for k in items[0] if k != "meta"}
-    batch["meta"] = [it["meta"] for it in items]
-    return batch
-
-
-def toy_loader(cfg, split, training, rank=0, world_size=1):
-    return make_loader(ToyData(cfg.toy_size, training), cfg.batch_size, cfg.workers, training, cfg.seed, rank,
-                       world_size, collate_fn=collate)
-
-
-def toy_parts(cfg, net=None):
-    """The Runner's seams for the stand-in: network, benchmark, loaders and decoder."""
-    return dict(net=net or ToyNet(), benchmark=ToyBenchmark(), build_loader=functools.partial(toy_loader, cfg),
-                decoder=ToyDecoder())
-
-
-class ToyNet(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 4, 3, padding=1)
-        self.fc = nn.Linear(4, 1)
-        self.nan_from_call = None
-        self.calls = 0
-
-    def forward(self, batch):
-        img = batch["img"] if isinstance(batch, dict) else batch
-        out = self.fc(self.conv(img).relu().mean((2, 3))).squeeze(1)
-        if not self.training:
-            return out
-        self.calls += 1
-        loss = ((out - batch["target"]) ** 2).mean()
-        if self.nan_from_call is not None and self.calls >= self.nan_from_call:
-            loss = loss * float("nan")
-        return {"loss": loss, "loss_status": {"l2": loss.detach()}}
-
-
-class ToyDecoder:
-    """One "lane" per image: the toy network's float output, as proposal 0."""
-
-    def decode(self, output, crops=None):
-        return [[(float(v), 0)] for v in output]
-
-
-def make_cfg(**overrides):
-    cfg = Config(DEFAULTS)
-    cfg.update(dict(dataset=dict(train_split="train", val_split="test"), toy_size=8, batch_size=4,
-                    total_iter=6, eval_ep=2, save_interval=2, log_interval=1, workers=0,
-                    accelerator="cpu", precision="32-true", strategy="ddp", max_nonfinite=2,
-                    optimizer=dict(type="AdamW", lr=1e-2), scheduler=dict(type="warmup_cosine", warmup_iter=2)))
-    cfg.update(overrides)
-    return cfg
-
-
-def make_runner(tmp_path, name="run", hooks=(), net=None, **overrides):
-    torch.manual_seed(123)
-    cfg = make_cfg(**overrides)
-    return Runner(cfg, str(tmp_path / name), hooks=hooks, **toy_parts(cfg, net))
-
-
-class Record(Hook):
-    def __init__(self):
-        self.lrs, self.validations = [], []
-
-    def before_step(self, runner):
-        self.lrs.append(runner.optimizer.param_groups[0]["lr"])
-
-    def after_validation(self, runner, metrics, is_best):
-        self.validations.append((runner.step, runner.epoch, metrics["metric"], is_best))
-
-
-class Interrupt(Hook):
-    def __init__(self, at_step, how):
-        self.at_step, self.how = at_step, how
-
-    def after_step(self, runner):
-        if runner.step == self.at_step:
-            if self.how == "crash":
-                raise RuntimeError("simulated kill -9")
-            os.kill(os.getpid(), self.how)
-
-
-def weights(path):
-    return load_checkpoint(path)["net"]
+CHECKPOINT_KEYS = {"net", "optimizer", "scheduler", "scaler", "step", "epoch", "batch_in_epoch", "best_metric", "metrics",
+                   "nonfinite", "unreadable_images", "scaler_skips", "ema", "hooks", "rng", "config"}
 
 
 def test_epoch_sampler_is_a_function_of_seed_and_epoch_and_shards():
@@ -155,11 +42,29 @@ def test_epoch_sampler_is_a_function_of_seed_and_epoch_and_shards():
     assert sorted(i for s in shards for i in s) == sorted(full + full[:2])
 
 
+def test_train_state_round_trip_and_checkpoints_without_the_newer_counters():
+    state = TrainState(step=5, epoch=2, batch_in_epoch=1, best_metric=0.5, last_metrics={"metric": 0.5},
+                       nonfinite_in_row=1, nonfinite_total=3, unreadable_images=2, scaler_skips=torch.tensor(4))
+    state.request_stop("first")
+    state.request_stop("second")
+    saved = state.state_dict()
+    assert saved == {"step": 5, "epoch": 2, "batch_in_epoch": 1, "best_metric": 0.5, "metrics": {"metric": 0.5},
+                     "nonfinite": [1, 3], "unreadable_images": 2, "scaler_skips": torch.tensor(4)}
+    assert state.stop_reason == "first" and state.counters() == {
+        "skipped (non-finite loss)": 3, "unreadable images replaced": 2, "skipped by the grad scaler": 4}
+    back = TrainState(scaler_skips=torch.zeros((), dtype=torch.int64))
+    back.load_state_dict(saved)
+    assert back.state_dict() == saved and back.stop_reason is None
+    older = TrainState(scaler_skips=torch.zeros((), dtype=torch.int64))
+    older.load_state_dict({k: v for k, v in saved.items() if k not in ("unreadable_images", "scaler_skips")})
+    assert (older.step, older.unreadable_images, int(older.scaler_skips)) == (5, 0, 0)
+
+
 def test_train_validates_on_schedule_and_writes_the_run(tmp_path):
-    record = Record()
-    runner = make_runner(tmp_path, hooks=[record])
+    runner = make_runner(tmp_path)
+    record = add_record(runner)
     runner.train()
-    assert runner.step == 6
+    assert runner.state.step == 6
     # 8 images at batch 4: 2 steps per epoch; eval_ep=2 -> after epoch 2 (step 4) and at the end.
     assert [(s, e) for s, e, _, _ in record.validations] == [(4, 2), (6, 2)]
     lrs = [1e-2 * f for f in (0.0, 0.5, 1.0)] + [1e-2 * 0.5 * (1 + torch.cos(torch.tensor(torch.pi * k / 4)).item()) for k in (1, 2, 3)]
@@ -167,6 +72,7 @@ def test_train_validates_on_schedule_and_writes_the_run(tmp_path):
     run = tmp_path / "run"
     last = load_checkpoint(run / "last.pth")
     assert last["step"] == 6 and last["config"]["total_iter"] == 6
+    assert set(last) == CHECKPOINT_KEYS  # the keys of every checkpoint so far: older ones resume
     best = load_checkpoint(run / "best.pth")
     best_metric = max(m for _, _, m, _ in record.validations)
     assert best["best_metric"] == best_metric == best["metrics"]["metric"]
@@ -178,12 +84,11 @@ def test_train_validates_on_schedule_and_writes_the_run(tmp_path):
 
 
 def test_load_weights_and_validate_reproduce_the_best_metric(tmp_path):
-    record = Record()
-    make_runner(tmp_path, hooks=[record]).train()
+    make_runner(tmp_path).train()
     best = load_checkpoint(tmp_path / "run" / "best.pth")
-    fresh = make_runner(tmp_path, name="eval")
-    fresh.load_weights(str(tmp_path / "run" / "best.pth"))
+    fresh = make_runner(tmp_path, name="eval", load_from=str(tmp_path / "run" / "best.pth"))
     assert fresh.validate()["metric"] == best["metrics"]["metric"]
+    assert f"loaded weights from {tmp_path / 'run' / 'best.pth'}" in (tmp_path / "eval" / "log.txt").read_text()
 
 
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM, "crash"])
@@ -201,9 +106,8 @@ def test_resume_after_interruption_is_bitwise_exact(tmp_path, how):
         assert info.value.code == 128 + how and saved["step"] == 5
         assert f"stopped by {signal.Signals(how).name} after iteration 5" in (tmp_path / "cut" / "log.txt").read_text()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    resumed = make_runner(tmp_path, name="cut", total_iter=7, save_interval=2)
-    resumed.resume(str(tmp_path / "cut" / "last.pth"))
-    assert resumed.step == saved["step"]
+    resumed = make_runner(tmp_path, name="cut", total_iter=7, save_interval=2, resume=str(tmp_path / "cut" / "last.pth"))
+    assert resumed.state.step == saved["step"]
     assert resumed.optimizer.param_groups[0]["lr"] == saved["optimizer"]["param_groups"][0]["lr"]
     resumed.train()
     full, cut = weights(tmp_path / "full" / "last.pth"), weights(tmp_path / "cut" / "last.pth")
@@ -220,7 +124,7 @@ def test_non_finite_loss_is_skipped_and_counted(tmp_path):
     log = (tmp_path / "run" / "log.txt").read_text()
     assert "iteration 3: loss is nan, step skipped (1 in a row, 1 in all)" in log
     assert "iteration 3: loss is nan, step skipped (2 in a row, 2 in all)" in log
-    assert runner.step == 2 and runner.scheduler.last_epoch == 2
+    assert runner.state.step == 2 and runner.scheduler.last_epoch == 2
     assert not (tmp_path / "run" / "last.pth").exists() or load_checkpoint(tmp_path / "run" / "last.pth")["step"] == 2
 
 
@@ -232,10 +136,10 @@ def test_isolated_non_finite_step_is_skipped_and_training_goes_on(tmp_path):
                 out["loss"] = out["loss"] * float("inf")
             return out
 
-    record = Record()
-    runner = make_runner(tmp_path, net=OneNan(), hooks=[record])
+    runner = make_runner(tmp_path, net=OneNan())
+    record = add_record(runner)
     runner.train()
-    assert runner.step == 6 and runner.nonfinite_total == 1
+    assert runner.state.step == 6 and runner.state.nonfinite_total == 1
     assert record.lrs[1] == record.lrs[2]  # the skipped step did not advance the schedule
     assert "skipped (non-finite loss): 1" in (tmp_path / "run" / "log.txt").read_text()
 
@@ -245,7 +149,7 @@ def test_accumulation_matches_the_large_batch(tmp_path):
     big.train()
     small = make_runner(tmp_path, name="small", batch_size=2, accumulate=2)
     small.train()
-    assert small.step == big.step == 6
+    assert small.state.step == big.state.step == 6
     a, b = weights(tmp_path / "big" / "last.pth"), weights(tmp_path / "small" / "last.pth")
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
 
@@ -257,10 +161,9 @@ def test_grad_clip_and_ema_options(tmp_path):
     best = load_checkpoint(tmp_path / "run" / "best.pth")
     ema = best["ema"]
     assert any(not torch.equal(ema[k], best["net"][k]) for k in ema)
-    fresh = make_runner(tmp_path, name="eval")
-    fresh.load_weights(str(tmp_path / "run" / "best.pth"))
+    fresh = make_runner(tmp_path, name="eval", load_from=str(tmp_path / "run" / "best.pth"))
     assert all(torch.equal(fresh.net.state_dict()[k], ema[k]) for k in ema)
-    assert fresh.evaluate()["metric"] == best["metrics"]["metric"]
+    assert fresh.validate()["metric"] == best["metrics"]["metric"]
     # AdamW moves each weight by about lr per step whatever the clip; clipping keeps the run finite
     moved = max((best["net"][k] - start[k]).abs().max().item() for k in start if start[k].is_floating_point())
     assert 0 < moved <= 6 * 1e-2 * 1.01
@@ -289,19 +192,19 @@ def test_host_reads_one_per_step_and_one_per_log_line(tmp_path, monkeypatch):
     runner = make_runner(tmp_path, total_iter=6, log_interval=4, eval_ep=100)
     runner.train()
     # 6 steps; log lines at steps 4 and 6; 3 epochs of 2 steps each list their sampler's indices
-    assert dict(reads) == {"_any_rank": 6, "window_means": 2, "__iter__": 3}
-    assert isinstance(runner.step_losses["l2"], torch.Tensor) and runner.step_losses["l2"].dim() == 0
+    assert dict(reads) == {"any_rank": 6, "window_means": 2, "__iter__": 3}
+    assert isinstance(runner.state.step_losses["l2"], torch.Tensor) and runner.state.step_losses["l2"].dim() == 0
     assert "step: 4 lr:" in (tmp_path / "run" / "log.txt").read_text()
 
 
 class Scales(Hook):
     """The grad scaler's scale after each step."""
 
-    def __init__(self):
-        self.scales = []
+    def __init__(self, scaler):
+        self.scaler, self.scales = scaler, []
 
-    def after_step(self, runner):
-        self.scales.append(runner.scaler.get_scale())
+    def after_step(self, state):
+        self.scales.append(self.scaler.get_scale())
 
 
 def test_grad_scaler_skips_are_counted_and_resume_restores_the_scaler(tmp_path, monkeypatch, recwarn):
@@ -310,17 +213,20 @@ def test_grad_scaler_skips_are_counted_and_resume_restores_the_scaler(tmp_path, 
     about the scheduler stepping first), the log line counts the skips, and a run stopped at
     step 5 resumes with the scaler's scale and growth tracker and ends bit for bit as one that was
     not stopped."""
-    reference = Record()
-    make_runner(tmp_path, name="fp32", hooks=[reference], total_iter=7).train()
+    fp32 = make_runner(tmp_path, name="fp32", total_iter=7)
+    reference = add_record(fp32)
+    fp32.train()
     init_scale = 2.0 ** 18
-    monkeypatch.setattr(runner_module, "build_fabric", lambda *args, **kwargs: Fabric(
+    monkeypatch.setattr(build_module, "build_fabric", lambda *args, **kwargs: Fabric(
         accelerator="cpu", devices=1,
         plugins=[MixedPrecision("16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu", init_scale=init_scale))]))
-    scales, record = Scales(), Record()
-    full = make_runner(tmp_path, name="full", hooks=[scales, record], total_iter=7, save_interval=2)
+    full = make_runner(tmp_path, name="full", total_iter=7, save_interval=2)
+    scales = Scales(full.scaler)
+    full.hooks.append(scales)
+    record = add_record(full)
     full.train()
     skipped = sum(after < before for before, after in zip([init_scale] + scales.scales, scales.scales))
-    assert skipped >= 2 and int(full.scaler_skips) == skipped
+    assert skipped >= 2 and int(full.state.scaler_skips) == skipped
     assert record.lrs == reference.lrs
     assert not [w for w in recwarn if "lr_scheduler.step()" in str(w.message)]
     last_line = [line for line in (tmp_path / "full" / "log.txt").read_text().splitlines() if "step: 7 " in line][0]
@@ -330,13 +236,13 @@ def test_grad_scaler_skips_are_counted_and_resume_restores_the_scaler(tmp_path, 
         cut.train()
     saved = load_checkpoint(tmp_path / "cut" / "last.pth")
     assert saved["step"] == 5 and saved["scaler"]["scale"] == scales.scales[4]
-    resumed = make_runner(tmp_path, name="cut", total_iter=7, save_interval=2)
-    resumed.resume(str(tmp_path / "cut" / "last.pth"))
-    assert resumed.scaler.state_dict() == saved["scaler"] and int(resumed.scaler_skips) == int(saved["scaler_skips"])
+    resumed = make_runner(tmp_path, name="cut", total_iter=7, save_interval=2, resume=str(tmp_path / "cut" / "last.pth"))
+    assert resumed.scaler.state_dict() == saved["scaler"]
+    assert int(resumed.state.scaler_skips) == int(saved["scaler_skips"])
     resumed.train()
     full_weights, cut_weights = weights(tmp_path / "full" / "last.pth"), weights(tmp_path / "cut" / "last.pth")
     assert all(torch.equal(full_weights[k], cut_weights[k]) for k in full_weights)
-    assert int(resumed.scaler_skips) == skipped
+    assert int(resumed.state.scaler_skips) == skipped
 
 
 def test_moving_average_checkpoint_key_and_checkpoints_of_the_hook_layout(tmp_path):
@@ -349,29 +255,28 @@ def test_moving_average_checkpoint_key_and_checkpoints_of_the_hook_layout(tmp_pa
     torch.save(old, tmp_path / "old.pth")
     legacy = inference_weights(load_checkpoint(tmp_path / "old.pth"))
     assert all(torch.equal(legacy[k], v) for k, v in old["hooks"]["ema"]["ema"].items())
-    resumed = make_runner(tmp_path, name="resumed", total_iter=4, ema_decay=0.5)
-    resumed.resume(str(tmp_path / "old.pth"))
+    resumed = make_runner(tmp_path, name="resumed", total_iter=4, ema_decay=0.5, resume=str(tmp_path / "old.pth"))
     assert all(torch.equal(v, old["hooks"]["ema"]["ema"][k]) for k, v in resumed.ema.state_dict().items())
     without = make_runner(tmp_path, name="plain", total_iter=4)
     without.train()
     with pytest.raises(CheckpointError, match="ema_decay is set but the checkpoint has no moving average"):
-        make_runner(tmp_path, name="x", total_iter=4, ema_decay=0.5).resume(str(tmp_path / "plain" / "last.pth"))
+        make_runner(tmp_path, name="x", total_iter=4, ema_decay=0.5, resume=str(tmp_path / "plain" / "last.pth"))
 
 
 class StopAt(Hook):
     def __init__(self, at_step):
         self.at_step = at_step
 
-    def after_step(self, runner):
-        if runner.step == self.at_step:
-            runner.request_stop("enough for now")
+    def after_step(self, state):
+        if state.step == self.at_step:
+            state.request_stop("enough for now")
 
 
 def test_request_stop_ends_the_run_cleanly_after_the_step(tmp_path):
-    record = Record()
-    runner = make_runner(tmp_path, hooks=[record, StopAt(3)], total_iter=7, eval_ep=1)
+    runner = make_runner(tmp_path, hooks=[StopAt(3)], total_iter=7, eval_ep=1)
+    record = add_record(runner)
     runner.train()  # returns normally
-    assert runner.step == 3 and [s for s, _, _, _ in record.validations] == [2]  # no validation after the stop
+    assert runner.state.step == 3 and [s for s, _, _, _ in record.validations] == [2]  # no validation after the stop
     assert load_checkpoint(tmp_path / "run" / "last.pth")["step"] == 3
     assert "enough for now; stopped after iteration 3, saved last.pth" in (tmp_path / "run" / "log.txt").read_text()
 
@@ -394,19 +299,24 @@ def test_validation_prepares_the_network_once_and_refreshes_its_weights(tmp_path
     validation its tensors are the same memory and hold the weights validation must use (the
     moving average here), not the first validation's."""
     prepared = []
-    real = runner_module.prepare_for_inference
-    monkeypatch.setattr(runner_module, "prepare_for_inference", lambda *a: prepared.append(a[1]) or real(*a))
+    real = validation_module.prepare_for_inference
+    monkeypatch.setattr(validation_module, "prepare_for_inference", lambda *a: prepared.append(a[1]) or real(*a))
     seen = []
 
     class CompareWeights(Hook):
-        def after_validation(self, runner, metrics, is_best):
-            copy_state = runner._inference_net.net.state_dict()
-            current = runner.eval_net().state_dict()
+        def __init__(self, validator):
+            self.validator = validator
+
+        def after_validation(self, state, metrics, is_best):
+            copy_state = self.validator.prepared.net.state_dict()
+            current = self.validator.net.state_dict()
             assert copy_state.keys() == current.keys()
             assert all(torch.equal(copy_state[k], current[k]) for k in current)
             seen.append((copy_state["conv.weight"].data_ptr(), copy_state["conv.weight"].clone()))
 
-    runner = make_runner(tmp_path, hooks=[CompareWeights()], eval_ep=1, ema_decay=0.5)
+    runner = make_runner(tmp_path, eval_ep=1, ema_decay=0.5)
+    assert runner.validate.net is runner.ema.module  # validation uses the moving average
+    runner.hooks.append(CompareWeights(runner.validate))
     runner.train()
     assert len(prepared) == 1 and len(seen) == 3
     assert len({ptr for ptr, _ in seen}) == 1

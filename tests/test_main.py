@@ -10,6 +10,7 @@ import torch
 
 import main
 from srlane.config import ConfigError
+from srlane.engine.defaults import load_experiment
 from srlane.models.weights import CheckpointError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -148,19 +149,14 @@ def test_load_from_and_resume_take_a_run_folder(tmp_path, monkeypatch):
     calls = []
 
     class FakeRunner:
-        def __init__(self, cfg, work_dir, **kwargs):
-            calls.append(("work_dir", work_dir))
-
-        def load_weights(self, path):
-            calls.append(("load_weights", path))
-
-        def resume(self, path):
-            calls.append(("resume", path))
-
         def train(self):
             calls.append(("train",))
 
-    monkeypatch.setattr(main, "Runner", FakeRunner)
+    def fake_build_runner(cfg, work_dir, **kwargs):
+        calls.append(("build", work_dir, kwargs["load_from"], kwargs["resume"]))
+        return FakeRunner()
+
+    monkeypatch.setattr(main, "build_runner", fake_build_runner)
     cfg = experiment(tmp_path, "")
     run, other = tmp_path / "run", tmp_path / "other"
     for folder in (run, other):
@@ -168,11 +164,24 @@ def test_load_from_and_resume_take_a_run_folder(tmp_path, monkeypatch):
         for name in ("best.pth", "last.pth", "iter_4.pth"):
             (folder / name).write_bytes(b"")
     main.main([cfg, "--resume", str(run), "--load-from", str(other)])
-    assert calls == [("work_dir", str(run)), ("load_weights", str(other / "best.pth")),
-                     ("resume", str(run / "last.pth")), ("train",)]
+    assert calls == [("build", str(run), str(other / "best.pth"), str(run / "last.pth")), ("train",)]
     calls.clear()
     main.main([cfg, "--resume", str(run / "iter_4")])
-    assert calls == [("work_dir", str(run)), ("resume", str(run / "iter_4.pth")), ("train",)]
+    assert calls == [("build", str(run), None, str(run / "iter_4.pth")), ("train",)]
+
+
+def test_checkpoint_of_another_geometry_stops_with_one_line(tmp_path):
+    """--validate-only --load-from a checkpoint trained at another input width: one line naming
+    both values, before any data is read or generated."""
+    cfg = experiment(tmp_path, f"dataset = dict(data_root={str(tmp_path / 'data')!r})\n")
+    trained = {**load_experiment(cfg).to_dict(), "img_w": 512}
+    torch.save({"net": {}, "config": trained}, tmp_path / "wide.pth")
+    out = run_main(cfg, "--validate-only", "--load-from", str(tmp_path / "wide.pth"), "--work-dir", str(tmp_path / "w"))
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert out.stderr.strip() == (f"error: {tmp_path / 'wide.pth'} was trained with another network geometry: img_w 512 "
+                                  "in the checkpoint, 256 in this config; use the config it was trained with (its run "
+                                  "folder's config.py)")
+    assert not (tmp_path / "data").exists()
 
 
 def test_unknown_checkpoint_name_stops_with_one_line(tmp_path):

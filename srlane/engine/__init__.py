@@ -1,12 +1,18 @@
-"""Training engine: the Runner, its hooks, checkpoints, optimizer and schedule, and the run record."""
+"""Training engine: the Runner and the parts ``build_runner`` makes it from (hooks, checkpoints,
+validation, optimizer and schedule, the run record)."""
+from srlane.engine.build import build_runner
 from srlane.engine.checkpoint import save_checkpoint
+from srlane.engine.checkpointer import Checkpointer
 from srlane.engine.defaults import DEFAULTS, load_experiment
 from srlane.engine.ema import ModelEMA
 from srlane.engine.hooks import CheckpointHook, EarlyStopHook, Hook, LoggerHook
 from srlane.engine.optim import build_optimizer, build_scheduler
-from srlane.engine.runner import Runner
+from srlane.engine.runner import LoopOptions, Runner
+from srlane.engine.state import TrainState
+from srlane.engine.validation import Validator
 
 __all__ = [
-    "DEFAULTS", "CheckpointHook", "EarlyStopHook", "Hook", "LoggerHook", "ModelEMA", "Runner",
-    "build_optimizer", "build_scheduler", "load_experiment", "save_checkpoint",
+    "DEFAULTS", "CheckpointHook", "Checkpointer", "EarlyStopHook", "Hook", "LoggerHook", "LoopOptions", "ModelEMA",
+    "Runner", "TrainState", "Validator", "build_optimizer", "build_runner", "build_scheduler", "load_experiment",
+    "save_checkpoint",
 ]

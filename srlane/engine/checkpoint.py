@@ -19,6 +19,8 @@ import torch
 from srlane.fileio import atomic_path
 from srlane.models.weights import CheckpointError
 
+ITER_CHECKPOINT = re.compile(r"iter_(\d+)\.pth")  # iter_<step>.pth
+
 
 def save_checkpoint(state: Mapping[str, Any], path: str | os.PathLike) -> None:
     """``torch.save`` into a temp file next to ``path``, then ``os.replace`` it into place."""
@@ -53,7 +55,7 @@ def resolve_checkpoint(spec: str | os.PathLike, default: str, option: str = "che
 def checkpoint_names(folder: str | os.PathLike) -> list[str]:
     """The ``.pth`` files of ``folder``: best, last, then iter_<step> by step, then the others."""
     def order(name: str) -> tuple:
-        step = re.fullmatch(r"iter_(\d+)\.pth", name)
+        step = ITER_CHECKPOINT.fullmatch(name)
         return ({"best.pth": 0, "last.pth": 1}.get(name, 2 if step else 3), int(step.group(1)) if step else 0, name)
 
     return sorted((name for name in os.listdir(folder) if name.endswith(".pth")), key=order)

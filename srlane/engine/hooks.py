@@ -1,22 +1,23 @@
-"""Hooks: what happens around the training step (logging, checkpoints, early stopping) lives here.
+"""Hooks: what happens around the training step (logging, checkpoints, early stopping).
 
 A hook overrides any of ``before_train``, ``before_step``, ``after_step``, ``after_validation``
-and ``after_train``; each receives the runner. ``state_dict``/``load_state_dict`` let a hook's
-state travel in checkpoints so a resumed run continues exactly.
+and ``after_train``; each receives the run's ``TrainState``, and a hook takes whatever else it
+needs (the recorder, the checkpointer, the optimizer) in its constructor, so it runs without a
+Runner. ``state_dict``/``load_state_dict`` let a hook's own state travel in checkpoints (key
+``hooks``, by ``name``) so a resumed run continues exactly.
 """
 from __future__ import annotations
 
 import math
-import os
-import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import torch
 
 from srlane.config import ConfigError
-from srlane.engine.recorder import Timer
-
-if TYPE_CHECKING:
-    from srlane.engine.runner import Runner
+from srlane.engine.checkpointer import BEST, LAST, Checkpointer
+from srlane.engine.recorder import Recorder, Timer
+from srlane.engine.state import TrainState
 
 
 class Hook:
@@ -24,19 +25,19 @@ class Hook:
 
     name = "hook"
 
-    def before_train(self, runner: "Runner") -> None:
+    def before_train(self, state: TrainState) -> None:
         pass
 
-    def before_step(self, runner: "Runner") -> None:
+    def before_step(self, state: TrainState) -> None:
         pass
 
-    def after_step(self, runner: "Runner") -> None:
+    def after_step(self, state: TrainState) -> None:
         pass
 
-    def after_validation(self, runner: "Runner", metrics: Mapping[str, Any], is_best: bool) -> None:
+    def after_validation(self, state: TrainState, metrics: Mapping[str, Any], is_best: bool) -> None:
         pass
 
-    def after_train(self, runner: "Runner") -> None:
+    def after_train(self, state: TrainState) -> None:
         pass
 
     def state_dict(self) -> dict:
@@ -47,76 +48,59 @@ class Hook:
 
 
 class LoggerHook(Hook):
-    """Timings, smoothed losses and the log line every ``interval`` steps; the metric table."""
+    """Timings, smoothed losses and the log line every ``interval`` steps and at ``total_iter``
+    (the learning rate of the optimizer's first group); the metric table of each validation."""
 
     name = "logger"
 
-    def __init__(self, interval: int) -> None:
-        self.interval = interval
+    def __init__(self, recorder: Recorder, optimizer: torch.optim.Optimizer, interval: int, total_iter: int) -> None:
+        self.recorder, self.optimizer = recorder, optimizer
+        self.interval, self.total_iter = interval, total_iter
         self.timer = Timer()
         self.data_time = 0.0
 
-    def before_train(self, runner: "Runner") -> None:
-        runner.recorder.start_bar(runner.step)
+    def before_train(self, state: TrainState) -> None:
+        self.recorder.start_bar(state.step)
         self.timer.lap()
 
-    def before_step(self, runner: "Runner") -> None:
+    def before_step(self, state: TrainState) -> None:
         self.data_time = self.timer.lap()
 
-    def after_step(self, runner: "Runner") -> None:
+    def after_step(self, state: TrainState) -> None:
         batch_time = self.data_time + self.timer.lap()
-        runner.recorder.update(runner.step_losses, self.data_time, batch_time)
-        if runner.step % self.interval == 0 or runner.step == runner.total_iter:
-            lr = runner.optimizer.param_groups[0]["lr"]
-            runner.recorder.log_train(runner.epoch, runner.step, lr, runner.counters())
+        self.recorder.update(state.step_losses, self.data_time, batch_time)
+        if state.step % self.interval == 0 or state.step == self.total_iter:
+            lr = self.optimizer.param_groups[0]["lr"]
+            self.recorder.log_train(state.epoch, state.step, lr, state.counters())
 
-    def after_validation(self, runner: "Runner", metrics: Mapping[str, Any], is_best: bool) -> None:
-        runner.recorder.log_validation(metrics, runner.step)
+    def after_validation(self, state: TrainState, metrics: Mapping[str, Any], is_best: bool) -> None:
+        self.recorder.log_validation(metrics, state.step)
         if is_best:
-            runner.recorder.info(f"new best metric {metrics['metric']:.4f} at step {runner.step}")
+            self.recorder.info(f"new best metric {metrics['metric']:.4f} at step {state.step}")
         self.timer.lap()
-
-
-ITER_CHECKPOINT = re.compile(r"iter_(\d+)\.pth")  # iter_<step>.pth
 
 
 class CheckpointHook(Hook):
-    """``last.pth`` every ``interval`` steps and when training ends or is interrupted;
-    ``best.pth`` whenever validation improves the metric. With ``keep_iter`` > 0, every
-    ``interval`` steps also ``iter_<step>.pth``, keeping the newest ``keep_iter`` of them (files of
-    later steps, left by a run resumed from an earlier checkpoint, stay until overwritten)."""
+    """``last.pth`` every ``interval`` steps (with the checkpointer's numbered files) and when
+    training ends or is interrupted, not after a crash (the last good file stays); ``best.pth``
+    whenever validation improves the metric."""
 
     name = "checkpoint"
 
-    def __init__(self, interval: int, keep_iter: int = 0) -> None:
-        if not isinstance(keep_iter, int) or isinstance(keep_iter, bool) or keep_iter < 0:
-            raise ConfigError(f"keep_iter_checkpoints should be a whole number >= 0 (0: off), got {keep_iter!r}")
-        self.interval = interval
-        self.keep_iter = keep_iter
+    def __init__(self, checkpointer: Checkpointer, interval: int) -> None:
+        self.checkpointer, self.interval = checkpointer, interval
 
-    def after_step(self, runner: "Runner") -> None:
-        if runner.step % self.interval == 0:
-            if self.keep_iter:
-                runner.save_checkpoint("last.pth", f"iter_{runner.step}.pth")
-                if runner.fabric.is_global_zero:
-                    self.remove_old_iter_checkpoints(runner.work_dir, runner.step)
-            else:
-                runner.save_checkpoint("last.pth")
+    def after_step(self, state: TrainState) -> None:
+        if state.step % self.interval == 0:
+            self.checkpointer.save_periodic(state.step)
 
-    def remove_old_iter_checkpoints(self, folder: str, step: int) -> None:
-        """Delete ``iter_<s>.pth`` files of steps up to ``step`` but the newest ``keep_iter``."""
-        steps = sorted(int(m.group(1)) for m in map(ITER_CHECKPOINT.fullmatch, os.listdir(folder)) if m)
-        older = [s for s in steps if s <= step][:-self.keep_iter]
-        for old in older:
-            os.remove(os.path.join(folder, f"iter_{old}.pth"))
-
-    def after_validation(self, runner: "Runner", metrics: Mapping[str, Any], is_best: bool) -> None:
+    def after_validation(self, state: TrainState, metrics: Mapping[str, Any], is_best: bool) -> None:
         if is_best:
-            runner.save_checkpoint("best.pth")
+            self.checkpointer.save(BEST)
 
-    def after_train(self, runner: "Runner") -> None:
-        if not runner.failed:
-            runner.save_checkpoint("last.pth")
+    def after_train(self, state: TrainState) -> None:
+        if not state.failed:
+            self.checkpointer.save(LAST)
 
 
 class EarlyStopHook(Hook):
@@ -128,12 +112,12 @@ class EarlyStopHook(Hook):
 
     name = "early_stop"
 
-    def __init__(self, patience: int, min_delta: float = 0.0) -> None:
-        self.patience, self.min_delta = patience, float(min_delta)
+    def __init__(self, patience: int, total_iter: int, min_delta: float = 0.0) -> None:
+        self.patience, self.total_iter, self.min_delta = patience, total_iter, float(min_delta)
         self.best, self.best_step, self.bad = -math.inf, -1, 0
 
     @classmethod
-    def from_config(cls, spec: Any) -> "EarlyStopHook":
+    def from_config(cls, spec: Any, total_iter: int) -> "EarlyStopHook":
         """From ``early_stop = dict(patience=N, min_delta=d)``; ConfigError names what is wrong."""
         if not isinstance(spec, Mapping) or "patience" not in spec or set(spec) - {"patience", "min_delta"}:
             raise ConfigError(f"early_stop should be dict(patience=N, min_delta=d) (min_delta optional), got {spec!r}")
@@ -142,24 +126,24 @@ class EarlyStopHook(Hook):
             raise ConfigError(f"early_stop.patience should be a whole number >= 1, got {patience!r}")
         if not isinstance(min_delta, (int, float)) or isinstance(min_delta, bool) or not 0 <= min_delta < math.inf:
             raise ConfigError(f"early_stop.min_delta should be a number >= 0, got {min_delta!r}")
-        return cls(patience, min_delta)
+        return cls(patience, total_iter, min_delta)
 
     def reason(self) -> str:
         return (f"early stop: no improvement of the metric by more than {self.min_delta:g} in {self.patience} "
                 f"validations (best {self.best:.4f} at step {self.best_step})")
 
-    def before_train(self, runner: "Runner") -> None:
+    def before_train(self, state: TrainState) -> None:
         if self.bad >= self.patience:
-            runner.request_stop(self.reason() + "; resumed a run that had stopped early (raise early_stop.patience to go on)")
+            state.request_stop(self.reason() + "; resumed a run that had stopped early (raise early_stop.patience to go on)")
 
-    def after_validation(self, runner: "Runner", metrics: Mapping[str, Any], is_best: bool) -> None:
+    def after_validation(self, state: TrainState, metrics: Mapping[str, Any], is_best: bool) -> None:
         metric = float(metrics["metric"])
         if metric > self.best + self.min_delta:
-            self.best, self.best_step, self.bad = metric, runner.step, 0
+            self.best, self.best_step, self.bad = metric, state.step, 0
         else:
             self.bad += 1
-        if self.bad >= self.patience and runner.step < runner.total_iter:
-            runner.request_stop(self.reason())
+        if self.bad >= self.patience and state.step < self.total_iter:
+            state.request_stop(self.reason())
 
     def state_dict(self) -> dict:
         return {"best": self.best, "best_step": self.best_step, "bad": self.bad}

@@ -1,7 +1,8 @@
 """Steady training iteration of a config: where its time goes, and the same step on a cached batch.
 
-Runs the Runner's own loop (loader, ``run_step``, hooks) for ``--warmup`` + ``--iters``
-iterations of a config (the synthetic set is generated first when the config asks for it) and
+Runs the Runner's own loop (loader, ``run_step``, hooks) on the parts ``build_parts`` makes for
+a config, without validation or checkpoints, for ``--warmup`` + ``--iters`` iterations (the
+synthetic set is generated first when the config asks for it) and
 splits each timed iteration into the wait for data (from the end of one step to the start of
 the next) and the step (forward, backward, optimizer, on the device, host work included; on CUDA
 also the device time between events around it). Then times ``run_step`` on one cached batch, so
@@ -18,9 +19,11 @@ import time
 
 import torch
 
+from srlane.engine.build import build_parts
 from srlane.engine.defaults import load_experiment
 from srlane.engine.hooks import Hook
 from srlane.engine.runner import Runner
+from srlane.engine.state import TrainState
 from srlane.fileio import atomic_write_text
 from srlane.synthetic import preparation
 from throughput.data import PROJECT_ROOT
@@ -45,17 +48,17 @@ class StepTimes(Hook):
         self.data, self.step, self.events = [], [], []
         self.last_end = self.start = 0.0
 
-    def before_train(self, runner: Runner) -> None:
+    def before_train(self, state: TrainState) -> None:
         self.last_end = time.perf_counter()
 
-    def before_step(self, runner: Runner) -> None:
+    def before_step(self, state: TrainState) -> None:
         self.start = time.perf_counter()
         self.data.append(self.start - self.last_end)
         if self.cuda:
             self.events.append([torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)])
             self.events[-1][0].record()
 
-    def after_step(self, runner: Runner) -> None:
+    def after_step(self, state: TrainState) -> None:
         if self.cuda:
             self.events[-1][1].record()
             torch.cuda.synchronize()
@@ -68,7 +71,7 @@ class StepTimes(Hook):
 
 def cached_step_ms(runner: Runner, iters: int) -> float:
     """Median milliseconds of ``run_step`` on one batch kept on the device."""
-    runner.batch_in_epoch = 0  # the first batch of the current epoch, whether or not training used it up
+    runner.state.batch_in_epoch = 0  # the first batch of the current epoch, whether or not training used it up
     batches = next(iter(runner.train_batches()))
     times = []
     for _ in range(iters):
@@ -81,14 +84,13 @@ def cached_step_ms(runner: Runner, iters: int) -> float:
 
 
 def run(args: argparse.Namespace) -> None:
-    overrides = [*args.set, f"total_iter={args.warmup + args.iters}", "eval_ep=1000000", "log_interval=1000000",
-                 "save_interval=1000000"] + ([f"accelerator={args.accelerator!r}"] if args.accelerator else [])
+    overrides = [*args.set, f"total_iter={args.warmup + args.iters}"] + (
+        [f"accelerator={args.accelerator!r}"] if args.accelerator else [])
     cfg = load_experiment(args.config, overrides)
     with tempfile.TemporaryDirectory() as tmp:
-        runner = Runner(cfg, os.path.join(tmp, "run"), prepare=preparation(cfg.dataset, int(cfg.workers)))
-        times = StepTimes(runner.fabric.device.type == "cuda")
-        runner.hooks.append(times)
-        runner.validate = lambda: {}  # the iterations are what is timed, not the validation at the end
+        parts = build_parts(cfg, os.path.join(tmp, "run"), prepare=preparation(cfg.dataset, int(cfg.workers)))
+        times = StepTimes(parts.fabric.device.type == "cuda")
+        runner = parts.runner(validate=None, hooks=[times])  # the iterations are what is timed
         runner.train()
         cached = cached_step_ms(runner, args.iters)
     data, step = (1000 * statistics.median(v[args.warmup:]) for v in (times.data, times.step))

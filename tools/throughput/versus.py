@@ -57,7 +57,11 @@ def step_ms(config: str, batch: int, warmup: int, iters: int, overrides: Sequenc
     from srlane.data.dataset import to_tensor
     from srlane.data.targets import encode_lanes
     from srlane.engine.defaults import load_experiment
-    from srlane.engine.runner import Runner
+
+    try:  # the Runner made from its parts
+        from srlane.engine.build import build_runner
+    except ImportError:  # checkouts from before build_runner: the Runner made its parts from the config
+        from srlane.engine.runner import Runner as build_runner
 
     cfg = load_experiment(config, ["model.backbone.pretrained=False", "precision=32-true", f"batch_size={batch}",
                                    *overrides])
@@ -74,7 +78,7 @@ def step_ms(config: str, batch: int, warmup: int, iters: int, overrides: Sequenc
         data[key] = [torch.stack([torch.from_numpy(t[key][level]) for t in targets]) for level in range(3)]
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
-        runner = Runner(cfg, tmp)
+        runner = build_runner(cfg, tmp)
         data = runner.fabric.to_device(data)
         times = []
         for i in range(warmup + iters):
