@@ -36,7 +36,7 @@ def test_released_file_with_module_prefix_loads(tmp_path):
 def test_rng_state_restores_all_generators():
     state = rng_state()
     first = (torch.rand(3), np.random.rand(3), [random.random() for _ in range(3)])
-    set_rng_state(state)
+    set_rng_state(state, print)
     second = (torch.rand(3), np.random.rand(3), [random.random() for _ in range(3)])
     assert torch.equal(first[0], second[0])
     assert np.array_equal(first[1], second[1]) and first[2] == second[2]
@@ -51,13 +51,15 @@ def test_rng_state_of_more_gpus_than_visible_restores_those_that_exist(monkeypat
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.setattr(torch.cuda, "set_rng_state", lambda value, device: restored.append((device, int(value[0]))))
-    note = set_rng_state(state)
+    notes = []
+    set_rng_state(state, notes.append)
     assert restored == [(0, 0), (1, 1)]
-    assert note == ("the checkpoint holds the random states of 4 GPU(s), 2 are visible: restored 2; "
-                    "the run is not resumed bit for bit")
+    assert notes == ["the checkpoint holds the random states of 4 GPU(s), 2 are visible: restored 2; "
+                     "the run is not resumed bit for bit"]
     restored.clear()
     state["cuda"] = state["cuda"][:2]
-    assert set_rng_state(state) is None and restored == [(0, 0), (1, 1)]
+    set_rng_state(state, notes.append)
+    assert len(notes) == 1 and restored == [(0, 0), (1, 1)]
 
 
 def test_wrong_architecture_lists_the_differences(tmp_path):

@@ -75,7 +75,7 @@ def build_parts(cfg: Config, work_dir: str, gpus: Sequence[int] = (0,), prepare:
     loader is built."""
     notes: list[str] = []
     fabric = build_fabric(cfg.accelerator, cfg.strategy, cfg.precision, gpus, notes.append, int(cfg.num_nodes),
-                          cfg.matmul_precision)
+                          cfg.matmul_precision, bool(cfg.deterministic))
     fabric.launch()
     if fabric.device.type == "cpu" and keep_freed_memory():
         notes.append("host allocator keeps freed memory (glibc, no mmap): no page faults on each step's activations")

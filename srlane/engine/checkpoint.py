@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import random
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -75,10 +75,10 @@ def rng_state() -> dict:
     }
 
 
-def set_rng_state(state: Mapping[str, Any]) -> str | None:
-    """Restore what ``rng_state`` returned: the CUDA states of the devices that exist now. Returns
-    a note when the saved and the visible GPUs differ in number (resumed on fewer or more GPUs:
-    the others keep their seeds), else None."""
+def set_rng_state(state: Mapping[str, Any], log: Callable[[str], None]) -> None:
+    """Restore what ``rng_state`` returned: the CUDA states of the devices that exist now; ``log``
+    gets a note when the saved and the visible GPUs differ in number (resumed on fewer or more
+    GPUs: the others keep their seeds)."""
     torch.set_rng_state(state["torch"])
     saved = list(state["cuda"])
     visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
@@ -89,6 +89,5 @@ def set_rng_state(state: Mapping[str, Any]) -> str | None:
     py = state["python"]
     random.setstate((py["version"], tuple(int(v) for v in py["state"].tolist()), py["gauss_next"]))
     if saved and len(saved) != visible:
-        return (f"the checkpoint holds the random states of {len(saved)} GPU(s), {visible} are visible: restored "
-                f"{min(len(saved), visible)}; the run is not resumed bit for bit")
-    return None
+        log(f"the checkpoint holds the random states of {len(saved)} GPU(s), {visible} are visible: restored "
+            f"{min(len(saved), visible)}; the run is not resumed bit for bit")

@@ -238,7 +238,7 @@ class Runner:
             self.ema.load_state_dict(ema)
         for hook in self.hooks:
             hook.load_state_dict(saved["hooks"].get(hook.name, {}))
-        set_rng_state(saved["rng"])
+        set_rng_state(saved["rng"], self.recorder.info)
 
     def _note_signal(self, signum: int) -> None:
         self.state.stop_signal = signum
