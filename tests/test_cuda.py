@@ -261,6 +261,24 @@ def test_speed_tool_on_cuda_with_a_cuda_graph(tmp_path):
     assert result["release_forward_fps"] > 0 and result["forward_ms"] > 0
 
 
+def test_speed_release_protocol_synchronises_once_around_its_calls(monkeypatch):
+    """As the release's script: the timed calls queue on the device, one synchronisation before
+    and one after them (a synchronisation per call reads a lower FPS)."""
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root))
+    from tools import speed
+
+    calls = []
+    synchronize = torch.cuda.synchronize
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *args: (calls.append(args), synchronize(*args)))
+    speed.main([str(root / "configs" / "srlane_r18_synthetic.py"), "--accelerator", "cuda", "--iters", "1",
+                "--warmup", "0", "--release-iters", "40", "--release-warmup", "0"])
+    assert len(calls) < 40  # ours synchronise each of their few calls; the release's 40 calls twice in all
+
+
 def test_cuda_loaders_pin_uint8_batches_and_train(experiment, tmp_path):
     """On CUDA both loaders deliver page-locked uint8 images (a quarter of float32's bytes, copied
     without blocking the host); the run trains on them and validates."""

@@ -33,7 +33,8 @@ def test_release_protocol_beside_ours_with_the_chosen_options(tmp_path, capsys):
                          "--json", str(out)])
     assert json.loads(out.read_text()) == result
     assert result["release_protocol"] == {"batch": 1, "img_w": 384, "img_h": 160, "warmup": 1, "iters": 2,
-                                          "statistic": "mean"}
+                                          "statistic": "mean",
+                                          "synchronised": "once before and once after the timed calls"}
     assert result["release_forward_fps"] == 1000 / result["release_forward_ms_mean"]
     assert result["batch"] == 2 and result["forward_fps"] == 2000 / result["forward_ms"]
     assert {k: result[k] for k in ("precision", "fold_bn", "channels_last", "compile")} == {

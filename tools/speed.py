@@ -17,12 +17,13 @@ no resizing). On CUDA each timed call is synchronised before and after.
 
 Release protocol (the release's speed script: 278 FPS for R18 on an RTX 3090): batch 1, one
 3 x img_h x img_w input (1x3x320x800 for the CULane config), the network alone (no decoding),
-``--release-warmup`` (200) untimed calls, then ``--release-iters`` (1000) timed calls;
+``--release-warmup`` (200) untimed calls, then ``--release-iters`` (1000) calls timed as one block,
+synchronised once before and once after (on CUDA the calls queue as they would on a stream);
 FPS = 1000 / mean ms. The release measured fp32 eager; here it runs with the chosen options
 (the row names the precision; the options row names the rest).
 
 Ours, at ``--batch``, each ``--warmup`` untimed calls then the median of ``--iters`` calls (robust
-on a shared machine): forward (as above); decode (:class:`LaneDecoder`: scores, NMS, lanes) of
+on a shared machine; each call synchronised on CUDA): forward (as above); decode (:class:`LaneDecoder`: scores, NMS, lanes) of
 outputs that yield ``max_lanes`` lanes per image: the network's own outputs when a checkpoint is
 given and they do, else crafted proposals (``max_lanes`` confident, well separated lanes plus
 low-score rest; the table says which); ``decode_ms_batch8``: a batch of 8 crafted images; forward
@@ -59,22 +60,38 @@ from srlane.models.decode import build_decoder
 from srlane.models.inference import build_inference_options, prepare_for_inference
 
 
-def _timed(fn: Callable[[], object], device: torch.device, warmup: int, iters: int,
-           statistic: Callable[[list[float]], float] = statistics.median) -> float:
-    """``statistic`` (median) of the milliseconds of ``iters`` calls of ``fn()`` after ``warmup``
-    calls; on CUDA each call is synchronised before and after."""
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed_release(fn: Callable[[], object], device: torch.device, warmup: int, iters: int) -> float:
+    """The release's protocol: mean milliseconds of ``iters`` calls of ``fn()`` after ``warmup``
+    calls, timed as one block, synchronised once before and once after (on CUDA the calls queue
+    on the device, as a video stream's would)."""
+    for _ in range(warmup):
+        fn()
+    _synchronize(device)
+    begin = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    _synchronize(device)
+    return (time.perf_counter() - begin) * 1000.0 / iters
+
+
+def _timed(fn: Callable[[], object], device: torch.device, warmup: int, iters: int) -> float:
+    """Median of the milliseconds of ``iters`` calls of ``fn()`` after ``warmup`` calls; on CUDA
+    each call is synchronised before and after."""
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(iters):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        _synchronize(device)
         begin = time.perf_counter()
         fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        _synchronize(device)
         times.append((time.perf_counter() - begin) * 1000.0)
-    return statistic(times)
+    return statistics.median(times)
 
 
 def _timed_alternating(fn_a, fn_b, device: torch.device, warmup: int, iters: int) -> tuple[float, float]:
@@ -129,8 +146,8 @@ def main(argv: list[str] | None = None) -> dict:
         onnx_model = load_onnx(cfg, args.onnx, threads=torch.get_num_threads(), providers=providers)
 
     with torch.no_grad():
-        release_ms = _timed(lambda: release_model(release_img), device, args.release_warmup, args.release_iters,
-                            statistics.fmean)
+        release_ms = _timed_release(lambda: release_model(release_img), device, args.release_warmup,
+                                    args.release_iters)
         if onnx_model is None:
             forward_ms = _timed(lambda: model(img), device, args.warmup, args.iters)
         else:  # eager and onnxruntime in turn on the same input
@@ -152,7 +169,8 @@ def main(argv: list[str] | None = None) -> dict:
             onnx_diff = float((onnx_model(img) - model(img).cpu()).abs().max()) if args.load_from else None
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
     release = {"batch": 1, "img_w": int(cfg.img_w), "img_h": int(cfg.img_h), "warmup": args.release_warmup,
-               "iters": args.release_iters, "statistic": "mean"}
+               "iters": args.release_iters, "statistic": "mean",
+               "synchronised": "once before and once after the timed calls"}
     result = {**dataclasses.asdict(options), "release_protocol": release, "release_forward_ms_mean": release_ms,
               "release_forward_fps": 1000.0 / release_ms, "batch": args.batch, "forward_ms": forward_ms,
               "decode_ms": decode_ms, "decode_ms_batch8": decode8_ms, "end_to_end_ms": end_to_end_ms,
