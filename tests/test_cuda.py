@@ -55,6 +55,16 @@ def test_mixed_precision_training_and_resume(tmp_path, precision):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.parametrize("fused", [False, True])
+def test_gradient_clipping_under_16_mixed_trains(tmp_path, fused):
+    """grad_clip with the grad scaler: unscaled before clipping (fused AdamW too), overflowing
+    steps skipped by the scaler instead of a non-finite-norm error."""
+    runner = make_runner(tmp_path, precision="16-mixed", grad_clip=0.5,
+                         optimizer=dict(type="AdamW", lr=1e-2, fused=fused), **GPU)
+    runner.train()
+    assert runner.state.step == 6 and all(torch.isfinite(p).all() for p in runner.net.parameters())
+
+
 @pytest.mark.parametrize("strategy", ["dp", "ddp"])
 def test_one_gpu_strategies_train_without_a_wrapper(tmp_path, strategy):
     runner = make_runner(tmp_path, strategy=strategy, precision="16-mixed", **GPU)

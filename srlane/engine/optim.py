@@ -1,4 +1,5 @@
-"""Optimizer by ``torch.optim`` name and the release's warmup-cosine learning-rate schedule."""
+"""Optimizer by ``torch.optim`` name, gradient clipping (with a grad scaler too) and the release's
+warmup-cosine learning-rate schedule."""
 from __future__ import annotations
 
 import math
@@ -16,6 +17,16 @@ def build_optimizer(optimizer_cfg: dict, net: nn.Module) -> torch.optim.Optimize
         raise ValueError(f"optimizer.type {name!r} is not a torch.optim optimizer (e.g. 'AdamW', 'SGD')")
     params = [p for p in net.parameters() if p.requires_grad]
     return optimizer_cls(params, **kwargs)
+
+
+def clip_gradients(net: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None,
+                   max_norm: float) -> None:
+    """Clip the gradients' total norm to ``max_norm``. Under a grad scaler they are unscaled first
+    (the optimizer's step then skips its own unscaling, fused optimizers included); a non-finite
+    norm, an overflowing 16-mixed step, is left to the scaler, which skips that update."""
+    if scaler is not None:
+        scaler.unscale_(getattr(optimizer, "optimizer", optimizer))  # the optimizer under Fabric's wrapper
+    torch.nn.utils.clip_grad_norm_(net.parameters(), max_norm, error_if_nonfinite=False)
 
 
 def warmup_cosine_factor(it: int, warmup_iter: int, total_iter: int) -> float:

@@ -1,10 +1,9 @@
 """The Runner: the iteration loop, the step and the run's state, on Lightning Fabric.
 
-It is given its parts (``srlane.engine.build.build_runner`` makes them from a config): the
-Fabric, the network and optimizer Fabric set up, the schedule, the training loader (built on
-first use), the validation, the hooks (logging, checkpoints, early stopping, in
-``srlane.engine.hooks``) and the moving average. One optimizer step is one iteration;
-``total_iter`` iterations in all, validation every ``eval_ep`` epochs and at the end.
+It is given its parts (``srlane.engine.build.build_runner`` makes them from a config): Fabric,
+the network and optimizer Fabric set up, the schedule, the training loader (built on first use),
+the validation, the hooks (``srlane.engine.hooks``) and the moving average. One optimizer step
+is one iteration; ``total_iter`` in all, validation every ``eval_ep`` epochs and at the end.
 """
 from __future__ import annotations
 
@@ -25,6 +24,7 @@ from srlane.engine.checkpoint import rng_state, set_rng_state
 from srlane.engine.distributed import agreed_stop, any_rank
 from srlane.engine.ema import ModelEMA
 from srlane.engine.hooks import Hook
+from srlane.engine.optim import clip_gradients
 from srlane.engine.recorder import Recorder
 from srlane.engine.signals import stop_signals_to
 from srlane.engine.state import TrainState
@@ -166,7 +166,7 @@ class Runner:
         if any_rank(self.fabric, ~torch.isfinite(losses["loss"])):
             return self._skip_step(float(losses["loss"]))
         if self.options.grad_clip:
-            self.fabric.clip_gradients(self.model, self.optimizer, max_norm=self.options.grad_clip)
+            clip_gradients(self.net, self.optimizer, self.scaler, self.options.grad_clip)
         state = self.state
         scale = self.scaler._scale.clone() if state.scaler_skips is not None else None
         self.optimizer.step()
