@@ -189,6 +189,32 @@ def test_inference_options_on_cuda_agree_with_float32(exact_float32, options, to
         assert (out - ref).abs().max() < tolerance
 
 
+def test_cudagraph_is_captured_while_another_thread_makes_cuda_calls():
+    """As the loaders' pin-memory threads do during training: in torch's default "global" capture
+    mode another thread's CUDA call breaks the capture; the graph is captured thread-locally."""
+    import threading
+
+    from srlane.models.inference import InferenceOptions, prepare_for_inference
+
+    net = build_net(r18_config(), pretrained=False).cuda().eval()
+    graphed = prepare_for_inference(net, InferenceOptions(compile="cudagraph"), "cuda")
+    stop = threading.Event()
+
+    def pin_memory_like():
+        while not stop.is_set():
+            torch.empty(1 << 16, dtype=torch.uint8).pin_memory()
+
+    worker = threading.Thread(target=pin_memory_like, daemon=True)
+    worker.start()
+    try:
+        img = torch.rand(2, 3, 64, 160, device="cuda")
+        out = graphed(img)
+    finally:
+        stop.set()
+        worker.join()
+    torch.testing.assert_close(out, prepare_for_inference(net, InferenceOptions(), "cuda")(img), atol=1e-4, rtol=0)
+
+
 def test_cudagraph_replays_its_shape_and_runs_other_shapes_eagerly(exact_float32):
     """New inputs of the captured shape give their own outputs (not the captured ones, not a
     buffer the next replay overwrites); another batch size runs the network eagerly; refreshed

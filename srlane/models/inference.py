@@ -121,7 +121,8 @@ class CudaGraphModel(nn.Module):
                 self.model(self.static_input)
         torch.cuda.current_stream(img.device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        # thread_local: CUDA calls of other threads (the loaders' pin-memory threads) do not break the capture
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
             self.static_output = self.model(self.static_input)
         self.graph = graph
 
