@@ -21,6 +21,7 @@ import os
 from srlane.config import ConfigError
 from srlane.engine.checkpoint import resolve_checkpoint
 from srlane.engine.defaults import load_experiment
+from srlane.engine.distributed import RankFailure
 from srlane.engine.fabric import ACCELERATORS
 from srlane.engine.build import build_runner
 from srlane.engine.recorder import default_work_dir, format_metrics
@@ -98,4 +99,4 @@ def main(argv: list[str] | None = None) -> dict | None:
 
 
 if __name__ == "__main__":
-    run_cli(main, FloatingPointError)
+    run_cli(main, FloatingPointError, RankFailure)

@@ -1,10 +1,13 @@
 """Validation and the run's loaders on their own, with a one-process stand-in for Fabric: the
 split predicted and scored once per call, the inference copy made once and renewed, the data
 preparation run once before the first loader."""
+import pytest
 import torch
 
 from helpers.engine import ToyBenchmark, ToyDecoder, ToyNet, make_cfg, toy_loader
 from srlane.data.input_checks import InputChecks
+from srlane.engine import distributed
+from srlane.engine.distributed import RankFailure
 from srlane.engine.loaders import SplitLoaders
 from srlane.engine.validation import Validator
 from srlane.models.inference import InferenceOptions
@@ -56,3 +59,49 @@ def test_loaders_are_built_once_after_the_preparation():
     assert loaders.val() is loaders.val() and loaders.train() is loaders.train()
     assert built == [("test", False, 0, 1), ("train", True, 0, 1)] and fabric.barriers == 1
     assert lines == ["preparing the data", "building the training loader"]
+
+
+class TwoProcesses(OneProcess):
+    """Rank 0 of two: what the other process contributes to each all-gather is ``other``."""
+
+    world_size = 2
+
+    def __init__(self, other):
+        super().__init__()
+        self.other = other
+
+
+@pytest.fixture
+def two_ranks(monkeypatch):
+    """dist.all_gather_object of two processes, the other one's values scripted per call."""
+    scripted = []
+
+    def all_gather_object(out, value):
+        out[0], out[1] = value, scripted.pop(0)
+
+    monkeypatch.setattr(distributed.dist, "all_gather_object", all_gather_object)
+    return scripted
+
+
+def test_a_failure_on_another_process_stops_this_one_with_its_line(two_ranks):
+    two_ranks += ["cannot read image /data/b.jpg"]
+    with pytest.raises(RankFailure, match=r"^process 1 failed: cannot read image /data/b.jpg$"):
+        distributed.shared_failure(TwoProcesses(None), None)
+    two_ranks += [None]
+    with pytest.raises(ValueError, match="mine"):  # the failing process raises its own error
+        distributed.shared_failure(TwoProcesses(None), ValueError("mine"))
+    two_ranks += [None]
+    distributed.shared_failure(TwoProcesses(None), None)  # nobody failed: no error
+
+
+def test_validation_of_two_processes_agrees_on_a_failure_before_gathering(two_ranks):
+    """This rank predicts its share; the other process could not read an image: this one stops
+    with that line at once instead of waiting in the predictions' gather."""
+    cfg, net = make_cfg(toy_size=6), ToyNet().eval()
+    fabric = TwoProcesses(None)
+    validator = Validator(fabric, lambda: toy_loader(cfg, "test", False), net, InferenceOptions(), ToyDecoder(),
+                          ToyBenchmark(), InputChecks([], 0, print), print)
+    two_ranks += ["validation image x.jpg: cannot read it"]  # only the first collective is reached
+    with pytest.raises(RankFailure, match="process 1 failed: validation image x.jpg: cannot read it"):
+        validator()
+    assert two_ranks == []

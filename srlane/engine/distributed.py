@@ -1,8 +1,10 @@
-"""What the processes of a run agree on: a flag raised on any rank, the cause of a stop, the
-validation predictions gathered by image index. One process: no communication at all."""
+"""What the processes of a run agree on: a flag raised on any rank, the cause of a stop, a
+failure of one of them, the validation predictions gathered by image index. One process: no communication at all."""
 from __future__ import annotations
 
+import contextlib
 import signal
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -33,6 +35,37 @@ def agreed_stop(fabric: Fabric, stop_signal: int | None, reason: str | None) -> 
     if cause == REQUESTED and reason is None:
         reason = ANOTHER_PROCESS
     return stop_signal, reason
+
+
+class RankFailure(RuntimeError):
+    """Another process of the run failed: this one stops with that process's line."""
+
+
+def shared_failure(fabric: Fabric, error: BaseException | None) -> None:
+    """Every process learns whether one of them failed (``error``: this process's exception, or
+    None): the failing one raises its own error, the others ``RankFailure`` naming it, so that no
+    process waits in the next collective until its timeout. One all-gather under several
+    processes."""
+    texts: list[str | None] = [None] * fabric.world_size
+    if fabric.world_size > 1:
+        dist.all_gather_object(texts, None if error is None else str(error) or type(error).__name__)
+    if error is not None:
+        raise error
+    failed = next(((rank, text) for rank, text in enumerate(texts) if text is not None), None)
+    if failed is not None:
+        raise RankFailure(f"process {failed[0]} failed: {failed[1]}")
+
+
+@contextlib.contextmanager
+def failures_shared(fabric: Fabric) -> Iterator[None]:
+    """A block every process runs: an exception in it on any process stops them all
+    (:func:`shared_failure`), each with one line."""
+    try:
+        yield
+    except Exception as err:  # noqa: BLE001 (shared, then raised again)
+        shared_failure(fabric, err)
+    else:
+        shared_failure(fabric, None)
 
 
 def gather_by_index(fabric: Fabric, parts: dict[int, Any]) -> dict[int, Any] | None:

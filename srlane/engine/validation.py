@@ -15,7 +15,7 @@ from tqdm import tqdm
 from srlane.benchmarks import Benchmark, Evaluator
 from srlane.data.input_checks import InputChecks
 from srlane.data.records import DataFormatError
-from srlane.engine.distributed import gather_by_index
+from srlane.engine.distributed import failures_shared, gather_by_index
 from srlane.inference import predict_batches
 from srlane.models.decode import LaneDecoder
 from srlane.models.inference import InferenceOptions, prepare_for_inference
@@ -69,11 +69,16 @@ class Validator:
         net = self.inference_net()
         predictions: dict[int, list] = {}
         bar = tqdm(loader, desc="Validate", disable=not self.fabric.is_global_zero, leave=False, dynamic_ncols=True)
-        for batch in predict_batches(net, self.input_checks.sized(bar), self.decoder, self.fabric.device,
-                                     reject_unreadable):
-            predictions.update((int(image.meta["index"]), image.lanes) for image in batch)
+        # a failure on one process stops every process with its line (none waits in a collective)
+        with failures_shared(self.fabric):
+            for batch in predict_batches(net, self.input_checks.sized(bar), self.decoder, self.fabric.device,
+                                         reject_unreadable):
+                predictions.update((int(image.meta["index"]), image.lanes) for image in batch)
         gathered = gather_by_index(self.fabric, predictions)
-        metrics = self._score(loader.dataset, gathered) if self.fabric.is_global_zero else None
+        metrics = None
+        with failures_shared(self.fabric):
+            if self.fabric.is_global_zero:
+                metrics = self._score(loader.dataset, gathered)
         return self.fabric.broadcast(metrics, src=0)
 
     def _score(self, dataset: Any, predictions: dict[int, list]) -> dict:
