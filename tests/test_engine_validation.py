@@ -3,11 +3,13 @@ split predicted and scored once per call, the inference copy made once and renew
 preparation run once before the first loader."""
 import pytest
 import torch
+from lightning.fabric import Fabric
 
 from helpers.engine import ToyBenchmark, ToyDecoder, ToyNet, make_cfg, toy_loader
 from srlane.data.input_checks import InputChecks
 from srlane.engine import distributed
 from srlane.engine.distributed import RankFailure
+from srlane.engine.fabric import precision_arguments
 from srlane.engine.loaders import SplitLoaders
 from srlane.engine.validation import Validator
 from srlane.models.inference import InferenceOptions
@@ -105,3 +107,16 @@ def test_validation_of_two_processes_agrees_on_a_failure_before_gathering(two_ra
     with pytest.raises(RankFailure, match="process 1 failed: validation image x.jpg: cannot read it"):
         validator()
     assert two_ranks == []
+
+
+@pytest.mark.parametrize("inference, expected", [("fp32", torch.float32), ("bf16", torch.bfloat16)])
+def test_validation_runs_at_the_inference_precision_not_the_training_one(inference, expected):
+    """In a bf16-mixed run the network trains under Fabric's autocast; validation runs it as the
+    inference options say (fp32 by default), as tools/predict.py does, so both give one metric."""
+    fabric = Fabric(accelerator="cpu", devices=1, **precision_arguments("bf16-mixed", "cpu"))
+    cfg, net, seen = make_cfg(toy_size=4), ToyNet().eval(), []
+    net.conv.register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
+    validator = Validator(fabric, lambda: toy_loader(cfg, "test", False), net, InferenceOptions(precision=inference),
+                          ToyDecoder(), ToyBenchmark(), InputChecks([], 0, print), print)
+    validator()  # the training loop calls it outside the step's autocast
+    assert seen and set(seen) == {expected}
