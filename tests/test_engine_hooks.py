@@ -132,6 +132,15 @@ def test_checkpointer_resumes_its_source_and_loads_weights_of_the_same_geometry(
     assert net.weight.item() == 3.0
 
 
+def test_resuming_a_run_of_another_geometry_is_one_line(tmp_path):
+    wide, _ = checkpointer_of(tmp_path, config={"img_w": 512})
+    wide.save("last.pth")
+    checkpointer, source = checkpointer_of(tmp_path)
+    with pytest.raises(ConfigError, match="img_w 512 in the checkpoint, 256 in this config"):
+        checkpointer.resume(str(tmp_path / "last.pth"))
+    assert source.loaded is None
+
+
 def test_early_stop_hook_counts_validations_without_improvement():
     hook = EarlyStopHook(patience=2, total_iter=10, min_delta=0.05)
     state = TrainState()

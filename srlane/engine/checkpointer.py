@@ -77,10 +77,11 @@ class Checkpointer:
 
     def resume(self, path: str) -> None:
         """Give the source everything ``path`` saved (``--resume``); a file of weights only is
-        one ``CheckpointError``."""
+        one ``CheckpointError``, a run of another network geometry one ``ConfigError``."""
         state = load_checkpoint(path)
         if "optimizer" not in state:
             raise CheckpointError(f"checkpoint {path}: holds only weights; use --load-from, not --resume")
+        check_checkpoint_config(self.config, state.get("config"), path, self.log)
         self.source.load_state_dict(state, path)
         self.log(f"resumed from {path} at step {state['step']} (epoch {state['epoch']})")
 
