@@ -6,12 +6,30 @@ file behind.
 """
 from __future__ import annotations
 
+import errno
 import os
 import secrets
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 _MAX_NAME_IN_TEMP = 100  # keeps the temp name within the usual 255-byte file-name limit
+FULL = (errno.ENOSPC, errno.EDQUOT)  # no space left on the device, disk quota reached
+
+
+class DiskFullError(OSError):
+    """A write that found the disk full or the quota reached: one line naming the file and the
+    space left; the file's previous version is untouched."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def _free_bytes(folder: str) -> int:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return -1
 
 
 @contextmanager
@@ -19,7 +37,8 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[str]:
     """Yield a temp path next to ``path`` (its folder is created) for the block to write.
 
     When the block exits normally the temp file replaces ``path``; on any exception it is removed
-    and the exception propagates. The temp file is not created beforehand, so the writer creates
+    and the exception propagates (a full disk or quota as one ``DiskFullError`` line naming
+    ``path`` and the bytes free). The temp file is not created beforehand, so the writer creates
     it with the usual permissions. ``suffix`` ends the temp name, for writers that pick the format
     from it (``cv2.imwrite``: pass the target's extension).
     """
@@ -31,9 +50,14 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[str]:
     try:
         yield tmp
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         if os.path.lexists(tmp):
             os.unlink(tmp)
+        if isinstance(err, OSError) and err.errno in FULL and not isinstance(err, DiskFullError):
+            free = _free_bytes(folder)
+            raise DiskFullError(err.errno, f"cannot write {path}: {os.strerror(err.errno).lower()} "
+                                f"({free if free >= 0 else 'unknown'} bytes free in {folder}); its previous "
+                                "version, if any, is unchanged") from None
         raise
 
 

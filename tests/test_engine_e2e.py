@@ -14,7 +14,9 @@ import torch
 
 import main
 from helpers.engine import N_TEST, experiment  # noqa: F401 (the fixture: a tiny synthetic set, trained 4 steps on CPU)
+from helpers.disk import small_disk
 from srlane.data.records import DataFormatError
+from srlane.fileio import DiskFullError
 from srlane.models.weights import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,6 +95,24 @@ def test_kill9_between_checkpoints_then_resume_is_bitwise_exact(experiment, tmp_
     assert resumed["step"] == 4
     assert all(torch.equal(full["net"][k], resumed["net"][k]) for k in full["net"])
     assert resumed["metrics"] == full["metrics"]
+
+
+def test_a_full_disk_at_a_checkpoint_is_one_line_and_resume_continues(experiment, tmp_path):
+    """The run folder on a disk with room for one checkpoint: the step-4 save finds it full, the
+    run stops with one line naming last.pth, and last.pth of step 2 stays; once there is room,
+    --resume ends with the uninterrupted run's weights."""
+    size = os.path.getsize(experiment / "full" / "last.pth")
+    disk = tmp_path / "disk"
+    with small_disk(disk, int(size * 1.6)) as resize:
+        work = disk / "run"
+        with pytest.raises(DiskFullError) as err:
+            main.main([str(experiment / "exp.py"), "--work-dir", str(work)])
+        assert str(err.value).startswith(f"cannot write {work / 'last.pth'}: no space left on device (")
+        assert "\n" not in str(err.value) and load_checkpoint(work / "last.pth")["step"] == 2
+        resize(size * 5)
+        main.main([str(experiment / "exp.py"), "--resume", str(work / "last.pth")])
+        full, resumed = load_checkpoint(experiment / "full" / "last.pth"), load_checkpoint(work / "last.pth")
+    assert resumed["step"] == 4 and all(torch.equal(full["net"][k], resumed["net"][k]) for k in full["net"])
 
 
 @pytest.fixture

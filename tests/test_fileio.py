@@ -1,8 +1,10 @@
+import errno
 import os
 
 import pytest
 
-from srlane.fileio import atomic_path, atomic_write_bytes, atomic_write_text, line_fields
+from helpers.disk import small_disk
+from srlane.fileio import DiskFullError, atomic_path, atomic_write_bytes, atomic_write_text, line_fields
 
 
 def test_target_appears_only_complete(tmp_path):
@@ -87,3 +89,30 @@ def test_line_fields_numbers_lines_and_skips_blank_ones(tmp_path):
     path = tmp_path / "list.txt"
     path.write_text("/a/b.jpg 1 0\n\n   \n  c.jpg\t2 \nstraße.jpg\n", encoding="utf-8")
     assert list(line_fields(path)) == [(1, ["/a/b.jpg", "1", "0"]), (4, ["c.jpg", "2"]), (5, ["straße.jpg"])]
+
+
+def test_a_full_disk_is_one_line_naming_the_file_and_the_old_file_stays(tmp_path):
+    target = tmp_path / "preds" / "a.lines.txt"
+    atomic_write_text(target, "old\n")
+    with pytest.raises(DiskFullError) as err:
+        with atomic_path(target) as tmp:
+            open(tmp, "w").close()
+            raise OSError(errno.ENOSPC, "No space left on device")  # as a write on a full disk
+    message = str(err.value)
+    assert message.startswith(f"cannot write {target}: no space left on device (") and "\n" not in message
+    assert " bytes free in " in message and err.value.errno == errno.ENOSPC
+    assert target.read_text() == "old\n" and os.listdir(target.parent) == ["a.lines.txt"]
+    with pytest.raises(OSError) as other:  # other errors pass unchanged
+        with atomic_path(target):
+            raise OSError(errno.EACCES, "Permission denied")
+    assert not isinstance(other.value, DiskFullError)
+
+
+def test_a_real_full_disk(tmp_path):
+    disk = tmp_path / "disk"
+    with small_disk(disk, 64 * 1024):
+        atomic_write_bytes(disk / "raw" / "outputs.npy", b"x" * 1000)
+        with pytest.raises(DiskFullError, match=rf"^cannot write {disk / 'raw' / 'outputs.npy'}: no space left"):
+            atomic_write_bytes(disk / "raw" / "outputs.npy", b"y" * (128 * 1024))
+        assert (disk / "raw" / "outputs.npy").read_bytes() == b"x" * 1000
+        assert os.listdir(disk / "raw") == ["outputs.npy"]

@@ -7,6 +7,7 @@ of tensors, numbers, strings, lists and dicts so ``torch.load(weights_only=True)
 """
 from __future__ import annotations
 
+import io
 import os
 import random
 import re
@@ -23,9 +24,13 @@ ITER_CHECKPOINT = re.compile(r"iter_(\d+)\.pth")  # iter_<step>.pth
 
 
 def save_checkpoint(state: Mapping[str, Any], path: str | os.PathLike) -> None:
-    """``torch.save`` into a temp file next to ``path``, then ``os.replace`` it into place."""
-    with atomic_path(path) as tmp:
-        torch.save(dict(state), tmp)
+    """``torch.save`` into memory, written to a temp file next to ``path`` that ``os.replace``
+    moves into place. Serialised first, a full disk fails the plain file write: one
+    ``DiskFullError`` line naming ``path`` (torch's own writer reports it as a RuntimeError)."""
+    buffer = io.BytesIO()
+    torch.save(dict(state), buffer)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        handle.write(buffer.getbuffer())
 
 
 def resolve_checkpoint(spec: str | os.PathLike, default: str, option: str = "checkpoint") -> str:
