@@ -7,11 +7,14 @@ file behind.
 from __future__ import annotations
 
 import errno
+import io
 import os
 import secrets
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+import numpy as np
 
 _MAX_NAME_IN_TEMP = 100  # keeps the temp name within the usual 255-byte file-name limit
 FULL = (errno.ENOSPC, errno.EDQUOT)  # no space left on the device, disk quota reached
@@ -71,6 +74,14 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         handle.write(data)
+
+
+def atomic_write_npy(path: str | os.PathLike, array: np.ndarray) -> None:
+    """Write ``array`` as a ``.npy`` file atomically. Serialised in memory first: NumPy's own file
+    writer reports a full disk without its errno, the plain write gives ``DiskFullError``."""
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def line_fields(path: str | os.PathLike) -> Iterator[tuple[int, list[str]]]:

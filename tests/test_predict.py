@@ -14,6 +14,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from helpers.disk import small_disk  # noqa: E402
 from helpers.inference import (GEOMETRY_CHANGES, SYNTHETIC, assert_geometry_refused,  # noqa: E402
                                checkpoint_of_other_geometry, exit_status, lane_emitting_net)
 from srlane.config import ConfigError  # noqa: E402
@@ -481,3 +482,22 @@ def test_set_overrides_the_config_and_the_imagenet_weights_are_never_looked_for(
     notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
     assert notes == [f"note: {tmp / 'net.pth'} holds no config (a released checkpoint?): its input size, points and "
                      "crop are taken to be this config's"] * 2
+
+
+def test_a_full_disk_is_one_line_for_the_prediction_files_and_the_raw_outputs(setup, tmp_path, capsys):
+    """--out on a small disk: the prediction file that does not fit, then (with room for the
+    files) the raw outputs, each stop with one line naming it and exit 1."""
+    tmp, _, _ = setup
+    disk = tmp_path / "disk"
+    argv = [str(tmp / "tiny.py"), str(tmp / "images"), "--load-from", str(tmp / "net.pth"), "--out", str(disk),
+            "--conf-threshold", "0", "--accelerator", "cpu", "--workers", "0"]
+    with small_disk(disk, 4096) as resize:  # one page: the first .lines.txt file, not the second
+        assert exit_status(predict.main, argv, InputError) == 1
+        line = capsys.readouterr().err.strip().splitlines()[-1]
+        assert line.startswith(f"error: cannot write {disk}") and ".lines.txt: no space left on device (" in line
+        resize(5 * 4096)  # the three files, not the 36 KB of raw outputs
+        assert exit_status(predict.main, argv + ["--save-raw"], InputError) == 1
+        line = capsys.readouterr().err.strip().splitlines()[-1]
+        assert line.startswith(f"error: cannot write {disk / 'raw' / 'outputs.npy'}: no space left on device (")
+        assert sorted(p.name for p in disk.rglob("*.lines.txt")) == ["a.lines.txt", "b.lines.txt", "c.lines.txt"]
+        assert not (disk / "raw" / "outputs.npy").exists()

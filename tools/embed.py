@@ -41,7 +41,7 @@ from srlane.data.dataset import build_dataset
 from srlane.data.input_checks import InputChecks, expected_sizes
 from srlane.data.loader import make_loader
 from srlane.data.records import DataFormatError
-from srlane.fileio import atomic_path, atomic_write_text
+from srlane.fileio import atomic_write_npy, atomic_write_text
 from srlane.inference import predict_batches
 from srlane.inference.features import EmbeddingTap, check_tappable
 from srlane.inference.model import load_model
@@ -56,11 +56,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add_prediction_arguments(parser)
     add_inference_arguments(parser)
     return parser.parse_args(argv)
-
-
-def save_npy(path: str, array: np.ndarray) -> None:
-    with atomic_path(path, suffix=".npy") as tmp, open(tmp, "wb") as handle:
-        np.save(handle, array)
 
 
 def embed(args: argparse.Namespace) -> dict:
@@ -112,8 +107,8 @@ def embed(args: argparse.Namespace) -> dict:
         "images": names,
         "lane_rows": columns,
     }
-    save_npy(os.path.join(args.out, "global.npy"), global_features)
-    save_npy(os.path.join(args.out, "lanes.npy"), lane_features)
+    atomic_write_npy(os.path.join(args.out, "global.npy"), global_features)
+    atomic_write_npy(os.path.join(args.out, "lanes.npy"), lane_features)
     atomic_write_text(os.path.join(args.out, "index.json"), json.dumps(index, indent=1) + "\n")
     summary = {"images": len(names), "lanes": len(lane_features), "unreadable": len(unreadable),
                "global_shape": global_features.shape, "lanes_shape": lane_features.shape}

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from srlane.fileio import atomic_path, atomic_write_text
+from srlane.fileio import atomic_write_npy, atomic_write_text
 from srlane.inference.predict import ImagePrediction
 
 RAW_FORMAT = "srlane-raw-outputs/1"
@@ -61,8 +61,7 @@ class RawWriter:
         the config redecode reads by default."""
         outputs = (np.stack(self.outputs) if self.outputs
                    else np.zeros((0, 0, 4 + int(cfg["num_points"])), np.float32))
-        with atomic_path(os.path.join(folder, "outputs.npy"), suffix=".npy") as tmp, open(tmp, "wb") as handle:
-            np.save(handle, outputs)
+        atomic_write_npy(os.path.join(folder, "outputs.npy"), outputs)
         index = {"format": RAW_FORMAT, "config": os.path.abspath(config_path),
                  **{key: int(cfg[key]) for key in GEOMETRY}, "shape": list(outputs.shape[1:]), "rows": self.rows}
         atomic_write_text(os.path.join(folder, "index.json"), json.dumps(index, indent=1) + "\n")
