@@ -70,7 +70,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         handle.write(text)
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes | memoryview) -> None:
     """Write ``data`` to ``path`` atomically."""
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         handle.write(data)
@@ -81,7 +81,7 @@ def atomic_write_npy(path: str | os.PathLike, array: np.ndarray) -> None:
     writer reports a full disk without its errno, the plain write gives ``DiskFullError``."""
     buffer = io.BytesIO()
     np.save(buffer, array, allow_pickle=False)
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_write_bytes(path, buffer.getbuffer())
 
 
 def line_fields(path: str | os.PathLike) -> Iterator[tuple[int, list[str]]]:

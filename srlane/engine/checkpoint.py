@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from srlane.fileio import atomic_path
+from srlane.fileio import atomic_write_bytes
 from srlane.models.weights import CheckpointError
 
 ITER_CHECKPOINT = re.compile(r"iter_(\d+)\.pth")  # iter_<step>.pth
@@ -29,8 +29,7 @@ def save_checkpoint(state: Mapping[str, Any], path: str | os.PathLike) -> None:
     ``DiskFullError`` line naming ``path`` (torch's own writer reports it as a RuntimeError)."""
     buffer = io.BytesIO()
     torch.save(dict(state), buffer)
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        handle.write(buffer.getbuffer())
+    atomic_write_bytes(path, buffer.getbuffer())
 
 
 def resolve_checkpoint(spec: str | os.PathLike, default: str, option: str = "checkpoint") -> str:

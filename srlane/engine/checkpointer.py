@@ -11,8 +11,8 @@ from torch import nn
 
 from srlane.config import ConfigError
 from srlane.engine.checkpoint import ITER_CHECKPOINT, save_checkpoint
-from srlane.inference.model import check_checkpoint_config
-from srlane.models.weights import CheckpointError, inference_weights, load_checkpoint, load_net_weights
+from srlane.inference.model import check_checkpoint_config, checked_inference_weights
+from srlane.models.weights import CheckpointError, load_checkpoint, load_net_weights
 
 LAST, BEST = "last.pth", "best.pth"
 
@@ -88,7 +88,5 @@ class Checkpointer:
     def load_weights(self, net: nn.Module, path: str) -> None:
         """``--load-from``: the file's weights (its moving average when it has one) into ``net``,
         once its config agrees with this one on the network's geometry (one ``ConfigError`` else)."""
-        state = load_checkpoint(path)
-        check_checkpoint_config(self.config, state.get("config"), path, self.log)
-        load_net_weights(net, inference_weights(state), path)
+        load_net_weights(net, checked_inference_weights(self.config, path, self.log), path)
         self.log(f"loaded weights from {path}")
