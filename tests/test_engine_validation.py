@@ -19,6 +19,7 @@ class OneProcess:
     """What Validator and SplitLoaders ask of Fabric, for one process on the CPU."""
 
     device, is_global_zero, global_rank, world_size = torch.device("cpu"), True, 0, 1
+    strategy = None  # no DataParallel
 
     def __init__(self):
         self.barriers = 0

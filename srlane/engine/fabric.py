@@ -4,7 +4,8 @@ processes a launcher started (torchrun, SLURM's srun) are the ones the command l
 - ``accelerator``: ``"auto"`` takes CUDA when it exists, ``"cpu"`` and ``"cuda"`` say so.
 - One device on one node runs without a wrapper whatever ``strategy`` says (DataParallel or a
   one-process DDP group would only add copies, a port and a process group).
-- Several devices: ``"dp"`` (the release) or ``"ddp"``, one process per device. On CPU, each
+- Several devices: ``"dp"`` (the release: one process, every GPU's copy of the network in its
+  memory format, see :mod:`srlane.engine.data_parallel`) or ``"ddp"``, one process per device. On CPU, each
   ``--gpus`` entry is one process (DDP over gloo), always 32-bit.
 - ``matmul_precision`` (``"highest"``, ``"high"``, ``"medium"``) is set on CUDA before anything
   runs: ``"high"`` lets float32 matrix products use TF32 tensor cores.
@@ -23,6 +24,7 @@ from lightning.fabric.strategies import DDPStrategy
 from torch.nn.parallel import DistributedDataParallel
 
 from srlane.config import ConfigError, check_choice
+from srlane.engine.data_parallel import FormatKeepingDPStrategy
 
 ACCELERATORS = ("auto", "cpu", "cuda")
 STRATEGIES = ("dp", "ddp", "auto")
@@ -107,6 +109,10 @@ def set_determinism(deterministic: bool, device: str, log: Callable[[str], None]
                 "grid_sample's backward has no deterministic CUDA kernel, so CUDA runs are not bitwise repeatable")
 
 
+# our strategy classes for Fabric's strategy names (see their docstrings)
+WRAPPERS = {"ddp": DefaultStreamDDPStrategy, "dp": FormatKeepingDPStrategy}
+
+
 def precision_arguments(precision: str, device: str) -> dict[str, Any]:
     """Fabric's keyword arguments for ``precision`` on ``device``: mixed precisions through
     :class:`MixedPrecisionKeepingInputs` (a grad scaler for ``16-mixed``)."""
@@ -166,6 +172,6 @@ def build_fabric(
         torch.set_float32_matmul_precision(matmul_precision)
         log(f"float32 matmul precision {matmul_precision!r} (TF32 {'on' if matmul_precision != 'highest' else 'off'})")
         devices = list(gpus)
-    chosen = DefaultStreamDDPStrategy() if strategy == "ddp" else strategy
+    chosen = WRAPPERS[strategy]() if strategy in WRAPPERS else strategy
     return Fabric(accelerator=device, devices=devices, num_nodes=num_nodes, strategy=chosen,
                   **precision_arguments(precision, device))

@@ -1,6 +1,7 @@
-"""Validation: every image of the validation split predicted once (each process its share),
-gathered by image index and scored on rank 0 by the benchmark's evaluator; every process gets
-the metrics. The network runs as the inference options say, whatever the training precision."""
+"""Validation: every image of the validation split predicted once (each process its share; under
+dp split by batch over the process's GPUs), gathered by image index and scored on rank 0 by the
+benchmark's evaluator; every process gets the metrics. The network runs as the inference options
+say, whatever the training precision."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from tqdm import tqdm
 from srlane.benchmarks import Benchmark, Evaluator
 from srlane.data.input_checks import InputChecks
 from srlane.data.records import DataFormatError
+from srlane.engine.data_parallel import dp_devices, spread_over
 from srlane.engine.distributed import failures_shared, gather_by_index
 from srlane.inference import predict_batches
 from srlane.models.decode import LaneDecoder
@@ -55,9 +57,15 @@ class Validator:
         self._evaluator: Evaluator | None = None
 
     def inference_net(self) -> nn.Module:
-        """The inference copy of ``net``, holding its current weights."""
+        """The inference copy of ``net``, holding its current weights: under dp split by batch over
+        the run's GPUs, except a compiled copy (one GPU: its graph belongs to one device)."""
         if self.prepared is None:
-            self.prepared = prepare_for_inference(self.net, self.options, self.fabric.device)
+            devices = dp_devices(self.fabric)
+            if len(devices) > 1 and self.options.compile != "none":
+                self.log(f"validation on {devices[0]} alone: inference.compile={self.options.compile!r} is not "
+                         f"split over the {len(devices)} GPUs of dp")
+                devices = devices[:1]
+            self.prepared = spread_over(prepare_for_inference(self.net, self.options, self.fabric.device), devices)
         else:
             self.prepared.load_weights(self.net)
         return self.prepared
