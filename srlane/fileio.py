@@ -57,11 +57,17 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[str]:
         if os.path.lexists(tmp):
             os.unlink(tmp)
         if isinstance(err, OSError) and err.errno in FULL and not isinstance(err, DiskFullError):
-            free = _free_bytes(folder)
-            raise DiskFullError(err.errno, f"cannot write {path}: {os.strerror(err.errno).lower()} "
-                                f"({free if free >= 0 else 'unknown'} bytes free in {folder}); its previous "
-                                "version, if any, is unchanged") from None
+            raise disk_full(err.errno, path, "its previous version, if any, is unchanged") from None
         raise
+
+
+def disk_full(code: int, path: str | os.PathLike, outcome: str) -> DiskFullError:
+    """The one line for a full disk or quota (``code``: ENOSPC or EDQUOT) met writing ``path``:
+    the file, the reason, the bytes free in its folder and ``outcome`` (what became of the file)."""
+    folder = os.path.dirname(os.path.abspath(os.fspath(path)))
+    free = _free_bytes(folder)
+    return DiskFullError(code, f"cannot write {os.fspath(path)}: {os.strerror(code).lower()} "
+                               f"({free if free >= 0 else 'unknown'} bytes free in {folder}); {outcome}")
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from srlane.fileio import atomic_path
+from srlane.fileio import atomic_write_bytes
 from srlane.lanes import Lane
 
 GT_COLOUR = (0, 200, 0)  # BGR green, drawn thick underneath
@@ -53,11 +53,13 @@ def draw_decoded_lanes(img: np.ndarray, lanes: Sequence[Lane],
 
 
 def write_image(path: str, img: np.ndarray) -> None:
-    """``cv2.imwrite`` through a temp file and ``os.replace``; a failed write raises.
-    The format follows the extension (JPEG without one)."""
-    with atomic_path(path, suffix=os.path.splitext(path)[1] or ".jpg") as tmp:
-        if not cv2.imwrite(tmp, img):
-            raise OSError(f"could not write image {path}")
+    """``img`` encoded in memory, then written atomically (a full disk is one ``DiskFullError``
+    line naming ``path``: OpenCV's own file writer only says it failed). The format follows the
+    extension (JPEG without one)."""
+    done, encoded = cv2.imencode(os.path.splitext(path)[1] or ".jpg", img)
+    if not done:
+        raise OSError(f"OpenCV cannot encode image {path}")
+    atomic_write_bytes(path, encoded.data)
 
 
 def write_visualizations(dataset, predictions: Sequence[Sequence[Lane]], folder: str) -> int:

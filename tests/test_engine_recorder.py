@@ -1,5 +1,11 @@
-import torch
+import contextlib
+import shutil
 
+import pytest
+import torch
+from helpers.disk import small_disk
+
+from srlane.fileio import DiskFullError
 from srlane.engine.recorder import Recorder, SmoothedValue, flat_metrics, format_metrics, window_means
 
 
@@ -45,3 +51,29 @@ def test_tensor_losses_are_averaged_over_the_window_in_the_log_line(tmp_path):
     recorder.close()
     line = (tmp_path / "log.txt").read_text()
     assert "step: 3 lr: 0.001000 loss: 2.3333 cls: 30.0000 data: 0.5000s batch: 1.0000s eta: 0:00:07" in line
+
+
+def _fill(folder):
+    """Take every byte left on ``folder``'s disk."""
+    with open(folder / "filler", "wb") as handle:
+        with contextlib.suppress(OSError):
+            handle.write(b"x" * shutil.disk_usage(folder).free)
+            handle.flush()
+
+
+def test_a_full_disk_under_log_txt_and_tensorboard_is_one_line_each(tmp_path):
+    disk = tmp_path / "disk"
+    with small_disk(disk, 128 * 1024):
+        recorder = Recorder(str(disk / "run"), True, 10)
+        recorder.info("before the disk is full")
+        recorder.scalars({"train/loss": 1.0}, 0)
+        _fill(disk)
+        with pytest.raises(DiskFullError, match=r"^cannot write .*run/log\.txt: no space left on device \(0 bytes "
+                                                r"free in .*\); the log lines before this one are in it$"):
+            recorder.info("x" * 8192)
+        with pytest.raises(DiskFullError, match=r"^cannot write .*run/tensorboard/events\.out\.tfevents\.\*: no "
+                                                r"space left on device .*; the scalars written before are in it$"):
+            for step in range(1, 2000):  # TensorBoard's writer thread meets the full disk at a flush
+                recorder.scalars({"train/loss": float(step)}, step)
+            recorder.close()
+        assert (disk / "run" / "log.txt").read_text().count("before the disk is full") == 1

@@ -5,11 +5,13 @@ import json
 import numpy as np
 import pytest
 import torch
+from helpers.disk import small_disk
 
 from srlane.data.crop import Crop
 from srlane.data.video import Frame, lanes_json_line, prepare_image
 from srlane.inference.predict import ImagePrediction
-from srlane.inference.video import FrameError, VideoFiles, frame_batches, lanes_jsonl
+from srlane.fileio import DiskFullError
+from srlane.inference.video import FrameError, VideoFiles, check_video, frame_batches, lanes_jsonl
 from srlane.lanes import Lane
 
 LANE = Lane(np.stack([np.full(10, 0.5), np.linspace(0.5, 1.0, 10)], axis=1))
@@ -71,3 +73,24 @@ def test_video_files_appear_whole_or_not_at_all(tmp_path):
             files.write(frame_prediction(frames(1)[0]))
             raise RuntimeError("a later frame failed")
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["clip.lanes.jsonl", "clip.mp4", "visualization"]
+
+
+def test_a_video_cut_short_by_a_full_disk_is_one_line_and_leaves_no_file(tmp_path):
+    disk = tmp_path / "disk"
+    with small_disk(disk, 256 * 1024):
+        with pytest.raises(DiskFullError, match=r"^cannot write .*disk/visualization/clip\.(mp4|avi): no space left "
+                                                r"on device \(\d+ bytes free in .*\); its previous version"):
+            with VideoFiles(str(disk), "clip", 10.0, view=True) as files:
+                for frame in frames(60, 240, 400):  # noise: tens of kB a frame
+                    files.write(frame_prediction(frame))
+        assert sorted(p.name for p in disk.rglob("*")) == ["visualization"]  # no partial file, no temp file
+
+
+def test_a_video_missing_frames_is_an_error(tmp_path):
+    with VideoFiles(str(tmp_path), "clip", 10.0, view=True) as files:
+        for frame in frames(3):
+            files.write(frame_prediction(frame))
+    (video,) = (tmp_path / "visualization").glob("clip.*")
+    check_video(str(video), 3)
+    with pytest.raises(OSError, match=r"^OpenCV wrote 3 of the 4 frames of .*clip\."):
+        check_video(str(video), 4)

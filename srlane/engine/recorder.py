@@ -4,16 +4,20 @@ Only rank zero writes; on other ranks every method is a no-op (log lines go nowh
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import os
+import sys
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 import torch
 from lightning.fabric.loggers import TensorBoardLogger
 from tqdm import tqdm
+
+from srlane.fileio import FULL, disk_full
 
 
 def default_work_dir(work_dirs: str, config_path: str | os.PathLike) -> str:
@@ -46,6 +50,17 @@ def window_means(meters: Mapping[str, SmoothedValue]) -> dict[str, float]:
     return dict(zip(meters, means.tolist()))
 
 
+class LogFile(logging.FileHandler):
+    """``log.txt``: a full disk or quota stops the run with one ``DiskFullError`` line (logging's
+    default prints a traceback and goes on without the line)."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        error = sys.exc_info()[1]
+        if isinstance(error, OSError) and error.errno in FULL:
+            raise disk_full(error.errno, self.baseFilename, "the log lines before this one are in it") from None
+        super().handleError(record)
+
+
 class _TqdmHandler(logging.StreamHandler):
     """Console log lines that do not break the progress bar."""
 
@@ -73,7 +88,7 @@ class Recorder:
             return
         os.makedirs(work_dir, exist_ok=True)
         fmt = logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S")
-        for handler in (logging.FileHandler(os.path.join(work_dir, "log.txt")), _TqdmHandler()):
+        for handler in (LogFile(os.path.join(work_dir, "log.txt")), _TqdmHandler()):
             handler.setFormatter(fmt)
             self.logger.addHandler(handler)
         self.tb = TensorBoardLogger(root_dir=work_dir, name="tensorboard", version="")
@@ -113,7 +128,21 @@ class Recorder:
 
     def scalars(self, values: Mapping[str, float], step: int) -> None:
         if self.tb is not None:
-            self.tb.log_metrics(dict(values), step=step)
+            with self._tensorboard_writes():
+                self.tb.log_metrics(dict(values), step=step)
+
+    @contextlib.contextmanager
+    def _tensorboard_writes(self) -> Iterator[None]:
+        """A full disk met by TensorBoard's writer (now, or by its thread since the last call) as
+        one ``DiskFullError`` line naming its folder."""
+        try:
+            yield
+        except (OSError, ValueError) as error:  # Lightning's log_metrics raises the OSError as a ValueError's cause
+            cause = error if isinstance(error, OSError) else error.__cause__
+            if not isinstance(cause, OSError) or cause.errno not in FULL:
+                raise
+            raise disk_full(cause.errno, os.path.join(self.tb.log_dir, "events.out.tfevents.*"),
+                            "the scalars written before are in it") from None
 
     def log_validation(self, metrics: Mapping[str, object], step: int) -> None:
         """Log the metric table and every number as ``val/<name>``."""
@@ -126,7 +155,8 @@ class Recorder:
             self.bar.close()
             self.bar = None
         if self.tb is not None:
-            self.tb.finalize("success")
+            with self._tensorboard_writes():
+                self.tb.finalize("success")
         for handler in list(self.logger.handlers):
             handler.close()
             self.logger.removeHandler(handler)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -31,6 +33,7 @@ from srlane.visualize import draw_decoded_lanes
 
 VIDEO_WRITERS = ((".mp4", "mp4v"), (".avi", "MJPG"))  # tried in this order for the annotated video
 DEFAULT_FPS = 25.0  # annotated video of a stream that states no frame rate
+FULL_DISK_MARGIN = 1 << 20  # bytes free below which a video with missing frames was cut by a full disk
 
 Batches = Callable[[Iterable[dict]], Iterable[dict]]
 
@@ -87,6 +90,20 @@ def frame_batches(frames: Iterable[Frame], path: str, input_size: tuple[int, int
         yield {"img": torch.stack(images), "meta": metas}
 
 
+def check_video(path: str, frames: int) -> None:
+    """OSError unless ``path`` (a video OpenCV has written and released) opens with ``frames``
+    frames: OpenCV's writer drops frames silently, e.g. on a full disk, which is then reported as
+    one (ENOSPC, the file named by ``atomic_path``) when the disk has no room for another frame."""
+    video = cv2.VideoCapture(path)
+    found = int(video.get(cv2.CAP_PROP_FRAME_COUNT)) if video.isOpened() else 0
+    video.release()
+    if found == frames:
+        return
+    if shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free < FULL_DISK_MARGIN:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+    raise OSError(f"OpenCV wrote {found} of the {frames} frames of {path}")
+
+
 class VideoFiles:
     """The output files of one video, opened at its first frame: ``<out>/<stem>.lanes.jsonl``
     and with ``view`` ``<out>/visualization/<stem>.mp4`` (``.avi`` where this OpenCV cannot write
@@ -101,6 +118,7 @@ class VideoFiles:
         self.write_lanes: Callable[..., None] | None = None
         self.view: cv2.VideoWriter | None = None
         self.view_size: tuple[int, int] = (0, 0)
+        self.frames_written = 0
 
     def __enter__(self) -> VideoFiles:
         return self
@@ -123,12 +141,15 @@ class VideoFiles:
             if (height, width) != self.view_size:
                 picture = cv2.resize(picture, self.view_size[::-1], interpolation=cv2.INTER_AREA)
             self.view.write(picture)
+            self.frames_written += 1
 
     def _open_view(self, size: tuple[int, int]) -> cv2.VideoWriter:
         ext, fourcc = video_format(size, self.fps)
         tmp = self.stack.enter_context(atomic_path(self.view_stem + ext, suffix=ext))
         writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*fourcc), self.fps, (size[1], size[0]))
-        self.stack.callback(writer.release)  # released before the temp file is put in place
+        # on exit: released, then read back, then put in place
+        self.stack.push(lambda kind, error, trace: kind is None and check_video(tmp, self.frames_written))
+        self.stack.callback(writer.release)
         if not writer.isOpened():
             raise OSError(f"OpenCV cannot write {self.view_stem + ext}")
         self.view_size = size
