@@ -61,6 +61,7 @@ def _fill(folder):
             handle.flush()
 
 
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")  # no thread's traceback either
 def test_a_full_disk_under_log_txt_and_tensorboard_is_one_line_each(tmp_path):
     disk = tmp_path / "disk"
     with small_disk(disk, 128 * 1024):

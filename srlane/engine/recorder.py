@@ -9,6 +9,7 @@ import datetime
 import logging
 import os
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Mapping
@@ -48,6 +49,24 @@ def window_means(meters: Mapping[str, SmoothedValue]) -> dict[str, float]:
         return {}
     means = torch.stack([torch.stack([torch.as_tensor(v) for v in m.values]).double().mean() for m in meters.values()])
     return dict(zip(meters, means.tolist()))
+
+
+def quiet_tensorboard_full_disk() -> None:
+    """Wrap ``threading.excepthook`` (once) so that TensorBoard's writer thread meeting a full
+    disk prints no traceback: the Recorder reports it in one line when the error reaches its own
+    calls. Every other thread exception goes to the hook that was there."""
+    previous = threading.excepthook
+    if getattr(previous, "quiet_tensorboard", False):
+        return
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if (type(args.thread).__name__ == "_AsyncWriterThread" and isinstance(args.exc_value, OSError)
+                and args.exc_value.errno in FULL):
+            return
+        previous(args)
+
+    hook.quiet_tensorboard = True
+    threading.excepthook = hook
 
 
 class LogFile(logging.FileHandler):
@@ -92,6 +111,7 @@ class Recorder:
             handler.setFormatter(fmt)
             self.logger.addHandler(handler)
         self.tb = TensorBoardLogger(root_dir=work_dir, name="tensorboard", version="")
+        quiet_tensorboard_full_disk()
 
     def info(self, message: str) -> None:
         self.logger.info(message)
