@@ -336,8 +336,10 @@ def test_bad_videos_one_line_each_earlier_frames_kept(setup, tmp_path):
 
 class StandInOnnxModel:
     """The API of srlane.models.export.OnnxModel (``input_size``, ``check_input_size``,
-    ``model(img) -> (B, 40, 76)``), here running the checkpoint named in a json file: checks
-    predict's wiring without onnxruntime."""
+    ``model(img) -> (B, 40, 76)``, ``decoder``: None, the network alone), here running the
+    checkpoint named in a json file: checks predict's wiring without onnxruntime."""
+
+    decoder = None
 
     def __init__(self, path, threads=None, providers=None):
         spec = json.loads(Path(path).read_text())
