@@ -138,11 +138,10 @@ def test_thresholds_are_graph_inputs_with_the_configs_defaults(onnx_decoders):
     model = onnx_decoders(cfg)
     graph = onnx.load(model.path).graph
     assert [i.name for i in graph.input] == ["img", "conf_threshold", "nms_thres"]
-    defaults = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer if t.name in ("conf_threshold",
-                                                                                                "nms_thres")}
-    assert {name: float(value) for name, value in defaults.items()} == {"conf_threshold": np.float32(0.4),
-                                                                        "nms_thres": 50.0}
-    assert all(value.shape == () and value.dtype == np.float32 for value in defaults.values())
+    defaults = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
+    assert defaults["conf_threshold"] == np.float32(0.4) and defaults["nms_thres"] == np.float32(50)
+    assert all(defaults[name].shape == () and defaults[name].dtype == np.float32
+               for name in ("conf_threshold", "nms_thres"))
     assert [o.name for o in graph.output] == ["valid", "scores", "xs", "start", "length", "proposals", "predictions"]
     assert model.decoder == {"top_k": 4, "num_points": 72, "img_w": 160, "conf_threshold": 0.4, "nms_thres": 50.0}
     preds = random_predictions(3)

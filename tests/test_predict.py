@@ -472,7 +472,8 @@ def test_onnx_model_with_the_decoder_writes_the_checkpoints_files_without_python
             for name in ("_host", "_keep", "_keep_on_device", "point_mask"):
                 patch.setattr(decode.LaneDecoder, name, refuse)
             patch.setattr(decode, "lane_nms", refuse)
-            got = predict.main(common + ["--onnx", str(tmp_path / "lanes.onnx"), "--out", str(tmp_path / f"onnx{conf}")])
+            got = predict.main(common + ["--onnx", str(tmp_path / "lanes.onnx"),
+                                         "--out", str(tmp_path / f"onnx{conf}")])
         assert "onnxruntime, decoder in the graph" in capsys.readouterr().out
         assert got["images"] == 3 and got["lanes"] == want["lanes"]
         assert_same_predictions(tmp_path / f"ckpt{conf}", tmp_path / f"onnx{conf}", raw_tolerance=1e-4)

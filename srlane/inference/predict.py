@@ -60,8 +60,8 @@ def predict_batches(model: Model, batches: Iterable[dict[str, Any]], decoder: La
     ``model(images on device)`` returns float predictions (B, N, 4 + num_points), or the final
     lanes a graph decoded (``FinalLanes``: an ONNX file with the decoder; the decoder then only
     maps their points); the decoder maps each image's rows with ``meta["cut_height"]`` and
-    ``meta["img_size"]``. ``keep_raw``
-    keeps each image's raw output on the host; ``tap`` adds its features of each image."""
+    ``meta["img_size"]``. ``keep_raw`` keeps each image's raw output on the host; ``tap`` adds
+    its features of each image."""
     for batch in batches:
         readable = readable_part(batch, on_unreadable)
         if readable is None:

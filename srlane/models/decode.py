@@ -111,7 +111,8 @@ class LaneDecoder:
         last_gap = np.where(below & ~inside, self.rows, -1.0).max(-1, keepdims=True)
         return ((below & (self.rows > last_gap)) | (~below & inside)) & (self.rows <= end)
 
-    def __call__(self, predictions: torch.Tensor | FinalLanes, crops: Sequence[tuple[int, int]] | None = None) -> list[list[Lane]]:
+    def __call__(self, predictions: torch.Tensor | FinalLanes,
+                 crops: Sequence[tuple[int, int]] | None = None) -> list[list[Lane]]:
         """Lanes per image; ``crops`` gives each image's ``(cut rows, height)`` (default: the
         decoder's ``default_crop`` for every image)."""
         return [[lane for lane, _ in image] for image in self.decode(predictions, crops)]

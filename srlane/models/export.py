@@ -92,7 +92,8 @@ def export_onnx(net: nn.Module, path: str | os.PathLike, img_h: int, img_w: int,
     example = (example.to(torch.float16 if fp16 else torch.float32),)
     inputs, outputs, defaults = [INPUT_NAME], [OUTPUT_NAME], {}
     if decoder is not None:
-        model = _NetworkWithDecoder(model, GraphDecoder(int(decoder.img_w), decoder.n_strips + 1, decoder.top_k)).eval()
+        graph_decoder = GraphDecoder(int(decoder.img_w), decoder.n_strips + 1, decoder.top_k)
+        model = _NetworkWithDecoder(model, graph_decoder).eval()
         defaults = dict(zip(THRESHOLD_INPUTS, (decoder.conf_threshold, decoder.nms_thres)))
         example += tuple(torch.tensor(value, dtype=torch.float32) for value in defaults.values())
         inputs, outputs = inputs + list(THRESHOLD_INPUTS), list(FINAL_OUTPUTS)
@@ -230,7 +231,8 @@ def compare_decoding(model: OnnxModel, decoder: LaneDecoder, batches: Sequence[i
     file's own raw predictions, random [0, 1] images, at ``decoder``'s score threshold and at 0
     (every proposal a candidate of the NMS). Rows ``(batch, "lanes, conf C", lanes that differ
     in their proposal or number of points, or are missing on either side)`` and ``(batch,
-    "points, conf C", max |diff| of the other lanes' points)``; ``model``'s thresholds are ``decoder``'s afterwards."""
+    "points, conf C", max |diff| of the other lanes' points)``; ``model``'s thresholds are
+    ``decoder``'s afterwards."""
     generator = torch.Generator().manual_seed(seed)
     h, w = model.input_size
     images = [torch.rand(int(batch), 3, h, w, generator=generator) for batch in batches]
