@@ -153,6 +153,28 @@ def test_decoder_nms_on_cuda_keeps_the_cpu_indices_and_lanes():
                 assert np.array_equal(x.points, y.points)
 
 
+def test_graph_decoder_on_cuda_keeps_the_cpu_decoders_lanes():
+    """srlane.models.graph_decode.GraphDecoder on CUDA tensors (the decoder of an exported graph,
+    run by torch on the GPU): on random and tie-heavy outputs at batch 1 and 3, the lanes of the
+    CPU decoder, on the device until the lanes are made."""
+    import numpy as np
+
+    from helpers.inference import decoder_cases
+    from srlane.models.graph_decode import GraphDecoder
+
+    for cfg, conf, preds in decoder_cases():
+        decoder = build_decoder(cfg, conf_threshold=conf)
+        graph = GraphDecoder(cfg.img_w, cfg.num_points, decoder.top_k)
+        for batch in (preds[:1], preds[:3]):
+            final = graph(batch.cuda(), decoder.conf_threshold, decoder.nms_thres)
+            assert final.valid.is_cuda and final.xs.is_cuda
+            got, want = decoder.decode(final), decoder.decode(batch)
+            assert [[p for _, p in image] for image in got] == [[p for _, p in image] for image in want]
+            for a, b in zip(got, want):
+                for (x, _), (y, _) in zip(a, b):
+                    assert np.array_equal(x.points, y.points)
+
+
 @pytest.fixture
 def exact_float32():
     """float32 matmuls and convolutions without TF32 while the test runs."""

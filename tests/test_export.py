@@ -1,5 +1,6 @@
 """ONNX export (srlane.models.export, tools/export.py): onnxruntime reproduces the eval-mode network
-at any batch, fp16 within its tolerance, and a file of another input size is refused (CPU)."""
+at any batch, fp16 within its tolerance, and a file of another input size is refused; with the
+decoder in the graph the check covers the lanes too (CPU)."""
 import json
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from helpers.inference import (GEOMETRY_CHANGES, SYNTHETIC, assert_geometry_refu
 from srlane.config import ConfigError  # noqa: E402
 from srlane.engine.defaults import load_experiment  # noqa: E402
 from srlane.models import build_net  # noqa: E402
+from srlane.models.decode import build_decoder  # noqa: E402
 from srlane.models.export import TOLERANCES, OnnxModel, compare_with_torch, export_onnx  # noqa: E402
 from tools import export as export_tool  # noqa: E402
 from tools import speed  # noqa: E402
@@ -183,3 +185,54 @@ def test_tool_takes_set_overrides(checkpoint, tmp_path, capsys):
                       "--set", "img_w=160", "img_h=64"])
     assert cpu_model(tmp_path / "m.onnx").input_size == (64, 160)
     assert capsys.readouterr().err.count("holds no config") == 1
+
+
+def test_tool_with_decoder_checks_the_lanes_and_writes(checkpoint, capsys):
+    """--with-decoder: the network check as before, then the file's lanes against the Python
+    decoder on its own raw outputs at the config's threshold and at 0, at batch 1 and 3: no lane
+    and no point differs; the file records its decoder."""
+    tmp = checkpoint
+    result = export_tool.main([str(tmp / "tiny.py"), "--load-from", str(tmp / "net.pth"), "--out",
+                               str(tmp / "lanes.onnx"), "--with-decoder"])
+    table = capsys.readouterr().out
+    decoding = [(b, name, diff) for b, name, diff in result["rows"] if name.startswith(("lanes", "points"))]
+    assert sorted({(b, name) for b, name, _ in decoding}) == [
+        (b, f"{what}, conf {conf}") for b in (1, 3) for what in ("lanes", "points") for conf in ("0", "0.4")]
+    assert all(diff == 0 for _, _, diff in decoding) and "FAIL" not in table and table.count(" ok") == 14
+    assert "inputs conf_threshold (default 0.4) and nms_thres (default 50), outputs valid" in table
+    model = cpu_model(tmp / "lanes.onnx")
+    assert model.decoder == {"top_k": 4, "num_points": 72, "img_w": 160, "conf_threshold": 0.4, "nms_thres": 50.0}
+    final = model(torch.rand(2, 3, 64, 160))
+    assert final.valid.shape == (2, 4) and final.xs.shape == (2, 4, 72) and final.predictions.shape == (2, 40, 76)
+
+
+def test_tool_with_decoder_refuses_a_graph_that_decodes_otherwise(checkpoint, monkeypatch, capsys):
+    """A graph whose lanes lose their top row (a broken point rule, here patched in) fails the
+    check: one line naming the rows, no file."""
+    from srlane.models import graph_decode
+
+    tmp = checkpoint
+    rule = graph_decode.point_mask_torch
+    monkeypatch.setattr(graph_decode, "point_mask_torch",
+                        lambda rows, n: rule(rows, n) & (torch.arange(n + 1) < n))
+    with pytest.raises(export_tool.ExportCheckError) as err:
+        export_tool.main([str(tmp / "tiny.py"), "--load-from", str(tmp / "net.pth"), "--out", str(tmp / "bad.onnx"),
+                          "--with-decoder"])
+    assert "\n" not in str(err.value) and "batch 1 lanes, conf 0 max |diff|" in str(err.value)
+    assert "FAIL" in capsys.readouterr().out and not (tmp / "bad.onnx").exists()
+
+
+def test_speed_times_the_file_with_the_decoder_end_to_end(checkpoint, capsys, tmp_path):
+    """Fed the --set threshold (0: every proposal a candidate), the file's lanes are the eager
+    path's; both end-to-end times are reported with their ratio."""
+    tmp = checkpoint
+    export_onnx(trained_like(r18(64, 160)), tmp_path / "lanes.onnx", 64, 160,
+                decoder=build_decoder(load_experiment(tmp / "tiny.py")))
+    result = speed.main([str(tmp / "tiny.py"), "--iters", "2", "--warmup", "1", "--release-iters", "2",
+                         "--release-warmup", "0", "--threads", "1", "--load-from", str(tmp / "net.pth"),
+                         "--onnx", str(tmp_path / "lanes.onnx"), "--set", "test_parameters.conf_threshold=0"])
+    table = capsys.readouterr().out
+    assert result["onnx_decoder_in_graph"] and result["onnx_max_abs_diff"] <= 1e-4
+    assert result["onnx_lanes_per_image"] == result["lanes_per_image"] > 0
+    assert result["onnx_vs_eager_end_to_end"] == result["onnx_end_to_end_ms"] / result["end_to_end_ms"]
+    assert "(threshold and NMS in the graph)" in table and "onnxruntime / ours forward+decode" in table

@@ -4,8 +4,7 @@ import math
 import numpy as np
 import torch
 
-from helpers.inference import r18_config, random_predictions
-from srlane.inference.crafted import crafted_predictions
+from helpers.inference import decoder_cases
 from srlane.models.nms import lane_nms, suppression_matrix
 
 
@@ -146,24 +145,10 @@ def test_torch_nms_strict_threshold_and_ties_by_index():
     assert indices[0][valid[0]].tolist() == [0, 1, 2, 4]  # 0.5 ties by index; 10 px apart is not below 10
 
 
-def _decoder_cases():
-    preds = random_predictions()
-    tied = preds.clone()
-    tied[:, 1::2, :2] = tied[:, ::2, :2]  # equal scores
-    tied[:, 1::4, 4:] = tied[:, ::4, 4:][:, :tied[:, 1::4].shape[1]]  # equal lanes
-    cfg16 = r18_config(w=320, h=128)
-    cfg16.max_lanes, cfg16.test_parameters.nms_topk, cfg16.test_parameters.nms_thres = 16, 16, 5.0
-    for conf in (None, 0.0, 0.3, 0.9, 1.0):
-        yield r18_config(), conf, preds
-        yield r18_config(), conf, tied
-    yield cfg16, None, crafted_predictions(2, 40, 72, 12)
-    yield cfg16, 0.0, preds
-
-
 def test_decoder_torch_backend_gives_the_numpy_lanes():
     from srlane.models.decode import build_decoder
 
-    for cfg, conf, preds in _decoder_cases():
+    for cfg, conf, preds in decoder_cases():
         numpy_path = build_decoder(cfg, conf_threshold=conf)
         torch_path = build_decoder(cfg, conf_threshold=conf, nms_backend="torch")
         assert not numpy_path.on_device(preds) and torch_path.on_device(preds)  # auto: NumPy on the CPU

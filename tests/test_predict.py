@@ -336,8 +336,10 @@ def test_bad_videos_one_line_each_earlier_frames_kept(setup, tmp_path):
 
 class StandInOnnxModel:
     """The API of srlane.models.export.OnnxModel (``input_size``, ``check_input_size``,
-    ``model(img) -> (B, 40, 76)``), here running the checkpoint named in a json file: checks
-    predict's wiring without onnxruntime."""
+    ``model(img) -> (B, 40, 76)``, ``decoder``: None, the network alone), here running the
+    checkpoint named in a json file: checks predict's wiring without onnxruntime."""
+
+    decoder = None
 
     def __init__(self, path, threads=None, providers=None):
         spec = json.loads(Path(path).read_text())
@@ -441,6 +443,47 @@ def test_onnx_model_writes_the_checkpoints_lines_files(setup, tmp_path):
     with pytest.raises(CheckpointError) as err:
         predict.main(common + ["--onnx", str(tmp_path / "broken.onnx"), "--out", str(tmp_path / "y")])
     assert "\n" not in str(err.value) and "broken.onnx" in str(err.value)
+
+
+def test_onnx_model_with_the_decoder_writes_the_checkpoints_files_without_python_decoding(setup, tmp_path,
+                                                                                         monkeypatch, capsys):
+    """A file of export --with-decoder: predict's --conf-threshold is fed to its graph and the
+    lanes it returns are written as they are (no score, threshold, NMS or point rule in Python:
+    those raise here); the files are --load-from's up to rounding (the same lanes and rows, x
+    within 0.01 px) at two thresholds that keep different lanes. A file decoding another number
+    of lanes than the config's is one line."""
+    pytest.importorskip("onnxruntime")
+    from srlane.models import decode
+    from srlane.models.export import export_onnx as export
+
+    tmp, cfg, net = setup
+    export(net, tmp_path / "lanes.onnx", cfg.img_h, cfg.img_w, decoder=build_decoder(cfg))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("decoded in Python")
+
+    lanes = {}
+    for conf in ("0", "0.4985"):  # scores here are 0.4979-0.4986: 0.4985 keeps two images' lanes
+        common = [str(tmp / "tiny.py"), str(tmp / "images"), "--conf-threshold", conf, "--workers", "0", "--batch", "2",
+                  "--save-raw"]
+        want = predict.main(common + ["--load-from", str(tmp / "net.pth"), "--device", "cpu",
+                                      "--out", str(tmp_path / f"ckpt{conf}")])
+        with monkeypatch.context() as patch:
+            for name in ("_host", "_keep", "_keep_on_device", "point_mask"):
+                patch.setattr(decode.LaneDecoder, name, refuse)
+            patch.setattr(decode, "lane_nms", refuse)
+            got = predict.main(common + ["--onnx", str(tmp_path / "lanes.onnx"),
+                                         "--out", str(tmp_path / f"onnx{conf}")])
+        assert "onnxruntime, decoder in the graph" in capsys.readouterr().out
+        assert got["images"] == 3 and got["lanes"] == want["lanes"]
+        assert_same_predictions(tmp_path / f"ckpt{conf}", tmp_path / f"onnx{conf}", raw_tolerance=1e-4)
+        lanes[conf] = got["lanes"]
+    assert lanes["0"] > lanes["0.4985"] > 0, lanes
+    with pytest.raises(ConfigError) as err:
+        predict.main(common + ["--onnx", str(tmp_path / "lanes.onnx"), "--out", str(tmp_path / "x"),
+                               "--set", "test_parameters.nms_topk=2"])
+    assert str(err.value) == (f"ONNX model {tmp_path / 'lanes.onnx'} decodes with another geometry: top_k 4 in the "
+                              "file, 2 here; export it again from this config")
 
 
 # ---------------------------------------------------------------------------------------------

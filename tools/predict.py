@@ -24,7 +24,9 @@ own pixels, named as the input (file name, path below a folder input, list entry
 --load-from runs a checkpoint with the inference options (the config's inference dict,
 overridden by the flags); its config must agree with CONFIG on the input size, points, lanes,
 crop and model (one line naming both values otherwise). --onnx runs an exported model
-(onnxruntime) of the config's input size; the inference flags do not apply to it.
+(onnxruntime) of the config's input size; the inference flags do not apply to it. A model
+exported with --with-decoder runs the threshold and NMS in its graph, fed the config's
+thresholds (or --conf-threshold); its lanes are written as they come (no decoding in Python).
 
 An image or frame of another size than ori_img_w x ori_img_h gets one warning per size. An image
 that cannot be read, a video that cannot be opened and a frame that cannot be decoded are
@@ -134,13 +136,14 @@ def predict(args: argparse.Namespace) -> dict:
     cfg = config_from_args(args)
     root = args.root if args.root is not None else cfg.get("dataset", {}).get("data_root")
     records, videos = collect_inputs(args.inputs, root)
+    decoder = build_decoder(cfg, conf_threshold=args.conf_threshold)
     if args.onnx:
-        device, model, where = torch.device("cpu"), load_onnx(cfg, args.onnx), "onnxruntime"
+        device, model = torch.device("cpu"), load_onnx(cfg, args.onnx, decoder=decoder)
+        where = "onnxruntime" + (", decoder in the graph" if model.decoder else "")
     else:
         device = device_from_args(args, cfg)
         options = inference_options_from_args(args, build_inference_options(cfg))
         model, where = load_model(cfg, args.load_from, options, device, note), device.type
-    decoder = build_decoder(cfg, conf_threshold=args.conf_threshold)
     checks = InputChecks(expected_sizes(cfg), int(cfg.cut_height), lambda line: tqdm.write(line, file=sys.stderr))
     raw = RawWriter() if args.save_raw else None
     summary = {"images": 0, "lanes": 0, "ms_per_image": 0.0, "unreadable": 0}

@@ -33,9 +33,13 @@ low-score rest; the table says which); ``decode_ms_batch8``: a batch of 8 crafte
 onnxruntime on the same input (``OnnxModel``: all graph optimisations, as many intra-op threads
 as torch uses, the CUDA provider on ``--accelerator cuda`` when onnxruntime-gpu is installed; the
 input goes through host memory; the inference options do not apply to it): its forward, timed in
-turn with the eager forward so that both see the same load, its forward + decode, the ratio to
-the eager forward and, with ``--load-from`` (the checkpoint of the file), the max |difference|
-of the two outputs. ``--json OUT`` writes every number of the table (atomically).
+turn with the eager forward so that both see the same load, its forward + decode, timed in turn
+with ours, the ratio to the eager forward and, with ``--load-from`` (the checkpoint of the file),
+the max |difference| of the two raw outputs. A file exported ``--with-decoder`` runs the
+threshold and NMS in its graph, fed the config's thresholds: its forward is network + graph
+decoding, its forward + decode adds only the making of the lanes (as predict.py runs it); the
+table gives the lanes per image of both end-to-end paths. ``--json OUT`` writes every number of
+the table (atomically).
 """
 from __future__ import annotations
 
@@ -57,6 +61,7 @@ from srlane.inference.crafted import crafted_predictions
 from srlane.inference.model import load_network, load_onnx
 from srlane.models import build_net
 from srlane.models.decode import build_decoder
+from srlane.models.graph_decode import FinalLanes
 from srlane.models.inference import build_inference_options, prepare_for_inference
 
 
@@ -143,7 +148,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.onnx:
         providers = (["CUDAExecutionProvider", "CPUExecutionProvider"] if device.type == "cuda"
                      else ["CPUExecutionProvider"])
-        onnx_model = load_onnx(cfg, args.onnx, threads=torch.get_num_threads(), providers=providers)
+        onnx_model = load_onnx(cfg, args.onnx, threads=torch.get_num_threads(), providers=providers,
+                               decoder=decoder)
 
     with torch.no_grad():
         release_ms = _timed_release(lambda: release_model(release_img), device, args.release_warmup,
@@ -162,11 +168,17 @@ def main(argv: list[str] | None = None) -> dict:
         decode_ms = _timed(lambda: decoder(outputs), device, args.warmup, args.iters)
         crafted8 = crafted_predictions(8, outputs.shape[1], int(cfg.num_points), decoder.top_k).to(device)
         decode8_ms = _timed(lambda: decoder(crafted8), device, args.warmup, args.iters)
-        end_to_end_ms = _timed(lambda: decoder(model(img)), device, args.warmup, args.iters)
-        if onnx_model is not None:
-            onnx_end_to_end_ms = _timed(lambda: decoder(onnx_model(img)), device, args.warmup, args.iters)
+        lanes_per_image = sum(map(len, decoder(model(img)))) / args.batch
+        if onnx_model is None:
+            end_to_end_ms = _timed(lambda: decoder(model(img)), device, args.warmup, args.iters)
+        else:
+            end_to_end_ms, onnx_end_to_end_ms = _timed_alternating(
+                lambda: decoder(model(img)), lambda: decoder(onnx_model(img)), device, args.warmup, args.iters)
+            onnx_output = onnx_model(img)
+            onnx_lanes_per_image = sum(map(len, decoder(onnx_output))) / args.batch
+            onnx_raw = onnx_output.predictions if isinstance(onnx_output, FinalLanes) else onnx_output
             # comparable only when both hold the checkpoint's weights
-            onnx_diff = float((onnx_model(img) - model(img).cpu()).abs().max()) if args.load_from else None
+            onnx_diff = float((onnx_raw - model(img).cpu()).abs().max()) if args.load_from else None
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
     release = {"batch": 1, "img_w": int(cfg.img_w), "img_h": int(cfg.img_h), "warmup": args.release_warmup,
                "iters": args.release_iters, "statistic": "mean",
@@ -175,12 +187,16 @@ def main(argv: list[str] | None = None) -> dict:
               "release_forward_fps": 1000.0 / release_ms, "batch": args.batch, "forward_ms": forward_ms,
               "decode_ms": decode_ms, "decode_ms_batch8": decode8_ms, "end_to_end_ms": end_to_end_ms,
               "fps": 1000.0 * args.batch / end_to_end_ms, "forward_fps": 1000.0 * args.batch / forward_ms,
+              "lanes_per_image": lanes_per_image,
               "threads": torch.get_num_threads(), "load_average_1min": os.getloadavg()[0]}
     if onnx_model is not None:
         result.update({"onnx_forward_ms": onnx_forward_ms, "onnx_end_to_end_ms": onnx_end_to_end_ms,
                        "onnx_forward_fps": 1000.0 * args.batch / onnx_forward_ms,
                        "onnx_vs_eager_forward": onnx_forward_ms / forward_ms, "onnx_max_abs_diff": onnx_diff,
-                       "onnx_providers": onnx_model.providers, "onnx_file": os.path.abspath(args.onnx)})
+                       "onnx_providers": onnx_model.providers, "onnx_file": os.path.abspath(args.onnx),
+                       "onnx_decoder_in_graph": onnx_model.decoder is not None,
+                       "onnx_lanes_per_image": onnx_lanes_per_image,
+                       "onnx_vs_eager_end_to_end": onnx_end_to_end_ms / end_to_end_ms})
     shape = f"{int(cfg.img_w)}x{int(cfg.img_h)}"
     rows = [("device", f"{name} ({device.type}, {torch.get_num_threads()} threads)"),
             ("options", ", ".join(f"{key} {value}" for key, value in dataclasses.asdict(options).items())),
@@ -193,16 +209,19 @@ def main(argv: list[str] | None = None) -> dict:
             ("ours: decode input", f"{source}, {decoder.top_k} lanes per image"),
             ("ours: forward ms/batch", f"{forward_ms:.2f}"), ("ours: decode ms/batch", f"{decode_ms:.3f}"),
             ("ours: decode ms/batch of 8", f"{decode8_ms:.3f}"),
-            ("ours: forward+decode ms/batch", f"{end_to_end_ms:.2f}"),
+            ("ours: forward+decode ms/batch", f"{end_to_end_ms:.2f} ({lanes_per_image:g} lanes per image)"),
             ("ours: FPS (images/s, forward+decode)", f"{result['fps']:.1f}"),
             ("ours: forward FPS (images/s)", f"{result['forward_fps']:.1f}")]
     if onnx_model is not None:
+        in_graph = " (threshold and NMS in the graph)" if onnx_model.decoder is not None else ""
         rows += [("onnxruntime", f"{os.path.basename(args.onnx)}, {onnx_model.providers[0]}, "
                                  + (f"max |diff| to eager {onnx_diff:.1e}" if onnx_diff is not None
-                                    else "random eager weights (give --load-from to compare outputs)")),
+                                    else "random eager weights (give --load-from to compare outputs)") + in_graph),
                  ("onnxruntime forward ms/batch", f"{onnx_forward_ms:.2f}"),
                  ("onnxruntime / eager forward", f"{result['onnx_vs_eager_forward']:.2f}x"),
-                 ("onnxruntime forward+decode ms/batch", f"{onnx_end_to_end_ms:.2f}"),
+                 ("onnxruntime forward+decode ms/batch",
+                  f"{onnx_end_to_end_ms:.2f} ({onnx_lanes_per_image:g} lanes per image)"),
+                 ("onnxruntime / ours forward+decode", f"{result['onnx_vs_eager_end_to_end']:.2f}x"),
                  ("onnxruntime forward FPS (images/s)", f"{result['onnx_forward_fps']:.1f}")]
     width = max(len(k) for k, _ in rows)
     for key, value in rows:

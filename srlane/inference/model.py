@@ -6,7 +6,8 @@ as the inference options say.
     load_network(cfg, path, device, note)          the eval-mode network (export, speed)
     load_model(cfg, path, options, device, note)   that network prepared by the options (predict, embed)
     checked_inference_weights(cfg, path, note)     the weights alone, after the same check (validation)
-    load_onnx(cfg, path)                           an exported file in place of a checkpoint
+    load_onnx(cfg, path, decoder=None)             an exported file in place of a checkpoint (a file
+                                                   with the decoder: run with that decoder's thresholds)
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from torch import nn
 
 from srlane.config import ConfigError, flatten
 from srlane.models import build_net
+from srlane.models.decode import LaneDecoder, build_decoder
 from srlane.models.inference import InferenceOptions, prepare_for_inference
 from srlane.models.weights import CheckpointError, inference_weights, load_checkpoint, load_net_weights
 
@@ -81,10 +83,14 @@ def load_model(cfg: Mapping[str, Any], path: str, options: InferenceOptions, dev
 
 
 def load_onnx(cfg: Mapping[str, Any], path: str, threads: int | None = None,
-              providers: Sequence[str] | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+              providers: Sequence[str] | None = None, decoder: LaneDecoder | None = None
+              ) -> Callable[[torch.Tensor], Any]:
     """``srlane.models.export.OnnxModel`` of ``path`` (imported here: onnxruntime is optional);
     CheckpointError (one line) when it cannot be loaded, ConfigError when it takes another input
-    size than the config's ``img_w x img_h``."""
+    size than the config's ``img_w x img_h``. A file with the decoder in its graph (``tools/export.py
+    --with-decoder``) returns the final lanes and runs with ``decoder``'s thresholds (default:
+    ``build_decoder(cfg)``'s); its lanes per image and points must be the decoder's (ConfigError
+    otherwise)."""
     try:
         from srlane.models.export import OnnxModel
     except ImportError as err:
@@ -100,4 +106,13 @@ def load_onnx(cfg: Mapping[str, Any], path: str, threads: int | None = None,
         model.check_input_size(int(cfg["img_h"]), int(cfg["img_w"]))
     except ValueError as err:
         raise ConfigError(str(err)) from None
+    if model.decoder is not None:
+        decoder = decoder or build_decoder(cfg)
+        ours = {"top_k": decoder.top_k, "num_points": decoder.n_strips + 1}
+        differ = [f"{key} {model.decoder[key]!r} in the file, {value!r} here" for key, value in ours.items()
+                  if model.decoder[key] != value]
+        if differ:
+            raise ConfigError(f"ONNX model {path} decodes with another geometry: {'; '.join(differ)}; "
+                              "export it again from this config")
+        model.use_thresholds(decoder.conf_threshold, decoder.nms_thres)
     return model

@@ -20,8 +20,9 @@ from srlane.data.input_checks import image_crops, readable_part
 from srlane.data.records import DataFormatError
 from srlane.lanes import Lane
 from srlane.models.decode import LaneDecoder
+from srlane.models.graph_decode import FinalLanes
 
-Model = Callable[[torch.Tensor], torch.Tensor]
+Model = Callable[[torch.Tensor], torch.Tensor | FinalLanes]
 
 
 class FeatureTap(Protocol):
@@ -56,9 +57,11 @@ def predict_batches(model: Model, batches: Iterable[dict[str, Any]], decoder: La
                     tap: FeatureTap | None = None) -> Iterator[list[ImagePrediction]]:
     """For each batch, the predictions of its readable images (an empty list when none was).
 
-    ``model(images on device)`` returns float predictions (B, N, 4 + num_points); the decoder
-    maps each image's rows with ``meta["cut_height"]`` and ``meta["img_size"]``. ``keep_raw``
-    keeps each image's raw output on the host; ``tap`` adds its features of each image."""
+    ``model(images on device)`` returns float predictions (B, N, 4 + num_points), or the final
+    lanes a graph decoded (``FinalLanes``: an ONNX file with the decoder; the decoder then only
+    maps their points); the decoder maps each image's rows with ``meta["cut_height"]`` and
+    ``meta["img_size"]``. ``keep_raw`` keeps each image's raw output on the host; ``tap`` adds
+    its features of each image."""
     for batch in batches:
         readable = readable_part(batch, on_unreadable)
         if readable is None:
@@ -69,7 +72,8 @@ def predict_batches(model: Model, batches: Iterable[dict[str, Any]], decoder: La
         output = model(images.to(device, non_blocking=True))
         decoded = decoder.decode(output, image_crops(metas))  # copies the kept rows to the host: synchronises
         seconds = (time.perf_counter() - start) / len(metas)
-        raw = output.detach().float().cpu().numpy() if keep_raw else None
+        network = output.predictions if isinstance(output, FinalLanes) else output
+        raw = network.detach().float().cpu().numpy() if keep_raw else None
         predictions = []
         for i, (meta, lanes) in enumerate(zip(metas, decoded)):
             proposals = np.array([proposal for _, proposal in lanes], dtype=np.int64)

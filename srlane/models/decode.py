@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from srlane.lanes import Lane
+from srlane.models.graph_decode import NO_POINT, FinalLanes
 from srlane.models.nms import lane_nms, lane_nms_torch
 
 NMS_BACKENDS = ("auto", "numpy", "torch")
@@ -110,15 +111,24 @@ class LaneDecoder:
         last_gap = np.where(below & ~inside, self.rows, -1.0).max(-1, keepdims=True)
         return ((below & (self.rows > last_gap)) | (~below & inside)) & (self.rows <= end)
 
-    def __call__(self, predictions: torch.Tensor, crops: Sequence[tuple[int, int]] | None = None) -> list[list[Lane]]:
+    def __call__(self, predictions: torch.Tensor | FinalLanes,
+                 crops: Sequence[tuple[int, int]] | None = None) -> list[list[Lane]]:
         """Lanes per image; ``crops`` gives each image's ``(cut rows, height)`` (default: the
         decoder's ``default_crop`` for every image)."""
         return [[lane for lane, _ in image] for image in self.decode(predictions, crops)]
 
-    def decode(self, predictions: torch.Tensor,
+    def decode(self, predictions: torch.Tensor | FinalLanes,
                crops: Sequence[tuple[int, int]] | None = None) -> list[list[tuple[Lane, int]]]:
         """Per image, each lane with the index of the proposal it comes from (best score first):
-        what ``__call__`` returns, with the proposal ids that features and raw outputs are read at."""
+        what ``__call__`` returns, with the proposal ids that features and raw outputs are read at.
+        ``predictions`` may be the final lanes a graph decoded (an ONNX file of ``tools/export.py
+        --with-decoder``): their points are taken as they are (no threshold, NMS or point rule
+        here; the graph ran them with its own thresholds)."""
+        if isinstance(predictions, FinalLanes):
+            valid = predictions.valid.cpu().numpy()
+            xs = predictions.xs.cpu().numpy()[valid]
+            return self._lanes(xs, xs != NO_POINT, predictions.proposals.cpu().numpy()[valid],
+                               valid.sum(-1).tolist(), crops)
         if self.on_device(predictions):
             preds, indices, valid = self._keep_on_device(predictions)
             kept_rows = preds.gather(1, indices[..., None].expand(-1, -1, preds.shape[-1]))
@@ -133,14 +143,14 @@ class LaneDecoder:
             rows = np.concatenate([p[idx] for p, idx in zip(preds, kept)])
             counts = [len(idx) for idx in kept]
             ids = np.concatenate(kept).astype(np.int64) if kept else np.zeros(0, np.int64)
-        return self._lanes(rows, ids, counts, crops)
+        return self._lanes(rows[:, 4:], self.point_mask(rows), ids, counts, crops)
 
-    def _lanes(self, rows: np.ndarray, ids: np.ndarray, counts: Sequence[int],
+    def _lanes(self, xs: np.ndarray, masks: np.ndarray, ids: np.ndarray, counts: Sequence[int],
                crops: Sequence[tuple[int, int]] | None) -> list[list[tuple[Lane, int]]]:
-        """Lanes (with their proposal ids) per image from the kept (K, 4 + P) rows and their
-        (K,) ids, ``counts[i]`` of them image i's; a lane of fewer than two points is dropped."""
-        masks = self.point_mask(rows)
-        xs = rows[:, 4:].astype(np.float64)
+        """Lanes (with their proposal ids) per image from the kept lanes' (K, P) xs, which of
+        those rows hold a point (``masks``) and their (K,) ids, ``counts[i]`` of them image i's; a
+        lane of fewer than two points is dropped."""
+        xs = xs.astype(np.float64)
         out: list[list[tuple[Lane, int]]] = []
         lane = 0
         for image, count in enumerate(counts):

@@ -4,7 +4,8 @@ After the threshold an image keeps a handful of its 40 proposals, so the pairwis
 those only (a (B, K, K, P) array for the whole batch, K the most candidates of any image) and
 the greedy pass of each image stops at ``top_k`` kept lanes. NumPy keeps this free of thread
 start-up costs on small arrays. :func:`lane_nms_torch` is the same NMS in torch for predictions on
-a GPU: batched over all N proposals, ``top_k`` greedy rounds, no host sync.
+a GPU and inside an exported graph: batched over all N proposals, ``top_k`` greedy rounds, no
+host sync, no sort.
 """
 from __future__ import annotations
 
@@ -66,58 +67,70 @@ def lane_nms(scores: np.ndarray, starts: np.ndarray, lengths: np.ndarray, xs: np
     return [idx[greedy_nms(sup[:n, :n], top_k)] for idx, sup, n in zip(order, suppress, counts)]
 
 
+def _trunc(x: torch.Tensor) -> torch.Tensor:
+    """``torch.trunc`` (toward zero) as floor and ceil, which every ONNX opset has."""
+    return torch.where(x < 0, torch.ceil(x), torch.floor(x))
+
+
 def _suppression_matrix_torch(starts: torch.Tensor, lengths: torch.Tensor, xs: torch.Tensor,
-                              thres: float) -> torch.Tensor:
+                              thres: float | torch.Tensor) -> torch.Tensor:
     """:func:`suppression_matrix` in torch on the tensors' device, the same arithmetic: the rows in
     dtype of ``starts`` (float32 from the decoder), the distance in float64, ``thres * rows`` in
-    the rows' dtype."""
+    the rows' dtype (``thres`` a number or a 0-d tensor)."""
     n_rows = xs.shape[-1]
-    first = torch.trunc(starts + 0.5)
-    last = torch.trunc(starts + lengths - 1.0 + 0.5)
+    first = _trunc(starts + 0.5)
+    last = _trunc(starts + lengths - 1.0 + 0.5)
     lo = torch.maximum(first[..., :, None], first[..., None, :])
-    hi = torch.minimum(torch.minimum(last[..., :, None], last[..., None, :]),
-                       torch.tensor(float(n_rows - 1), dtype=last.dtype, device=xs.device))
+    hi = torch.minimum(last[..., :, None], last[..., None, :]).clamp(max=float(n_rows - 1))
     rows = hi - lo + 1
     row = torch.arange(n_rows, dtype=torch.float32, device=xs.device)
     common = (row >= lo[..., None]) & (row <= hi[..., None])
     xs = xs.double()
     dist = torch.where(common, (xs[..., :, None, :] - xs[..., None, :, :]).abs(), 0.0).sum(-1)
-    limit = torch.tensor(thres, dtype=rows.dtype, device=xs.device) * rows
+    limit = rows * torch.as_tensor(thres, dtype=rows.dtype, device=xs.device)
     return (rows > 0) & (dist < limit.double())
 
 
+def stable_rank(keys: torch.Tensor) -> torch.Tensor:
+    """Each entry's position (int64) when the last axis of ``keys`` is sorted ascending, equal keys
+    in index order: a stable sort by comparisons alone, which exports to any graph runtime
+    without relying on its sort's tie order."""
+    index = torch.arange(keys.shape[-1], device=keys.device)
+    before = (keys[..., None, :] < keys[..., :, None]) | (
+        (keys[..., None, :] == keys[..., :, None]) & (index < index[:, None]))
+    return before.sum(-1)
+
+
 def lane_nms_torch(scores: torch.Tensor, starts: torch.Tensor, lengths: torch.Tensor, xs: torch.Tensor,
-                   conf_threshold: float, nms_thres: float, top_k: int) -> tuple[torch.Tensor, torch.Tensor]:
+                   conf_threshold: float | torch.Tensor, nms_thres: float | torch.Tensor,
+                   top_k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`lane_nms` in torch, batched, on the tensors' device and without a host sync.
 
-    ``scores``, ``starts``, ``lengths`` (B, N), ``xs`` (B, N, P) tensors. Returns ``indices`` (B, top_k)
-    long and ``valid`` (B, top_k) bool on that device: ``indices[b][valid[b]]`` are the kept
-    proposals of image b, best first, the same as ``lane_nms``'s (``score >= conf_threshold``,
-    ties in score to the lower index, the same suppression test); ``valid`` is a prefix mask and
-    the padding indices are 0. The greedy pass runs ``min(top_k, N)`` rounds, each keeping the
-    best candidate of every image that no kept lane suppresses.
+    ``scores``, ``starts``, ``lengths`` (B, N), ``xs`` (B, N, P) tensors; the thresholds numbers
+    or 0-d tensors (graph inputs in an export). Returns ``indices`` (B, top_k) long and ``valid``
+    (B, top_k) bool on that device: ``indices[b][valid[b]]`` are the kept proposals of image b,
+    best first, the same as ``lane_nms``'s (``score >= conf_threshold``, ties in score to the
+    lower index, the same suppression test); ``valid`` is a prefix mask and the padding indices
+    are 0. The greedy pass runs ``min(top_k, N)`` rounds, each keeping the best candidate of every
+    image that no kept lane suppresses: the one of lowest :func:`stable_rank` of ``-scores``
+    (ranks are distinct, so no argmax tie order is involved). Only elementwise ops, reductions
+    and comparisons: it traces into an ONNX graph (``srlane.models.graph_decode``).
     """
-    batch, n = scores.shape
-    device = scores.device
-    candidate = scores >= torch.tensor(conf_threshold, dtype=scores.dtype, device=device)
-    key = torch.where(candidate, -scores, torch.full_like(scores, float("inf")))
-    order = torch.sort(key, dim=-1, stable=True).indices
-    suppress = _suppression_matrix_torch(starts.gather(-1, order), lengths.gather(-1, order),
-                                         xs.gather(-2, order[..., None].expand(-1, -1, xs.shape[-1])), nms_thres)
-    alive = candidate.gather(-1, order)  # candidates come first in ``order``
-    positions, found = [], []
+    n = scores.shape[-1]
+    index = torch.arange(n, device=scores.device)
+    alive = scores >= torch.as_tensor(conf_threshold, dtype=scores.dtype, device=scores.device)
+    rank = stable_rank(-scores)
+    suppress = _suppression_matrix_torch(starts, lengths, xs, nms_thres)
+    picks, found = [], []
     for _ in range(min(top_k, n)):
-        has = alive.any(-1)
-        pos = alive.to(torch.uint8).argmax(-1)  # the first alive position (argmax returns the first maximum)
-        row = suppress.gather(1, pos[:, None, None].expand(-1, 1, n))[:, 0]
-        alive = alive & ~row
-        alive = alive.scatter(1, pos[:, None], False)
-        positions.append(pos)
-        found.append(has)
-    indices = torch.zeros(batch, top_k, dtype=torch.long, device=device)
-    valid = torch.zeros(batch, top_k, dtype=torch.bool, device=device)
-    if positions:
-        rounds = len(positions)
-        valid[:, :rounds] = torch.stack(found, -1)
-        indices[:, :rounds] = torch.where(valid[:, :rounds], order.gather(-1, torch.stack(positions, -1)), 0)
-    return indices, valid
+        best = torch.where(alive, rank, n).min(-1, keepdim=True).values
+        chosen = alive & (rank == best)  # one-hot: the best live candidate; all False when none is left
+        alive = alive & ~chosen & ~(chosen[..., :, None] & suppress).any(-2)
+        picks.append(torch.where(chosen, index, 0).sum(-1))
+        found.append(chosen.any(-1))
+    if not picks:
+        empty = torch.zeros(*scores.shape[:-1], top_k, dtype=torch.long, device=scores.device)
+        return empty, empty.bool()
+    pad = (0, top_k - len(picks))
+    return (torch.nn.functional.pad(torch.stack(picks, -1), pad),
+            torch.nn.functional.pad(torch.stack(found, -1), pad))

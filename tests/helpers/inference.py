@@ -1,4 +1,5 @@
 """Networks, configs and outputs the inference tests share."""
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -8,6 +9,7 @@ from torch import nn
 
 from srlane.cli import run_cli
 from srlane.config import Config
+from srlane.inference.crafted import crafted_predictions
 from srlane.models import build_net
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,6 +56,46 @@ def random_predictions(batch: int = 8) -> torch.Tensor:
     preds[..., 2:4] = torch.rand(batch, 40, 2, generator=g)
     preds[..., 4:] = torch.rand(batch, 40, 1, generator=g) + 0.02 * torch.randn(batch, 40, 72, generator=g)
     return preds
+
+
+def tie_heavy_predictions(batch: int, img_w: int, nms_thres: float) -> torch.Tensor:
+    """Outputs (batch, 40, 76) made of ties: three score levels (0.5 exactly: equal logits, on a
+    0.5 threshold; about 0.63 and 0.75), a third of the proposals copies of another
+    (equal scores and lanes), the others integer pixels apart by whole multiples of ``nms_thres``
+    (distances exactly at the threshold); x on a grid of 1 / ``img_w`` (a power of two: exact
+    pixels), starts and lengths on whole and half rows."""
+    g = torch.Generator().manual_seed(1)
+    preds = torch.zeros(batch, 40, 76)
+    preds[..., 1] = torch.randint(0, 3, (batch, 40), generator=g).float() * math.log(3) / 2
+    preds[..., 2] = torch.randint(0, 12, (batch, 40), generator=g).float() / 2 / 71
+    preds[..., 3] = torch.randint(40, 144, (batch, 40), generator=g).float() / 2 / 71
+    base = torch.randint(0, img_w // 2, (batch, 1, 1), generator=g).float()
+    offsets = torch.randint(-3, 4, (batch, 40, 1), generator=g).float() * nms_thres
+    slope = torch.randint(-1, 2, (batch, 40, 1), generator=g).float() * torch.arange(72.0) / 4
+    preds[..., 4:] = (base + offsets + slope).round() / img_w
+    copies = torch.randint(0, 40, (batch, 13), generator=g)
+    for b in range(batch):
+        preds[b, 27:] = preds[b, copies[b]]
+    return preds
+
+
+def decoder_cases():
+    """``(config, conf_threshold or None, outputs)`` on which decoders must agree: random outputs,
+    the same with equal scores and equal lanes, tie-heavy ones, at 4 lanes (800x320) and 16
+    lanes (CurveLanes' top_k, a 5 px NMS threshold); batch 8."""
+    preds = random_predictions()
+    tied = preds.clone()
+    tied[:, 1::2, :2] = tied[:, ::2, :2]  # equal scores
+    tied[:, 1::4, 4:] = tied[:, ::4, 4:][:, :tied[:, 1::4].shape[1]]  # equal lanes
+    cfg16 = r18_config(w=256, h=128)
+    cfg16.max_lanes, cfg16.test_parameters.nms_topk, cfg16.test_parameters.nms_thres = 16, 16, 5.0
+    for conf in (None, 0.0, 0.3, 0.9, 1.0):
+        yield r18_config(), conf, preds
+        yield r18_config(), conf, tied
+    yield cfg16, None, crafted_predictions(2, 40, 72, 12)
+    yield cfg16, 0.0, preds
+    for conf in (0.0, 0.5, 0.7):
+        yield cfg16, conf, tie_heavy_predictions(8, 256, 5.0)
 
 
 def save_checkpoint(path: Path, net: nn.Module, config: Config | None = None) -> Path:
