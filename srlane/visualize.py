@@ -65,7 +65,7 @@ def draw_matches(img: np.ndarray, annotations: Sequence[np.ndarray], predictions
         return [lane for lane, hit in zip(lanes, keep, strict=True) if bool(hit) == value]
 
     return draw_layers(img, [
-        ("TP prediction", pick(predictions, prediction_hit, True), MATCH_COLOURS["tp"], 2),
+        ("TP prediction", pick(predictions, prediction_hit, True), MATCH_COLOURS["tp"], 3),
         ("matched ground truth", pick(annotations, annotation_hit, True), MATCH_COLOURS["matched"], 1),
         ("FP prediction", pick(predictions, prediction_hit, False), MATCH_COLOURS["fp"], 2),
         ("FN ground truth", pick(annotations, annotation_hit, False), MATCH_COLOURS["fn"], 2),

@@ -16,6 +16,7 @@ th, td { padding: 0.25em 0.8em; border-bottom: 1px solid #e4e4e4; }
 th { background: #f3f3f3; text-align: right; } th:first-child, td:first-child { text-align: left; }
 td { text-align: right; } tr.total td { font-weight: bold; border-top: 2px solid #999; }
 tr.best td { background: #fff4c2; }
+table.facts td { text-align: left; }
 .note { color: #666; font-size: 0.9em; }
 .gallery { display: grid; grid-template-columns: repeat(auto-fill, minmax(420px, 1fr)); gap: 1em; }
 figure { margin: 0; } figure img, .plot { max-width: 100%; border: 1px solid #ddd; }
