@@ -21,6 +21,14 @@ GALLERY_WIDTH = 820  # pixels of a gallery picture (the image scaled down)
 SERIES = (("f1", "F1", "tab:blue"), ("precision", "precision", "tab:green"), ("recall", "recall", "tab:red"))
 
 
+def value_limits(ax: plt.Axes) -> tuple[float, float]:
+    """0 to a little above the highest value plotted on ``ax`` (at most 1.02): small values of
+    an early network stay readable."""
+    top = max((np.nanmax(line.get_ydata()) for line in ax.get_lines() if np.isfinite(line.get_ydata()).any()),
+              default=1.0)
+    return 0.0, float(min(1.02, max(0.05, 1.15 * top)))
+
+
 def figure_png(fig: plt.Figure) -> bytes:
     """The figure as PNG bytes; the figure is closed."""
     buffer = io.BytesIO()
@@ -44,10 +52,11 @@ def threshold_figure(curve: Sequence[Mapping[str, float | None]], chosen: float,
         ys = [np.nan if p.get(key) is None else p[key] for p in curve]
         if not np.all(np.isnan(ys)):
             ax.plot(xs, ys, marker="o", markersize=3, label=label, color=colour)
-    if any(p["metric"] != p.get("f1") for p in curve):
+    if any(p.get("f1") is not None and p["metric"] != p["f1"] for p in curve):  # another number than F1
         ax.plot(xs, [p["metric"] for p in curve], marker="s", markersize=3, label=metric_name, color="tab:purple")
+    limits = value_limits(ax)
     ax.axvline(chosen, color="grey", linestyle="--", linewidth=1, label=f"config threshold {chosen:g}")
-    ax.set(xlabel="confidence threshold", ylabel="value", ylim=(0, 1.02), xlim=(0, 1),
+    ax.set(xlabel="confidence threshold", ylabel="value", ylim=limits, xlim=(0, 1),
            title="against the confidence threshold")
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
@@ -61,7 +70,7 @@ def iou_figure(curve: Sequence[Mapping[str, float | None]]) -> bytes:
     for key, label, colour in SERIES:
         ax.plot(xs, [np.nan if p.get(key) is None else p[key] for p in curve], marker="o", markersize=3,
                 label=label, color=colour)
-    ax.set(xlabel="IoU threshold (true positive: IoU > threshold)", ylabel="value", ylim=(0, 1.02),
+    ax.set(xlabel="IoU threshold (true positive: IoU > threshold)", ylabel="value", ylim=value_limits(ax),
            title="against the IoU threshold")
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
