@@ -6,6 +6,7 @@ examples:
   python main.py configs/srlane_r18_culane.py --resume              # continue the latest run
   python main.py configs/srlane_r18_culane.py --validate-only --load-from best.pth --view
   python main.py configs/srlane_r18_culane.py --validate-only --load-from work_dirs/srlane_r18_culane/RUN  # its best.pth
+  python main.py configs/srlane_r18_culane.py --validate-only --load-from RUN --report  # <work dir>/report/report.html
   python main.py configs/srlane_r18_culane.py --resume work_dirs/srlane_r18_culane/RUN/iter_8000  # or RUN (its last.pth)
   python main.py configs/srlane_r18_culane.py --set total_iter=1000 optimizer.lr=3e-4
   python main.py configs/srlane_r18_synthetic.py --accelerator cpu   # CPU on a GPU machine

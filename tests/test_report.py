@@ -255,3 +255,13 @@ def test_chromium_opens_the_report_without_console_errors(road, tmp_path):
     screenshot = tmp_path / "report.png"
     assert chromium_console(folder / "validate" / "report" / "report.html", screenshot) == []
     assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and screenshot.stat().st_size > 20_000
+
+
+@pytest.mark.parametrize("setting, line", [
+    ("report.thresholds=[0.2, 1.5]", "report.thresholds [0.2, 1.5]: expected a list of confidence thresholds in [0, 1]"),
+    ("report.gallery=-1", "report.gallery -1: expected the number of gallery images (an integer >= 0)")])
+def test_bad_report_settings_are_one_line(road, tmp_path, setting, line):
+    folder, config, _ = road
+    done = subprocess.run([sys.executable, str(ROOT / "main.py"), str(config), "--work-dir", str(tmp_path / "run"),
+                           "--set", "report.tensorboard=True", setting], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and done.stderr.strip().splitlines()[-1] == f"error: {line}", done.stderr[-2000:]

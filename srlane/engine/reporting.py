@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from srlane.benchmarks import Benchmark
-from srlane.config import Config
+from srlane.config import Config, ConfigError
 from srlane.engine.hooks import Hook
 from srlane.engine.recorder import Recorder
 from srlane.engine.state import TrainState
@@ -62,6 +62,12 @@ def build_report_hooks(cfg: Config, validator: Validator, benchmark: Benchmark, 
     settings = cfg.report
     if not settings.tensorboard:
         return []
+    thresholds, gallery = settings.thresholds, settings.gallery
+    if (not isinstance(thresholds, (list, tuple)) or not thresholds
+            or not all(isinstance(t, (int, float)) and 0 <= t <= 1 for t in thresholds)):
+        raise ConfigError(f"report.thresholds {thresholds!r}: expected a list of confidence thresholds in [0, 1]")
+    if not isinstance(gallery, int) or isinstance(gallery, bool) or gallery < 0:
+        raise ConfigError(f"report.gallery {gallery!r}: expected the number of gallery images (an integer >= 0)")
     return [TensorBoardReportHook(cfg, validator, benchmark, recorder, settings.thresholds, settings.gallery)]
 
 
