@@ -5,23 +5,15 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 import main
 from srlane.engine.defaults import load_experiment
 from srlane.inference.raw import load_raw
 from srlane.models.decode import build_decoder
-from helpers.road import N_TEST, make_road
+from helpers.road import N_TEST
 from tools import embed, evaluate, export, predict, redecode
 
-
-
-@pytest.fixture(scope="module")
-def road(tmp_path_factory):
-    """``make_road``: a checkpoint trained 4 steps, the prediction files and raw outputs of the
-    6 test scenes."""
-    return make_road(tmp_path_factory.mktemp("road"))
 
 
 def lines_files(folder: Path) -> dict[str, str]:

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 import main
-from helpers.road import make_road
 from srlane.report.curves import last_validation, log_curves, training_curves
 from tools import redecode, report
 
@@ -69,9 +68,9 @@ class Page(HTMLParser):
 
 
 @pytest.fixture(scope="module")
-def road(tmp_path_factory):
-    """``make_road``, then ``main.py --validate-only --report`` of its best checkpoint."""
-    folder, config, checkpoint, test_list = make_road(tmp_path_factory.mktemp("road"))
+def reported(road):
+    """The session's ``road``, then ``main.py --validate-only --report`` of its best checkpoint."""
+    folder, config, checkpoint, test_list = road
     metrics = main.main([str(config), "--validate-only", "--report", "--load-from", str(checkpoint),
                          "--work-dir", str(folder / "validate")])
     return folder, config, metrics
@@ -104,16 +103,16 @@ def assert_table_is_the_metric(html: Page, metrics: dict) -> None:
     assert float(html.metric) == metrics["metric"]
 
 
-def test_validate_only_report_table_equals_the_metric(road):
-    folder, _, metrics = road
+def test_validate_only_report_table_equals_the_metric(reported):
+    folder, _, metrics = reported
     assert metrics["0.5"]["tp"] + metrics["0.5"]["fp"] > 0  # lanes were predicted and scored
     html = page(folder / "validate" / "report" / "report.html")
     assert_table_is_the_metric(html, metrics)
     assert json.loads((folder / "validate" / "report" / "report.json").read_text())["metrics"] == metrics
 
 
-def test_every_picture_exists_and_nothing_is_fetched(road):
-    folder, *_ = road
+def test_every_picture_exists_and_nothing_is_fetched(reported):
+    folder, *_ = reported
     out = folder / "validate" / "report"
     html = page(out / "report.html")
     numbers = json.loads((out / "report.json").read_text())
@@ -127,11 +126,11 @@ def test_every_picture_exists_and_nothing_is_fetched(road):
     assert "://" not in text and not any(v.startswith("//") for v in html.attributes)
 
 
-def test_threshold_and_iou_curves_are_the_redecoded_metrics(road, tmp_path):
+def test_threshold_and_iou_curves_are_the_redecoded_metrics(reported, tmp_path):
     """The threshold curve's points are what tools/redecode.py scores at those thresholds (0.0,
     the config's, is validation's metric); the IoU curve's 0.5 is the metric's F1 and its true
     positives only fall as the IoU threshold rises."""
-    folder, config, metrics = road
+    folder, config, metrics = reported
     out = tmp_path / "report"
     report.main([str(folder / "pred"), "--out", str(out), "--run", str(folder / "run"),
                  "--conf-thresholds", "0.0", "0.3", "0.6"])
@@ -154,10 +153,10 @@ def test_threshold_and_iou_curves_are_the_redecoded_metrics(road, tmp_path):
     assert all(iou[t]["tp"] + iou[t]["fp"] == metrics["0.5"]["tp"] + metrics["0.5"]["fp"] for t in iou)
 
 
-def test_gallery_counts_are_each_images_lanes(road):
+def test_gallery_counts_are_each_images_lanes(reported):
     """Each gallery image's TP + FP is the number of lanes predicted for it (its prediction
     file's lines), TP + FN its annotated lanes; they come worst first."""
-    folder, *_ = road
+    folder, *_ = reported
     numbers = json.loads((folder / "validate" / "report" / "report.json").read_text())
     data = folder / "data"
     errors = []
@@ -171,10 +170,10 @@ def test_gallery_counts_are_each_images_lanes(road):
     assert errors == sorted(errors, reverse=True) and errors[-1] > 0
 
 
-def test_run_folder_report_shows_the_last_validation_and_the_curves(road, tmp_path):
+def test_run_folder_report_shows_the_last_validation_and_the_curves(reported, tmp_path):
     """Without raw outputs, the table is the run's last validation (its TensorBoard scalars): the
     training validated the same weights validate-only scored."""
-    folder, _, metrics = road
+    folder, _, metrics = reported
     run = folder / "run"
     report.main([str(run), "--out", str(tmp_path / "run_report")])
     html = page(tmp_path / "run_report" / "report.html")
@@ -216,10 +215,10 @@ def test_a_folder_without_outputs_or_run_is_one_line(tmp_path):
         "(log.txt, tensorboard, results.json)"]
 
 
-def test_training_with_report_tensorboard_writes_the_curve_and_gallery(road, tmp_path):
+def test_training_with_report_tensorboard_writes_the_curve_and_gallery(reported, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    folder, config, _ = road
+    folder, config, _ = reported
     main.main([str(config), "--work-dir", str(tmp_path / "run"), "--set", "report.tensorboard=True",
                "total_iter=2", "save_interval=2", "report.thresholds=[0.0, 0.5]", "report.gallery=2"])
     events = EventAccumulator(str(tmp_path / "run" / "tensorboard"), size_guidance={"images": 0, "scalars": 0})
@@ -250,8 +249,8 @@ def test_the_console_check_sees_a_script_error(tmp_path):
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed (Debian: apt-get install chromium)")
-def test_chromium_opens_the_report_without_console_errors(road, tmp_path):
-    folder, *_ = road
+def test_chromium_opens_the_report_without_console_errors(reported, tmp_path):
+    folder, *_ = reported
     screenshot = tmp_path / "report.png"
     assert chromium_console(folder / "validate" / "report" / "report.html", screenshot) == []
     assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and screenshot.stat().st_size > 20_000
@@ -260,8 +259,8 @@ def test_chromium_opens_the_report_without_console_errors(road, tmp_path):
 @pytest.mark.parametrize("setting, line", [
     ("report.thresholds=[0.2, 1.5]", "report.thresholds [0.2, 1.5]: expected a list of confidence thresholds in [0, 1]"),
     ("report.gallery=-1", "report.gallery -1: expected the number of gallery images (an integer >= 0)")])
-def test_bad_report_settings_are_one_line(road, tmp_path, setting, line):
-    folder, config, _ = road
+def test_bad_report_settings_are_one_line(reported, tmp_path, setting, line):
+    folder, config, _ = reported
     done = subprocess.run([sys.executable, str(ROOT / "main.py"), str(config), "--work-dir", str(tmp_path / "run"),
                            "--set", "report.tensorboard=True", setting], capture_output=True, text=True, timeout=300)
     assert done.returncode == 1 and done.stderr.strip().splitlines()[-1] == f"error: {line}", done.stderr[-2000:]
