@@ -6,6 +6,7 @@ examples:
   python main.py configs/srlane_r18_culane.py --resume              # continue the latest run
   python main.py configs/srlane_r18_culane.py --validate-only --load-from best.pth --view
   python main.py configs/srlane_r18_culane.py --validate-only --load-from work_dirs/srlane_r18_culane/RUN  # its best.pth
+  python main.py configs/srlane_r18_culane.py --validate-only --load-from RUN --report  # <work dir>/report/report.html
   python main.py configs/srlane_r18_culane.py --resume work_dirs/srlane_r18_culane/RUN/iter_8000  # or RUN (its last.pth)
   python main.py configs/srlane_r18_culane.py --set total_iter=1000 optimizer.lr=3e-4
   python main.py configs/srlane_r18_synthetic.py --accelerator cpu   # CPU on a GPU machine
@@ -25,8 +26,9 @@ from srlane.engine.distributed import RankFailure
 from srlane.engine.fabric import ACCELERATORS
 from srlane.engine.build import build_runner
 from srlane.engine.recorder import default_work_dir, format_metrics
+from srlane.engine.reporting import write_validation_report
 from srlane.synthetic import preparation
-from srlane.cli import run_cli
+from srlane.cli import add_report_argument, run_cli
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -40,6 +42,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="evaluate the validation split and print the metric table, no training")
     parser.add_argument("--view", action="store_true",
                         help="write one picture per validated image to <work dir>/visualization")
+    add_report_argument(parser)
     parser.add_argument("--load-from", "--load_from", dest="load_from", metavar="CKPT",
                         help="start from these network weights: a .pth file (a run's or a released one), a run "
                              "folder (its best.pth) or RUN/NAME without .pth (RUN/best, RUN/last, RUN/iter_1000)")
@@ -51,7 +54,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, help="same as --set seed=N")
     parser.add_argument("--set", nargs="+", default=[], action="extend", metavar="KEY=VALUE",
                         help="override config keys, dotted for nested ones; values are Python literals")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.report and not args.validate_only:
+        parser.error("--report goes with --validate-only (a training run: --set report.tensorboard=True)")
+    return args
 
 
 def latest_checkpoint(work_dirs: str, config_path: str) -> str:
@@ -88,10 +94,18 @@ def main(argv: list[str] | None = None) -> dict | None:
     check_work_dir(work_dir)
 
     runner = build_runner(cfg, work_dir, gpus=args.gpus, view=args.view, prepare=preparation(cfg.dataset, int(cfg.workers)),
-                          load_from=load_from, resume=None if args.validate_only else resume)
+                          load_from=load_from, resume=None if args.validate_only else resume,
+                          report=args.report and args.validate_only)
     if args.validate_only:
         metrics = runner.validate()
         runner.recorder.info(f"metrics of {load_from or 'the initial weights'}:\n{format_metrics(metrics)}")
+        if args.report:
+            facts = [("checkpoint", os.path.abspath(load_from) if load_from else "the initial weights"),
+                     ("config", os.path.abspath(args.config)), ("split", str(cfg.dataset.val_split))]
+            path = write_validation_report(cfg, args.config, runner.validate, runner.recorder.work_dir, facts,
+                                           run_dir=os.path.dirname(os.path.abspath(load_from)) if load_from else None)
+            if path:
+                runner.recorder.info(f"wrote the report {path}")
         runner.recorder.close()
         return metrics
     runner.train()

@@ -68,6 +68,13 @@ def add_set_argument(parser: argparse.ArgumentParser) -> None:
                              "(e.g. test_parameters.conf_threshold=0.3)")
 
 
+def add_report_argument(parser: argparse.ArgumentParser) -> None:
+    """``--report``: after the evaluation, the report folder (``report/report.html``: the metric
+    table, the threshold and IoU curves, the worst images; srlane.report)."""
+    parser.add_argument("--report", action="store_true",
+                        help="also write <work dir>/report/report.html (and the raw outputs to <work dir>/raw)")
+
+
 def add_checkpoint_argument(parser: Any, required: bool = True) -> None:
     """``--load-from CKPT`` on ``parser`` (a parser or one of its groups): the weights of a
     trained network."""

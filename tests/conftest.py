@@ -45,3 +45,13 @@ def _cpu_unless_marked_cuda(request, monkeypatch):
     if "cuda" not in request.keywords:
         monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
         monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+
+
+@pytest.fixture(scope="session")
+def road(tmp_path_factory):
+    """``helpers.road.make_road``, once per session: a checkpoint trained 4 steps, the prediction
+    files and raw outputs of the 6 test scenes (the end-to-end tests of test_one_road and
+    test_report share it)."""
+    from helpers.road import make_road
+
+    return make_road(tmp_path_factory.mktemp("road"))

@@ -3,7 +3,7 @@ import numpy as np
 
 from srlane.data.records import LaneRecord
 from srlane.lanes import Lane
-from srlane.visualize import GT_COLOUR, PRED_COLOUR, draw_lanes, write_visualizations
+from srlane.visualize import GT_COLOUR, MATCH_COLOURS, PRED_COLOUR, draw_lanes, draw_matches, write_visualizations
 
 
 def test_draw_lanes_colours_predictions_and_ground_truth():
@@ -13,6 +13,24 @@ def test_draw_lanes_colours_predictions_and_ground_truth():
     out = draw_lanes(img, pred, gt)
     assert tuple(out[75, 20]) == GT_COLOUR and tuple(out[75, 150]) == PRED_COLOUR
     assert not img.any()
+
+
+def vertical(x: float) -> np.ndarray:
+    return np.array([[x, 199.0], [x, 100.0]])
+
+
+def test_draw_matches_colours_tp_fp_fn_and_counts_them_in_the_legend():
+    img = np.zeros((200, 600, 3), np.uint8)
+    annotations = [vertical(100), vertical(300)]  # the first matched, the second missed
+    predictions = [vertical(500), vertical(100)]  # the first false, the second true
+    out = draw_matches(img, annotations, predictions, np.array([True, False]), np.array([False, True]))
+    assert tuple(out[150, 100]) == MATCH_COLOURS["matched"]  # thin white over the thick green
+    assert tuple(out[150, 97]) == MATCH_COLOURS["tp"]
+    assert tuple(out[150, 300]) == MATCH_COLOURS["fn"] and tuple(out[150, 500]) == MATCH_COLOURS["fp"]
+    legend = out[:80, :300]
+    for colour in MATCH_COLOURS.values():  # every entry of the legend is written in its colour
+        assert (legend == colour).all(axis=-1).any(), colour
+    assert len(set(MATCH_COLOURS.values())) == 4 and not img.any()
 
 
 def test_one_picture_per_image_including_images_without_lanes(tmp_path):

@@ -86,6 +86,23 @@ def test_assignment_maximises_total_iou():
     assert scores.tp[0, 0] == 2
 
 
+@pytest.mark.parametrize("cached", [False, True])
+def test_image_matches_name_the_pairs_score_images_counts(cached):
+    """Anno 0 has an exact copy (TP), anno 1 a prediction 20 px off (IoU 11/51 < 0.5: FP and FN),
+    anno 2 nothing (FN); a prediction far from all is FP. Before and after the annotation masks
+    are cached (by a first score_images) the answer is the same."""
+    annos = [vertical(300), vertical(800), vertical(1300)]
+    preds = [vertical(1600), vertical(300), vertical(820)]
+    ev = CULaneEvaluator([annos], workers=0)
+    if cached:
+        assert ev.score_images([preds]).tp[0, 0] == 1
+    matches = ev.image_matches(0, preds, 0.5)
+    assert matches.annotation.tolist() == [True, False, False]
+    assert matches.prediction.tolist() == [False, True, False]
+    assert matches.iou[1] == 1.0 and matches.iou[2] == pytest.approx(brute_iou(vertical(800), vertical(820)))
+    assert ev.image_matches(0, preds, 0.1).prediction.tolist() == [False, True, True]  # 11/51 > 0.1
+
+
 def test_images_without_annotations_count_only_fp_and_undefined_ratios():
     ev = CULaneEvaluator([[], []], categories={"cross": [0, 1]}, workers=0)
     result = ev.evaluate([[vertical(100), vertical(900)], []])

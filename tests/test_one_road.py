@@ -5,44 +5,15 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 import main
-from srlane import synthetic
 from srlane.engine.defaults import load_experiment
 from srlane.inference.raw import load_raw
 from srlane.models.decode import build_decoder
+from helpers.road import N_TEST
 from tools import embed, evaluate, export, predict, redecode
 
-ROOT = Path(__file__).resolve().parents[1]
-N_TRAIN, N_TEST = 8, 6
-
-
-@pytest.fixture(scope="module")
-def road(tmp_path_factory):
-    """A 256x96 experiment trained 4 steps on 8 generated scenes, and the prediction files of its
-    best checkpoint for the 6 test scenes (with raw outputs)."""
-    folder = tmp_path_factory.mktemp("road")
-    data = folder / "data"
-    synthetic.generate(data, "culane", N_TRAIN, N_TEST, seed=0, progress=False)
-    config = folder / "exp.py"
-    config.write_text(
-        f"_base_ = [{str(ROOT / 'configs' / 'srlane_r18_synthetic.py')!r}]\n"
-        "accelerator = 'cpu'\nimg_w = 256\nimg_h = 96\n"
-        f"dataset = dict(data_root={str(data)!r}, cache_dir={str(folder / 'cache')!r}, "
-        f"generate=dict(train={N_TRAIN}, test={N_TEST}, seed=0))\n"
-        "batch_size = 2\nworkers = 0\ntotal_iter = 4\neval_ep = 100\nsave_interval = 4\nlog_interval = 2\n"
-        "scheduler = dict(type='warmup_cosine', warmup_iter=2)\n"
-        "test_parameters = dict(conf_threshold=0.0, nms_thres=15.0, nms_topk=4)  # 4 steps: lanes to score\n"
-    )
-    main.main([str(config), "--work-dir", str(folder / "run")])
-    checkpoint = folder / "run" / "best.pth"
-    test_list = data / "list" / "test.txt"
-    predict.main([str(config), str(test_list), "--root", str(data), "--load-from", str(checkpoint),
-                  "--out", str(folder / "pred"), "--save-raw", "--batch", "4", "--workers", "0",
-                  "--accelerator", "cpu"])
-    return folder, config, checkpoint, test_list
 
 
 def lines_files(folder: Path) -> dict[str, str]:

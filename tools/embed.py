@@ -82,7 +82,8 @@ def embed(args: argparse.Namespace) -> dict:
         tqdm.write(f"error: cannot read image {meta['img_path']}; left out", file=sys.stderr)
         unreadable.append(meta["img_path"])
 
-    batches = checks.sized(tqdm(loader, desc="Embed", unit="batch", dynamic_ncols=True))
+    batches = checks.sized(tqdm(loader, desc=f"Embed the features of {len(records)} images of {args.split}",
+                                 unit="batch", dynamic_ncols=True))
     with torch.inference_mode():
         for predictions in predict_batches(model, batches, decoder, device, report, tap=tap):
             for image in predictions:

@@ -21,6 +21,8 @@ import argparse
 import json
 from collections.abc import Sequence
 
+from tqdm import tqdm
+
 from srlane.benchmarks import culane, curvelanes, tusimple
 from srlane.cli import run_cli
 from srlane.evaluation.culane import MF1_THRESHOLDS, threshold_key
@@ -76,7 +78,10 @@ def run_culane(args: argparse.Namespace) -> dict:
     records = culane.scoring_records(args.list, args.anno_dir, args.categories)
     evaluator = culane.annotation_evaluator(records, thresholds, args.width, (args.height, args.img_width),
                                             args.workers)
-    scores = evaluator.score_images(culane.read_predictions(records, args.pred_dir))
+    predictions = culane.read_predictions(records, args.pred_dir)
+    with tqdm(total=len(records), desc=f"Evaluate CULane F1 at IoU {', '.join(map(threshold_key, thresholds))}",
+              unit="img", dynamic_ncols=True) as bar:
+        scores = evaluator.score_images(predictions, bar.update)
     result = culane.f1_results(evaluator, scores)
     print(culane_tables(result, thresholds))
     if args.per_image:

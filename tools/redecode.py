@@ -34,8 +34,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
-import torch
+from tqdm import tqdm
 
 from srlane.benchmarks import BENCHMARKS, build_benchmark
 from srlane.cli import add_set_argument, at_least, run_cli
@@ -43,13 +42,10 @@ from srlane.data.crop import build_crop
 from srlane.data.records import LaneRecord
 from srlane.engine.defaults import load_experiment
 from srlane.fileio import atomic_write_text
-from srlane.inference.raw import RawError, check_geometry, load_raw
+from srlane.inference.raw import RawError, check_geometry, decode_rows, load_raw, split_rows
 from srlane.inference.video import lanes_jsonl
 from srlane.lanes import Lane
-from srlane.models.decode import LaneDecoder, build_decoder
-
-DECODE_CHUNK = 256  # rows per decoder call
-
+from srlane.models.decode import build_decoder
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -71,31 +67,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if not (args.split or args.out):
         parser.error("give --split (score) or --out (write prediction files), or both")
     return args
-
-
-def decode(outputs: np.ndarray, rows: Sequence[Mapping[str, Any]], decoder: LaneDecoder) -> list[list[Lane]]:
-    """The lanes of every row, each decoded with its own ``(crop, height)``."""
-    lanes: list[list[Lane]] = []
-    for start in range(0, len(outputs), DECODE_CHUNK):
-        part = rows[start:start + DECODE_CHUNK]
-        lanes += decoder(torch.from_numpy(outputs[start:start + DECODE_CHUNK]),
-                         [(int(row["crop"]), int(row["size"][0])) for row in part])
-    return lanes
-
-
-def split_rows(rows: Sequence[Mapping[str, Any]], records: Sequence[LaneRecord], split: str) -> list[int]:
-    """For each record of the split, the index of the image row of the same name; RawError
-    naming the first image without one."""
-    by_name: dict[str, int] = {}
-    for i, row in enumerate(rows):
-        if "frame" not in row:
-            by_name.setdefault(str(row["name"]).lstrip("/"), i)
-    missing = [record.img_name for record in records if record.img_name not in by_name]
-    if missing:
-        raise RawError(f"{len(missing)} of the {len(records)} images of split {split!r} have no raw output "
-                       f"(first: {missing[0]}); run predict.py --save-raw on that split's list file with --root "
-                       "at the data root")
-    return [by_name[record.img_name] for record in records]
 
 
 def write_outputs(out: str, fmt: str, cfg: Mapping[str, Any], rows: Sequence[Mapping[str, Any]],
@@ -143,19 +114,23 @@ def redecode(args: argparse.Namespace) -> list[dict]:
     chosen_outputs = outputs if order is None else outputs[order]
     chosen_rows = rows if order is None else [rows[i] for i in order]
     results = []
+    bar = tqdm(total=len(decoders) * len(chosen_rows), desc=f"Redecode {len(decoders)} combination(s)", unit="img",
+               dynamic_ncols=True)
     for decoder in decoders:
-        lanes = decode(chosen_outputs, chosen_rows, decoder)
+        bar.set_postfix_str(f"conf {decoder.conf_threshold:g} nms {decoder.nms_thres:g} topk {decoder.top_k}")
+        lanes = decode_rows(chosen_outputs, chosen_rows, decoder, bar.update)
         entry: dict[str, Any] = {"conf_threshold": decoder.conf_threshold, "nms_thres": decoder.nms_thres,
                                  "nms_topk": decoder.top_k, "lanes": sum(map(len, lanes))}
         if evaluate is not None:
             entry["metrics"] = evaluate(lanes)
-            print(f"conf_threshold {decoder.conf_threshold:g}  nms_thres {decoder.nms_thres:g}  "
+            tqdm.write(f"conf_threshold {decoder.conf_threshold:g}  nms_thres {decoder.nms_thres:g}  "
                   f"nms_topk {decoder.top_k}  lanes {entry['lanes']}  metric {entry['metrics']['metric']:.4f}")
         if args.out:
-            all_lanes = lanes if order is None else decode(outputs, rows, decoder)
+            all_lanes = lanes if order is None else decode_rows(outputs, rows, decoder)
             write_outputs(args.out, args.format, cfg, rows, all_lanes)
-            print(f"wrote the prediction files of {len(rows)} rows to {os.path.abspath(args.out)}")
+            tqdm.write(f"wrote the prediction files of {len(rows)} rows to {os.path.abspath(args.out)}")
         results.append(entry)
+    bar.close()
     if evaluate is not None and len(results) > 1:
         best = max(results, key=lambda e: e["metrics"]["metric"])
         print(f"best: conf_threshold {best['conf_threshold']:g}  nms_thres {best['nms_thres']:g}  "

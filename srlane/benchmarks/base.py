@@ -3,12 +3,13 @@ read them back, score them with its official metric."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
 from srlane.data.crop import Crop
 from srlane.data.records import LaneRecord
+from srlane.evaluation.culane import CULaneEvaluator
 from srlane.lanes import Lane
 
 Evaluator = Callable[[Sequence[Sequence[Lane]]], dict]
@@ -19,6 +20,16 @@ def check_count(predictions: Sequence, records: Sequence[LaneRecord]) -> None:
     """ValueError unless there is one prediction list per record."""
     if len(predictions) != len(records):
         raise ValueError(f"{len(predictions)} predictions for {len(records)} images")
+
+
+def headline_counts(metrics: Mapping[str, object]) -> Mapping[str, object]:
+    """The tp/fp/fn/f1 dict of a metrics entry: itself (CurveLanes, TuSimple), its IoU 0.5
+    result or its first result (CULane)."""
+    if "f1" in metrics:
+        return metrics
+    if isinstance(metrics.get("0.5"), Mapping):
+        return metrics["0.5"]
+    return next(v for v in metrics.values() if isinstance(v, Mapping) and "f1" in v)
 
 
 class Benchmark:
@@ -83,6 +94,13 @@ class Benchmark:
         """``predictions (per record, its lanes as (N, 2) pixel arrays) -> metrics`` with
         ``"metric"``: the official metric over the records' annotations."""
         raise NotImplementedError
+
+    def iou_evaluator(self, records: Sequence[LaneRecord], iou_thresholds: Sequence[float]) -> CULaneEvaluator | None:
+        """The records' official per-lane IoU matching at several thresholds (``score_images``,
+        ``summarize``, ``image_matches``: which lanes are true or false positives), over the
+        pixel lanes ``prediction_points`` gives; None where the benchmark's metric has none
+        (TuSimple's is per point; CurveLanes' is not exposed per lane)."""
+        return None
 
     def prediction_points(self, record: LaneRecord, lanes: Sequence[Lane]) -> list[np.ndarray]:
         """The record's lanes as ``write_predictions`` writes them, read back: ``(N, 2)`` pixel

@@ -351,8 +351,11 @@ class CULane(Benchmark):
         return load_culane(self.data_root, split, self.cache_dir, filter_duplicates=self.filter_duplicates and training)
 
     def pixel_evaluator(self, records: Sequence[LaneRecord]) -> PixelEvaluator:
-        metric = annotation_evaluator(records, img_shape=self.image_size)
+        metric = self.iou_evaluator(records, (0.5,))
         return lambda predictions: f1_results(metric, metric.score_images(predictions))
+
+    def iou_evaluator(self, records: Sequence[LaneRecord], iou_thresholds: Sequence[float]) -> CULaneEvaluator:
+        return annotation_evaluator(records, iou_thresholds, img_shape=self.image_size)
 
     def prediction_points(self, record: LaneRecord, lanes: Sequence[Lane]) -> list[np.ndarray]:
         ori_h, ori_w = self.size_of(record)

@@ -26,6 +26,7 @@ from srlane.engine.hooks import CheckpointHook, EarlyStopHook, Hook, LoggerHook
 from srlane.engine.loaders import LoaderBuilder, Prepare, SplitLoaders, split_loader
 from srlane.engine.optim import build_optimizer, build_scheduler
 from srlane.engine.recorder import Recorder
+from srlane.engine.reporting import build_report_hooks
 from srlane.engine.runner import LoopOptions, Runner
 from srlane.engine.validation import Validator
 from srlane.models import build_net
@@ -106,12 +107,14 @@ def build_parts(cfg: Config, work_dir: str, gpus: Sequence[int] = (0,), prepare:
 
 
 def build_validator(cfg: Config, parts: TrainingParts, view: bool = False,
-                    decoder: LaneDecoder | None = None) -> Validator:
+                    decoder: LaneDecoder | None = None, keep_raw: bool = False) -> Validator:
     """Validation of ``parts.eval_net`` with the config's inference options and decoder (or
-    ``decoder``); ``view`` writes one picture per image to ``<work dir>/visualization``."""
+    ``decoder``); ``view`` writes one picture per image to ``<work dir>/visualization``;
+    ``keep_raw`` (or the config's ``report.tensorboard``) keeps the raw outputs for a report."""
     folder = os.path.join(parts.recorder.work_dir, "visualization") if view else None
     return Validator(parts.fabric, parts.loaders.val, parts.eval_net, build_inference_options(cfg),
-                     decoder or build_decoder(cfg), parts.benchmark, parts.input_checks, parts.recorder.info, folder)
+                     decoder or build_decoder(cfg), parts.benchmark, parts.input_checks, parts.recorder.info, folder,
+                     keep_raw=keep_raw or bool(cfg.report.tensorboard))
 
 
 def default_hooks(cfg: Config, recorder: Recorder, checkpointer: Checkpointer,
@@ -126,16 +129,20 @@ def default_hooks(cfg: Config, recorder: Recorder, checkpointer: Checkpointer,
 def build_runner(cfg: Config, work_dir: str, gpus: Sequence[int] = (0,), view: bool = False,
                  prepare: Prepare | None = None, *, net: nn.Module | None = None, benchmark: Benchmark | None = None,
                  build_loader: LoaderBuilder | None = None, decoder: LaneDecoder | None = None,
-                 hooks: Sequence[Hook] = (), load_from: str | None = None, resume: str | None = None) -> Runner:
+                 hooks: Sequence[Hook] = (), load_from: str | None = None, resume: str | None = None,
+                 report: bool = False) -> Runner:
     """The Runner ``cfg`` describes (``build_parts`` for the arguments they share), its standard
     hooks followed by ``hooks``, checkpoints in the run folder. ``load_from``: start from that
     file's weights (the moving average when it has one; its config must agree on the network's
-    geometry); ``resume``: continue the run that file saved."""
+    geometry); ``resume``: continue the run that file saved; ``report``: validation keeps the raw
+    outputs (``srlane.engine.reporting.write_validation_report``)."""
     parts = build_parts(cfg, work_dir, gpus, prepare, net, benchmark, build_loader)
-    validator = build_validator(cfg, parts, view, decoder)
+    validator = build_validator(cfg, parts, view, decoder, keep_raw=report)
     checkpointer = Checkpointer(parts.recorder.work_dir, parts.fabric.is_global_zero, cfg.to_dict(),
                                 parts.recorder.info, cfg.get("keep_iter_checkpoints") or 0)
-    runner = parts.runner(validator, [*default_hooks(cfg, parts.recorder, checkpointer, parts.optimizer), *hooks])
+    report_hooks = build_report_hooks(cfg, validator, parts.benchmark, parts.recorder)
+    runner = parts.runner(validator, [*default_hooks(cfg, parts.recorder, checkpointer, parts.optimizer),
+                                      *report_hooks, *hooks])
     checkpointer.attach(runner)
     if load_from:
         checkpointer.load_weights(parts.eval_net, load_from)

@@ -45,6 +45,11 @@ DEFAULTS: dict = dict(
     # network: precision "fp32" | "fp16" | "bf16" (autocast), fold_bn, channels_last, compile "none" |
     # "compile" | "cudagraph" (CUDA only); see srlane.models.inference
     inference=dict(precision="fp32", fold_bn=False, channels_last=False, compile="none"),
+    # at each validation of a training run, with tensorboard=True: the metric, precision and recall
+    # against these confidence thresholds (the validation's raw outputs decoded again at each, each
+    # scored: a validation's scoring once per threshold) and the `gallery` worst images with their
+    # TP, FP and FN lanes go to TensorBoard (srlane.engine.reporting); off by default
+    report=dict(tensorboard=False, thresholds=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9], gallery=4),
     work_dirs="work_dirs",  # runs go to <work_dirs>/<config name>/<timestamp>/
 )
 

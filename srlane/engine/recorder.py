@@ -18,6 +18,7 @@ import torch
 from lightning.fabric.loggers import TensorBoardLogger
 from tqdm import tqdm
 
+from srlane.benchmarks.base import headline_counts
 from srlane.fileio import FULL, disk_full
 
 
@@ -209,20 +210,11 @@ def _number(value: float | int | None) -> str:
     return str(value) if isinstance(value, int) else f"{value:.4f}"
 
 
-def _counts(entry: Mapping[str, object]) -> Mapping[str, object]:
-    """The tp/fp/fn/f1 dict of an entry: itself, its IoU 0.5 result or its first result."""
-    if "f1" in entry:
-        return entry
-    if isinstance(entry.get("0.5"), Mapping):
-        return entry["0.5"]
-    return next(v for v in entry.values() if isinstance(v, Mapping) and "f1" in v)
-
-
 def _category_table(metrics: Mapping[str, object]) -> str:
     header = f"  {'category':<10}{'F1 (%)':>9}{'precision':>11}{'recall':>9}{'TP':>8}{'FP':>8}{'FN':>8}"
     lines = [header]
     for name, entry in [*metrics["categories"].items(), ("total", metrics)]:
-        c = _counts(entry)
+        c = headline_counts(entry)
         if name == "cross":
             lines.append(f"  {name:<10}{'FP: ' + str(c['fp']):>9}{'-':>11}{'-':>9}{c['tp']:>8}{c['fp']:>8}{c['fn']:>8}")
             continue

@@ -18,7 +18,7 @@ from srlane.data.input_checks import InputChecks
 from srlane.data.records import DataFormatError
 from srlane.engine.data_parallel import dp_devices, spread_over
 from srlane.engine.distributed import failures_shared, gather_by_index
-from srlane.inference import predict_batches
+from srlane.inference import ImagePrediction, predict_batches
 from srlane.models.decode import LaneDecoder
 from srlane.models.inference import InferenceOptions, prepare_for_inference
 
@@ -45,14 +45,18 @@ class Validator:
         input_checks: warns once per image size the config does not expect.
         log: where the pictures are told.
         view_folder: when given, one picture per validated image goes there (``--view``).
+        keep_raw: keep each image's raw output: after each validation, ``last`` holds the
+            split's ``ImagePrediction``s in the records' order on rank 0 (a report's input;
+            None elsewhere and without ``keep_raw``).
     """
 
     def __init__(self, fabric: Fabric, loader: Callable[[], DataLoader], net: nn.Module, options: InferenceOptions,
                  decoder: LaneDecoder, benchmark: Benchmark, input_checks: InputChecks, log: Callable[[str], None],
-                 view_folder: str | None = None) -> None:
+                 view_folder: str | None = None, keep_raw: bool = False) -> None:
         self.fabric, self.loader, self.net, self.options = fabric, loader, net, options
         self.decoder, self.benchmark, self.input_checks, self.log = decoder, benchmark, input_checks, log
-        self.view_folder = view_folder
+        self.view_folder, self.keep_raw = view_folder, keep_raw
+        self.last: list[ImagePrediction] | None = None
         self.prepared: nn.Module | None = None  # the inference copy, made at the first validation
         self._evaluator: Evaluator | None = None
 
@@ -80,8 +84,9 @@ class Validator:
         # a failure on one process stops every process with its line (none waits in a collective)
         with failures_shared(self.fabric):
             for batch in predict_batches(net, self.input_checks.sized(bar), self.decoder, self.fabric.device,
-                                         reject_unreadable):
-                predictions.update((int(image.meta["index"]), image.lanes) for image in batch)
+                                         reject_unreadable, keep_raw=self.keep_raw):
+                predictions.update((int(image.meta["index"]), image if self.keep_raw else image.lanes)
+                                   for image in batch)
         gathered = gather_by_index(self.fabric, predictions)
         metrics = None
         with failures_shared(self.fabric):
@@ -94,6 +99,8 @@ class Validator:
         if missing:
             raise RuntimeError(f"validation produced no prediction for images {missing[:10]}")
         ordered = [predictions[i] for i in range(len(dataset))]
+        if self.keep_raw:
+            self.last, ordered = ordered, [image.lanes for image in ordered]
         if self.view_folder is not None:
             from srlane.visualize import write_visualizations
 

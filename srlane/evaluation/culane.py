@@ -10,6 +10,7 @@ NaN); the assignment is exact (the official Kuhn-Munkres has a 0.01 tolerance). 
 ``.lines.txt`` files is ``srlane.benchmarks.culane``'s.
 """
 import os
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
@@ -21,6 +22,18 @@ from srlane.evaluation.spline import sample_lanes_flat
 
 MF1_THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
 _CHUNK_IMAGES = 256
+
+
+@dataclass
+class LaneMatches:
+    """Which lanes of one image the assignment matched at an IoU threshold: ``annotation`` and
+    ``prediction`` are boolean per lane (True: a true positive pair; an unmatched annotation is a
+    false negative, an unmatched prediction a false positive); ``iou`` per prediction, the IoU
+    of its assigned annotation (0 when none)."""
+
+    annotation: np.ndarray
+    prediction: np.ndarray
+    iou: np.ndarray
 
 
 @dataclass
@@ -62,11 +75,18 @@ def iou_matrix(annos: list[LaneMask], preds: list[LaneMask]) -> np.ndarray:
     return out
 
 
+def assign(iou: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The (annotation, prediction) pairs of the one-to-one assignment maximising total IoU."""
+    if iou.size == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return linear_sum_assignment(iou, maximize=True)
+
+
 def match_image(iou: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """tp per threshold (IoU > threshold) of the assignment maximising total IoU; also the assigned IoUs."""
     if iou.size == 0:
         return np.zeros(len(thresholds), dtype=np.int64), np.zeros(0)
-    rows, cols = linear_sum_assignment(iou, maximize=True)
+    rows, cols = assign(iou)
     matched = iou[rows, cols]
     return (matched[:, None] > thresholds[None, :]).sum(axis=0), matched
 
@@ -153,8 +173,10 @@ class CULaneEvaluator:
         self.workers = os.cpu_count() if workers is None else workers
         self._anno_masks: list[_MaskList] | None = None
 
-    def score_images(self, predictions: list[list[np.ndarray]]) -> ImageScores:
-        """Per-image tp (for every threshold), lane counts and assigned IoUs."""
+    def score_images(self, predictions: list[list[np.ndarray]],
+                     progress: Callable[[int], object] | None = None) -> ImageScores:
+        """Per-image tp (for every threshold), lane counts and assigned IoUs; ``progress(n)`` after
+        each chunk of ``n`` images is scored (a tqdm bar's ``update``)."""
         if len(predictions) != len(self.annotations):
             raise ValueError(f"got predictions for {len(predictions)} images, the evaluator has "
                              f"{len(self.annotations)} annotated images")
@@ -163,13 +185,18 @@ class CULaneEvaluator:
         annos = self._anno_masks if self._anno_masks is not None else self.annotations
         tasks = [(self.width, self.img_shape, self.thresholds, annos[s:s + _CHUNK_IMAGES], preds[s:s + _CHUNK_IMAGES])
                  for s in range(0, len(preds), _CHUNK_IMAGES)]
+        done = progress or (lambda n: None)
         if self.workers <= 1 or len(tasks) <= 1:
             results = [_score_chunk(t) for t in tasks]
+            done(len(preds))
         else:
             stamps = _rasterizer(self.width, self.img_shape).stamps
             with ProcessPoolExecutor(max_workers=min(self.workers, len(tasks)), initializer=_init_worker,
                                      initargs=(self.width, self.img_shape, stamps.export())) as pool:
-                results = list(pool.map(_score_chunk, tasks))
+                results = []
+                for task, result in zip(tasks, pool.map(_score_chunk, tasks)):
+                    results.append(result)
+                    done(len(task[4]))
             for result in results:
                 stamps.absorb(result[3])
         if self._anno_masks is None:
@@ -178,6 +205,21 @@ class CULaneEvaluator:
         return ImageScores(tp=tp, num_anno=np.array([len(a) for a in self.annotations], dtype=np.int64),
                            num_pred=np.array([len(p) for p in preds], dtype=np.int64),
                            matched_iou=[m for r in results for m in r[1]])
+
+    def image_matches(self, index: int, prediction: list[np.ndarray], threshold: float = 0.5) -> LaneMatches:
+        """The true positive, false positive and false negative lanes of image ``index`` for the
+        lanes ``prediction``: the pairs of the assignment ``score_images`` counts, IoU > threshold."""
+        annos = (list(self._anno_masks[index]) if self._anno_masks is not None
+                 else rasterize_lanes(self.annotations[index], self.width, self.img_shape))
+        preds = [_as_points(lane, f"prediction of image {index}, lane {j}") for j, lane in enumerate(prediction)]
+        iou = iou_matrix(annos, rasterize_lanes(preds, self.width, self.img_shape))
+        rows, cols = assign(iou)
+        hit = iou[rows, cols] > threshold
+        annotation, predicted = np.zeros(len(annos), bool), np.zeros(len(preds), bool)
+        annotation[rows[hit]], predicted[cols[hit]] = True, True
+        pred_iou = np.zeros(len(preds))
+        pred_iou[cols] = iou[rows, cols]
+        return LaneMatches(annotation, predicted, pred_iou)
 
     def summarize(self, scores: ImageScores) -> dict:
         """Totals over all images and over each category (see ``CULaneEvaluator.evaluate``)."""

@@ -11,17 +11,22 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import torch
 
+from srlane.data.records import LaneRecord
 from srlane.fileio import atomic_write_npy, atomic_write_text
 from srlane.inference.predict import ImagePrediction
+from srlane.lanes import Lane
+from srlane.models.decode import LaneDecoder
 
 RAW_FORMAT = "srlane-raw-outputs/1"
 GEOMETRY = ("img_w", "img_h", "num_points")  # the config keys the outputs were made with
 ROW_KEYS = {"name", "size", "crop"}  # every row has them; a video frame's also "frame" and "time"
+DECODE_CHUNK = 256  # rows per decoder call
 
 
 class RawError(ValueError):
@@ -44,6 +49,14 @@ class RawWriter:
     def __init__(self) -> None:
         self.outputs: list[np.ndarray] = []
         self.rows: list[dict] = []
+
+    @classmethod
+    def of(cls, predictions: Sequence[ImagePrediction]) -> RawWriter:
+        """A writer holding these predictions' raw outputs, in order."""
+        writer = cls()
+        for prediction in predictions:
+            writer.add(prediction)
+        return writer
 
     def add(self, prediction: ImagePrediction) -> None:
         if prediction.raw is None:
@@ -112,3 +125,32 @@ def check_geometry(outputs: np.ndarray, index: Mapping[str, Any], cfg: Mapping[s
         raise RawError(f"the raw outputs were made with {have}, output rows {tuple(outputs.shape[1:])} "
                        f"(config {index.get('config')}); {config} has {want} (rows of {width}): "
                        "re-decode them with the config they were saved with")
+
+
+def decode_rows(outputs: np.ndarray, rows: Sequence[Mapping[str, Any]], decoder: LaneDecoder,
+                progress: Callable[[int], object] | None = None) -> list[list[Lane]]:
+    """The lanes of every row, each decoded with its own ``(crop, height)``; ``progress(n)``
+    after each chunk of ``n`` rows (a tqdm bar's ``update``)."""
+    lanes: list[list[Lane]] = []
+    for start in range(0, len(outputs), DECODE_CHUNK):
+        part = rows[start:start + DECODE_CHUNK]
+        lanes += decoder(torch.from_numpy(outputs[start:start + DECODE_CHUNK]),
+                         [(int(row["crop"]), int(row["size"][0])) for row in part])
+        if progress is not None:
+            progress(len(part))
+    return lanes
+
+
+def split_rows(rows: Sequence[Mapping[str, Any]], records: Sequence[LaneRecord], split: str) -> list[int]:
+    """For each record of the split, the index of the image row of the same name; RawError
+    naming the first image without one."""
+    by_name: dict[str, int] = {}
+    for i, row in enumerate(rows):
+        if "frame" not in row:
+            by_name.setdefault(str(row["name"]).lstrip("/"), i)
+    missing = [record.img_name for record in records if record.img_name not in by_name]
+    if missing:
+        raise RawError(f"{len(missing)} of the {len(records)} images of split {split!r} have no raw output "
+                       f"(first: {missing[0]}); run predict.py --save-raw on that split's list file with --root "
+                       "at the data root")
+    return [by_name[record.img_name] for record in records]
