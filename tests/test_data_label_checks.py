@@ -159,11 +159,25 @@ def test_skip_leaves_training_images_out_one_line_each_and_refuses_for_validatio
                      "finite numbers"]
     with pytest.warns(UserWarning, match=rf"skipped {NAMES[0]}: .*0\.lines\.txt:2: value 'nan'"):
         assert len(culane_benchmark(tmp_path, "skip").read_split("list/train.txt", True)) == 1
-    with pytest.raises(DataFormatError) as info:
-        culane_benchmark(tmp_path, "skip").read_split("list/train.txt", False)
-    assert str(info.value) == (f"{path}:2: value 'nan' is not a finite number; expected x y pairs of finite numbers "
-                               "(dataset.on_bad_label='skip' leaves out training images only: a split that is "
-                               "validated or scored keeps every image)")
+    for on_bad_label in ("skip", "error"):
+        with pytest.raises(DataFormatError) as info:
+            culane_benchmark(tmp_path, on_bad_label).read_split("list/train.txt", False)
+        assert str(info.value) == (f"{path}:2: value 'nan' is not a finite number; expected x y pairs of finite "
+                                   "numbers (dataset.on_bad_label='skip' leaves out training images only: a split "
+                                   "that is validated or scored keeps every image)")
+
+
+def test_on_bad_label_must_be_error_or_skip():
+    from srlane.benchmarks import build_benchmark
+    from srlane.config import Config, ConfigError
+
+    cfg = Config(dataset=dict(type="culane", data_root="x", on_bad_label="skpi"), ori_img_w=1640, ori_img_h=590,
+                 cut_height=270)
+    with pytest.raises(ConfigError, match=r"^dataset.on_bad_label must be one of error, skip, got 'skpi'; "
+                                          r"closest: 'skip'$"):
+        build_benchmark(cfg)
+    cfg.dataset.on_bad_label = "skip"
+    assert build_benchmark(cfg).on_bad_label == "skip"
 
 
 def test_a_bad_label_is_cached_as_bad(tmp_path, monkeypatch):

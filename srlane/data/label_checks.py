@@ -157,11 +157,11 @@ def good_labels(records: Sequence[LaneRecord], on_bad_label: str, training: bool
     bad = [r for r in records if r.bad_label is not None]
     if not bad:
         return list(records)
-    if on_bad_label != "skip":
-        raise bad_label_error(bad[0], " (dataset.on_bad_label='skip' leaves such training images out)")
     if not training:
         raise bad_label_error(bad[0], " (dataset.on_bad_label='skip' leaves out training images only: a split that "
                                       "is validated or scored keeps every image)")
+    if on_bad_label != "skip":
+        raise bad_label_error(bad[0], " (dataset.on_bad_label='skip' leaves such training images out)")
     for record in bad:
         (report or warn)(f"skipped {record.img_name}: {bad_label_error(record)}")
     return [r for r in records if r.bad_label is None]
