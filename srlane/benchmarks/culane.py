@@ -15,8 +15,9 @@ read strictly (``read_lane_file``: a value that is not a number or an odd number
 error naming the file and line, where the official tool would keep the pairs before it), with the
 same values wherever a file is well-formed. A value that reads as a number that is not finite
 (``nan``, ``inf``, ``1e999``) is an error in every reading. Training and validation lanes then
-pass the label checks (``srlane.data.label_checks``, docs/labels.md) on the config's image size. Missing annotation or prediction files count as 0
-lanes, reported by one warning with their number (the official tool counts them silently).
+pass the label checks (``srlane.data.label_checks``, docs/labels.md) on the config's image size.
+Missing annotation or prediction files count as 0 lanes, reported by one warning with their
+number (the official tool counts them silently).
 """
 from __future__ import annotations
 

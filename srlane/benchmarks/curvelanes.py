@@ -14,8 +14,8 @@ each record carries its image's size, read from the file header, and the crop is
 size (``cut_heights``). Records keep every labelled lane (1-point lanes count for the metric);
 training uses the lanes with at least 2 points, bottom point first. Training and validation
 labels pass the label checks (``srlane.data.label_checks``, docs/labels.md) on their image's
-size; scoring reads them as the official script does (numbers must be finite, no other check). Papers score the ``valid``
-split (test labels are not public) with up to 16 lanes per image.
+size; scoring reads them as the official script does (numbers must be finite, no other check).
+Papers score the ``valid`` split (test labels are not public) with up to 16 lanes per image.
 
 Scoring prediction files (``scoring_records``, ``read_predictions``) differs from the official
 script where it would fail or guess (spec: evaluation.md):

@@ -220,7 +220,8 @@ def read_prediction_file(path: str, records: Sequence[LaneRecord]) -> tuple[list
             raise DataFormatError(path, line_no, f"image {raw_file!r} appears twice in the predictions")
         h_samples = records[i].h_samples
         if not isinstance(rows, list):
-            raise DataFormatError(path, line_no, f"image {raw_file!r}: lanes is {short_repr(rows)}, expected a list of lanes")
+            raise DataFormatError(path, line_no,
+                                  f"image {raw_file!r}: lanes is {short_repr(rows)}, expected a list of lanes")
         for j, xs in enumerate(rows):
             _require_numbers(xs, path, line_no, f"image {raw_file!r}: predicted lane {j}")
             if len(xs) != len(h_samples):

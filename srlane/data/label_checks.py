@@ -16,7 +16,8 @@ import numpy as np
 
 from srlane.data.records import DataFormatError, LaneRecord
 
-LABEL_MARGIN = 1.0  # a point may lie up to this fraction of the image's width (height) left or right of (above or below) it
+# a point may lie up to this fraction of the image's width (height) left or right of (above or below) it
+LABEL_MARGIN = 1.0
 ON_BAD_LABEL = ("error", "skip")  # dataset.on_bad_label: stop at a bad label, or leave that training image out
 
 
