@@ -75,7 +75,7 @@ def test_culane_test_split_categories(tmp_path):
 def test_culane_malformed_annotation_names_file_and_line(tmp_path, text, message):
     culane_root(tmp_path / "CULane", text)
     with pytest.raises(DataFormatError, match=message) as info:
-        load_culane(str(tmp_path / "CULane"), "train", cache_dir=str(tmp_path / "cache"))
+        CULane(str(tmp_path / "CULane"), Crop(0), cache_dir=str(tmp_path / "cache")).read_split("train", True)
     assert info.value.path.endswith("00000.lines.txt") and info.value.line == 2
 
 
@@ -169,7 +169,8 @@ def test_tusimple_splits_and_minus_two(tmp_path):
 
 @pytest.mark.parametrize("line, message", [
     ('{"lanes": [[1, 2]], "h_samples": [1, 2, 3], "raw_file": "clips/0313-1/1/20.jpg"}\n', "lane 0 has 2 values"),
-    ('{"lanes": [["a", 2]], "h_samples": [1, 2], "raw_file": "clips/0313-1/1/20.jpg"}\n', "lists of numbers"),
+    ('{"lanes": [["a", 2]], "h_samples": [1, 2], "raw_file": "clips/0313-1/1/20.jpg"}\n',
+     "lane 0 value 0: 'a' is not a number; expected a list of finite numbers"),
     ('{"lanes": [], "h_samples": [], "raw_file": "clips/missing.jpg"}\n', "image not found"),
     ('{"lanes": [], "h_samples": []\n', "malformed json"),
     ('[1, 2]\n', "expected a json object, got list"),
@@ -178,7 +179,7 @@ def test_tusimple_malformed_names_file_and_line(tmp_path, line, message):
     root = tmp_path / "tusimple"
     tusimple_root(root, extra_line=line)
     with pytest.raises(DataFormatError, match=message) as info:
-        load_tusimple(str(root), "train", cache_dir=str(tmp_path / "c"))
+        TuSimple(str(root), Crop(0), (720, 1280), str(tmp_path / "c")).read_split("train", True)
     assert info.value.path.endswith("label_data_0313.json") and info.value.line == 3
 
 
@@ -238,7 +239,7 @@ def test_culane_prediction_file_missing_or_malformed(tmp_path):
     assert [[lane.tolist() for lane in lanes] for lanes in read] == [[[[1, 2], [3, 4]], []], []]
     for text, message in (("1 2 3 4\n5 6 abc 8\n", "non-numeric value 'abc'"),
                           ("1 2 3 4\n5 6 7\n", "odd number of values (3)"),
-                          ("1 2\n3 1e999\n", "a value is beyond the float range")):
+                          ("1 2\n3 1e999\n", "value '1e999' is not a finite number")):
         path = write(tmp_path / "b.lines.txt", text)
         with pytest.raises(DataFormatError) as info:
             CULane.read_predictions(records, str(tmp_path))

@@ -6,6 +6,7 @@ dataset = dict(
     train_split="train",  # list/train_gt.txt
     val_split="test",  # list/test.txt with list/test_split/ categories; "val" for list/val.txt
     cache_dir=None,  # None: datasets/.cache
+    on_bad_label="error",  # a label that cannot be true (docs/labels.md) stops the run; "skip": leave that training image out
     filter_duplicates=True,  # drop near-duplicate training frames (mean abs diff < 15)
 )
 ori_img_w = 1640

@@ -12,6 +12,7 @@ dataset = dict(
     train_split="train",  # train/train.txt
     val_split="valid",  # valid/valid.txt (test labels are not public)
     cache_dir=None,
+    on_bad_label="error",  # a label that cannot be true (docs/labels.md) stops the run; "skip": leave that training image out
 )
 ori_img_w = 2560
 ori_img_h = 1440

@@ -6,6 +6,7 @@ dataset = dict(
     train_split="trainval",  # train (0313+0601), val (0531), trainval (all three)
     val_split="test",  # test_label.json
     cache_dir=None,
+    on_bad_label="error",  # a label that cannot be true (docs/labels.md) stops the run; "skip": leave that training image out
     filter_duplicates=False,
 )
 ori_img_w = 1280

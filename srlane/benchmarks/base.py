@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from srlane.data.crop import Crop
+from srlane.data.label_checks import good_labels
 from srlane.data.records import LaneRecord
 from srlane.evaluation.culane import CULaneEvaluator
 from srlane.lanes import Lane
@@ -42,6 +43,8 @@ class Benchmark:
             TuSimple: the readers leave ``LaneRecord.img_size`` empty and lanes are scored on
             that canvas); None when each record carries its own (CurveLanes).
         cache_dir: where parsed annotations are cached (None: ``datasets/.cache``).
+        on_bad_label: "error" (a label that fails the checks of ``srlane.data.label_checks``
+            stops the run) or "skip" (that training image is left out, reported in one line).
     """
 
     name = "benchmark"
@@ -50,19 +53,24 @@ class Benchmark:
     options: tuple[str, ...] = ()  # further dataset config keys the constructor takes
 
     def __init__(self, data_root: str, crop: Crop, image_size: tuple[int, int] | None = None,
-                 cache_dir: str | None = None) -> None:
+                 cache_dir: str | None = None, on_bad_label: str = "error") -> None:
         self.data_root, self.crop, self.image_size, self.cache_dir = data_root, crop, image_size, cache_dir
+        self.on_bad_label = on_bad_label
 
-    def read_split(self, split: str, training: bool) -> list[LaneRecord]:
-        """The records of ``split`` (FileNotFoundError naming the root when it does not exist)."""
+    def read_split(self, split: str, training: bool, report: Callable[[str], None] | None = None) -> list[LaneRecord]:
+        """The records of ``split`` (FileNotFoundError naming the root when it does not exist)
+        whose labels pass the checks; an image whose label does not stops the run or, in a
+        training split under ``on_bad_label="skip"``, is left out and ``report``-ed in one line
+        (``good_labels``)."""
         if not os.path.isdir(self.data_root):
             raise FileNotFoundError(
                 f"dataset.data_root {self.data_root!r} does not exist (resolved {os.path.abspath(self.data_root)}); "
                 "fill it as datasets/README.md says or point dataset.data_root elsewhere (--set dataset.data_root=...)"
             )
-        return self._read_split(split, training)
+        return good_labels(self._read_split(split, training), self.on_bad_label, training, report)
 
     def _read_split(self, split: str, training: bool) -> list[LaneRecord]:
+        """The split's records as the reader made them, those with a ``bad_label`` included."""
         raise NotImplementedError
 
     def size_of(self, record: LaneRecord) -> tuple[int, int]:

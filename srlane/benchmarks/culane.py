@@ -13,11 +13,15 @@ Reading ``.lines.txt`` files: annotations scored from files (``scoring_records``
 official C++ tool reads them (``read_lines_file``); training annotations and prediction files are
 read strictly (``read_lane_file``: a value that is not a number or an odd number of values is an
 error naming the file and line, where the official tool would keep the pairs before it), with the
-same values wherever a file is well-formed. Missing annotation or prediction files count as 0
-lanes, reported by one warning with their number (the official tool counts them silently).
+same values wherever a file is well-formed. A value that reads as a number that is not finite
+(``nan``, ``inf``, ``1e999``) is an error in every reading. Training and validation lanes then
+pass the label checks (``srlane.data.label_checks``, docs/labels.md) on the config's image size.
+Missing annotation or prediction files count as 0 lanes, reported by one warning with their
+number (the official tool counts them silently).
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 import warnings
@@ -29,8 +33,8 @@ import numpy as np
 from srlane.benchmarks.base import Benchmark, PixelEvaluator
 from srlane.data.cache import cached_records
 from srlane.data.crop import Crop
-from srlane.data.records import (DataFormatError, LaneRecord, ListEntry, clean_lane, read_list, read_text,
-                                 relative_name)
+from srlane.data.label_checks import clean_lane
+from srlane.data.records import DataFormatError, LaneRecord, ListEntry, read_list, read_text, relative_name
 from srlane.evaluation.culane import CULaneEvaluator, ImageScores, threshold_key
 from srlane.fileio import atomic_write_text
 from srlane.lanes import CULANE_DECIMALS, Lane, lanes_pixel_points, printed, write_culane_lines
@@ -138,38 +142,62 @@ def parse_lane_line(line: str) -> np.ndarray:
     return values[:len(values) // 2 * 2].astype(np.float32).reshape(-1, 2)
 
 
+def _require_finite(path: str, number: int, line: str) -> None:
+    """DataFormatError naming the first value of a text line that reads as a number but is not
+    finite (``nan``, ``inf``, ``1e999``: what no reading should pass on)."""
+    for token in line.split():
+        try:
+            value = float(token)
+        except ValueError:
+            continue
+        if not math.isfinite(value):
+            raise DataFormatError(path, number, f"value {token!r} is not a finite number; expected x y pairs of "
+                                                "finite numbers")
+
+
 def read_lines_file(path: str) -> list[np.ndarray]:
     """Lanes of a ``.lines.txt`` file as the official tool reads them (``parse_lane_line``), one
-    per text line (a blank line is a lane with 0 points)."""
-    return [parse_lane_line(line) for line in _text_lines(path)]
+    per text line (a blank line is a lane with 0 points); a value that is not finite is a
+    DataFormatError naming the file and line."""
+    lines = _text_lines(path)
+    for number, line in enumerate(lines, 1):
+        _require_finite(path, number, line)
+    return [parse_lane_line(line) for line in lines]
 
 
 def read_lane_file(path: str) -> list[np.ndarray]:
     """Lanes of a ``.lines.txt`` file read strictly: float32 ``(N, 2)``, one per text line (a
     blank line is a lane with 0 points).
 
-    A value that is not a number, an odd number of values or a value beyond float range is a
-    DataFormatError naming the file and line; otherwise the values are ``read_lines_file``'s.
+    A value that is not a finite number or an odd number of values is a DataFormatError naming
+    the file and line; otherwise the values are ``read_lines_file``'s.
     """
     lanes = []
     for number, line in enumerate(_text_lines(path), 1):
+        _require_finite(path, number, line)
         values = line.split()
         if not _PLAIN_LINE.fullmatch(line):
             bad = next((v for v in values if not _NUMBER_TOKEN.fullmatch(v)), line.strip())
             raise DataFormatError(path, number, f"non-numeric value {bad!r}; expected x y pairs of numbers")
         if len(values) % 2:
             raise DataFormatError(path, number, f"odd number of values ({len(values)}); expected x y pairs")
-        lane = parse_lane_line(line)
-        if not np.isfinite(lane).all():
-            raise DataFormatError(path, number, "a value is beyond the float range")
-        lanes.append(lane)
+        lanes.append(parse_lane_line(line))
     return lanes
 
 
-def read_annotation(path: str) -> list[np.ndarray]:
-    """Training lanes of one annotation ``.lines.txt`` (``read_lane_file``): negative-coordinate
-    points and lanes with < 2 points dropped."""
-    return [lane for lane in map(clean_lane, read_lane_file(path)) if lane is not None]
+def read_annotation(path: str, image_size: tuple[int, int] | None = None) -> list[np.ndarray]:
+    """Training lanes of one annotation ``.lines.txt`` (``read_lane_file``), checked on an image
+    of ``image_size`` (``clean_lane``: negative-coordinate points and lanes with < 2 points
+    dropped, a lane that cannot be true a DataFormatError naming the file and line)."""
+    lanes = []
+    for number, points in enumerate(read_lane_file(path), 1):
+        try:
+            lane = clean_lane(points, image_size)
+        except ValueError as err:
+            raise DataFormatError(path, number, str(err)) from None
+        if lane is not None:
+            lanes.append(lane)
+    return lanes
 
 
 def read_lane_files(folder: str, names: Sequence[str], what: str,
@@ -209,10 +237,11 @@ def list_extras(entry: ListEntry, list_path: str) -> tuple[str | None, tuple[int
     return mask, flags
 
 
-def parse_culane_list(data_root: str, list_path: str,
-                      category_files: Mapping[str, str] | None = None) -> list[LaneRecord]:
-    """Records of every line of a list file (blank lines skipped), with their lanes and, from
-    ``category_files`` (``category_lists``), their category."""
+def parse_culane_list(data_root: str, list_path: str, category_files: Mapping[str, str] | None = None,
+                      image_size: tuple[int, int] | None = None) -> list[LaneRecord]:
+    """Records of every line of a list file (blank lines skipped), with their lanes
+    (``read_annotation`` on ``image_size``; a label that fails: no lanes and its ``bad_label``)
+    and, from ``category_files`` (``category_lists``), their category."""
     data_root = os.path.abspath(data_root)
     entries = read_list(list_path, data_root)
     categories = image_categories(category_files or {}, [e.name for e in entries])
@@ -222,13 +251,19 @@ def parse_culane_list(data_root: str, list_path: str,
         anno_path = os.path.join(data_root, lines_file_name(entry.name))
         if not os.path.isfile(anno_path):
             raise DataFormatError(list_path, entry.line, f"annotation not found: {anno_path}")
+        lanes, bad = [], None
+        try:
+            lanes = read_annotation(anno_path, image_size)
+        except DataFormatError as err:
+            bad = (err.path, err.line, err.message)
         records.append(LaneRecord(
             img_path=entry.path,
             img_name=entry.name,
-            lanes=read_annotation(anno_path),
+            lanes=lanes,
             category=categories.get(entry.name),
             mask_path=os.path.join(data_root, mask) if mask else None,
             lane_exist=flags,
+            bad_label=bad,
         ))
     return records
 
@@ -253,9 +288,11 @@ def filter_near_duplicates(records: list[LaneRecord], threshold: float = DUPLICA
     return kept
 
 
-def load_culane(data_root: str, split: str, cache_dir: str | None = None,
-                filter_duplicates: bool = False) -> list[LaneRecord]:
-    """LaneRecords of a CULane split (``train``, ``val``, ``test`` or a list path).
+def load_culane(data_root: str, split: str, cache_dir: str | None = None, filter_duplicates: bool = False,
+                image_size: tuple[int, int] | None = None) -> list[LaneRecord]:
+    """LaneRecords of a CULane split (``train``, ``val``, ``test`` or a list path), their lanes
+    checked on ``image_size`` (``(height, width)``; None: no margin check), those whose label
+    fails with their ``bad_label``.
 
     Test records carry their category from ``list/test_split``. ``filter_duplicates`` drops
     near-duplicate frames (training only; reads every image once, then cached).
@@ -264,12 +301,12 @@ def load_culane(data_root: str, split: str, cache_dir: str | None = None,
     category_files = category_lists(os.path.join(data_root, CATEGORY_FOLDER)) if split == "test" else {}
 
     def build() -> list[LaneRecord]:
-        records = parse_culane_list(data_root, list_path, category_files)
+        records = parse_culane_list(data_root, list_path, category_files, image_size)
         return filter_near_duplicates(records) if filter_duplicates else records
 
     sources = [list_path, *category_files.values()]
     return cached_records("culane", data_root, split, sources, build, cache_dir,
-                          extra={"filter_duplicates": bool(filter_duplicates)})
+                          extra={"filter_duplicates": bool(filter_duplicates)}, image_size=image_size)
 
 
 def annotation_text(lanes: Sequence[np.ndarray], x_digits: int = 3) -> str:
@@ -343,12 +380,12 @@ class CULane(Benchmark):
     options = ("filter_duplicates",)
 
     def __init__(self, data_root: str, crop: Crop, image_size: tuple[int, int] | None = (590, 1640),
-                 cache_dir: str | None = None, filter_duplicates: bool = False) -> None:
-        super().__init__(data_root, crop, image_size, cache_dir)
+                 cache_dir: str | None = None, on_bad_label: str = "error", filter_duplicates: bool = False) -> None:
+        super().__init__(data_root, crop, image_size, cache_dir, on_bad_label)
         self.filter_duplicates = filter_duplicates
 
     def _read_split(self, split: str, training: bool) -> list[LaneRecord]:
-        return load_culane(self.data_root, split, self.cache_dir, filter_duplicates=self.filter_duplicates and training)
+        return load_culane(self.data_root, split, self.cache_dir, self.filter_duplicates and training, self.image_size)
 
     def pixel_evaluator(self, records: Sequence[LaneRecord]) -> PixelEvaluator:
         metric = self.iou_evaluator(records, (0.5,))

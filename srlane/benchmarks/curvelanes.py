@@ -12,8 +12,10 @@ A list line is the image path relative to the root. A label is ``{"Lines": [[{"x
 any order, a lane may have one point). Image sizes vary (2560x1440, 1570x660, 1280x720, ...):
 each record carries its image's size, read from the file header, and the crop is configured per
 size (``cut_heights``). Records keep every labelled lane (1-point lanes count for the metric);
-training uses the lanes with at least 2 points, bottom point first. Papers score the ``valid``
-split (test labels are not public) with up to 16 lanes per image.
+training uses the lanes with at least 2 points, bottom point first. Training and validation
+labels pass the label checks (``srlane.data.label_checks``, docs/labels.md) on their image's
+size; scoring reads them as the official script does (numbers must be finite, no other check).
+Papers score the ``valid`` split (test labels are not public) with up to 16 lanes per image.
 
 Scoring prediction files (``scoring_records``, ``read_predictions``) differs from the official
 script where it would fail or guess (spec: evaluation.md):
@@ -38,6 +40,7 @@ import numpy as np
 from srlane.benchmarks.base import Benchmark, PixelEvaluator
 from srlane.data.cache import cached_records
 from srlane.data.image_size import image_size
+from srlane.data.label_checks import check_lane, number_problem, require_good_labels, short_repr
 from srlane.data.records import DataFormatError, LaneRecord, read_list, read_text
 from srlane.evaluation.curvelanes import CurveLanesEvaluator
 from srlane.fileio import atomic_write_text
@@ -82,23 +85,12 @@ def label_path(root: str | os.PathLike, name: str) -> str:
     return os.path.join(root, os.path.splitext("/".join(parts))[0] + ".lines.json")
 
 
-def _short(value) -> str:
-    """``repr`` of a value, on one line and at most about 40 characters."""
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
 def _number(value, path, where: str) -> float:
     """``float(value)`` of a string or number, finite, or a one-line DataFormatError."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = None
-    if number is None:
-        raise DataFormatError(path, None, f"{where} {_short(value)} is not a number")
-    if not np.isfinite(number):
-        raise DataFormatError(path, None, f"{where} {_short(value)} is not a finite number")
-    return number
+    problem = number_problem(value, strings=True)
+    if problem is not None:
+        raise DataFormatError(path, None, f"{where} {problem}")
+    return float(value)
 
 
 def _points(lane, path, i: int) -> np.ndarray:
@@ -106,7 +98,7 @@ def _points(lane, path, i: int) -> np.ndarray:
     numbers), checked: finite numbers or a DataFormatError."""
     if not isinstance(lane, list):
         raise DataFormatError(path, None,
-                              f'lane {i} is {_short(lane)}, expected a list of {{"x": ..., "y": ...}} points')
+                              f'lane {i} is {short_repr(lane)}, expected a list of {{"x": ..., "y": ...}} points')
     try:
         pts = np.array([[float(p["x"]), float(p["y"])] for p in lane], dtype=np.float64).reshape(-1, 2)
         if np.isfinite(pts).all():
@@ -115,7 +107,7 @@ def _points(lane, path, i: int) -> np.ndarray:
         pass
     for j, p in enumerate(lane):  # slow path: find the first bad point for the message
         if not isinstance(p, dict) or "x" not in p or "y" not in p:
-            raise DataFormatError(path, None, f'lane {i} point {j}: {_short(p)}, expected {{"x": ..., "y": ...}}')
+            raise DataFormatError(path, None, f'lane {i} point {j}: {short_repr(p)}, expected {{"x": ..., "y": ...}}')
         _number(p["x"], path, f"lane {i} point {j}: x")
         _number(p["y"], path, f"lane {i} point {j}: y")
     raise AssertionError("unreachable: a bad point was not found")
@@ -138,7 +130,7 @@ def read_lines_json(path: str | os.PathLike, score_threshold: float | None = Non
         raise DataFormatError(path, None, 'no "Lines" key, expected {"Lines": [[{"x": ..., "y": ...}, ...], ...]}')
     lines = data["Lines"]
     if not isinstance(lines, list):
-        raise DataFormatError(path, None, f'"Lines" is {_short(lines)}, expected a list of lanes')
+        raise DataFormatError(path, None, f'"Lines" is {short_repr(lines)}, expected a list of lanes')
     lanes = []
     for i, lane in enumerate(lines):
         if isinstance(lane, dict):
@@ -168,9 +160,17 @@ def read_lines_txt(path: str | os.PathLike) -> list[np.ndarray]:
     return lanes
 
 
-def read_label(path: str) -> list[np.ndarray]:
-    """Training lanes of a ``.lines.json`` label as float32 ``(N, 2)`` arrays, bottom point first."""
-    return [lane[np.argsort(-lane[:, 1], kind="stable")].astype(np.float32) for lane in read_lines_json(path)]
+def read_label(path: str, size: tuple[int, int]) -> list[np.ndarray]:
+    """Training lanes of a ``.lines.json`` label as float32 ``(N, 2)`` arrays, bottom point first,
+    checked on an image of ``size`` (``check_lane``; a DataFormatError naming the file and lane)."""
+    lanes = []
+    for i, lane in enumerate(read_lines_json(path)):
+        try:
+            lane = check_lane(lane, size)
+        except ValueError as err:
+            raise DataFormatError(path, None, f"lane {i}: {err}") from None
+        lanes.append(lane[np.argsort(-lane[:, 1], kind="stable")])
+    return lanes
 
 
 def label_text(lanes: Sequence[np.ndarray], digits: int = LABEL_DECIMALS) -> str:
@@ -180,11 +180,18 @@ def label_text(lanes: Sequence[np.ndarray], digits: int = LABEL_DECIMALS) -> str
 
 
 def parse_list(data_root: str, list_path: str,
-               read_lanes: Callable[[str], list[np.ndarray]] | None) -> list[LaneRecord]:
-    """Records of a list file: image, size and (with ``read_lanes``) the lanes of its label."""
+               read_lanes: Callable[[str, tuple[int, int]], list[np.ndarray]] | None) -> list[LaneRecord]:
+    """Records of a list file: image, size and (with ``read_lanes(label path, (height, width))``)
+    the lanes of its label; a label ``read_lanes`` rejects gives a record without lanes and its
+    ``bad_label`` (the list file and line, the label's message)."""
     records = []
     for entry in read_list(list_path, data_root):
+        try:
+            width, height = image_size(entry.path)
+        except ValueError as err:
+            raise DataFormatError(list_path, entry.line, str(err)) from None
         lanes: list[np.ndarray] = []
+        bad = None
         if read_lanes is not None:
             try:
                 path = label_path(os.path.abspath(data_root), entry.name)
@@ -193,14 +200,11 @@ def parse_list(data_root: str, list_path: str,
             if not os.path.isfile(path):
                 raise DataFormatError(list_path, entry.line, f"label not found: {path}")
             try:
-                lanes = read_lanes(path)
+                lanes = read_lanes(path, (height, width))
             except DataFormatError as err:
-                raise DataFormatError(list_path, entry.line, f"malformed label: {err}") from None
-        try:
-            width, height = image_size(entry.path)
-        except ValueError as err:
-            raise DataFormatError(list_path, entry.line, str(err)) from None
-        records.append(LaneRecord(img_path=entry.path, img_name=entry.name, lanes=lanes, img_size=(height, width)))
+                bad = (list_path, entry.line, f"malformed label: {err}")
+        records.append(LaneRecord(img_path=entry.path, img_name=entry.name, lanes=lanes, img_size=(height, width),
+                                  bad_label=bad))
     return records
 
 
@@ -216,8 +220,8 @@ def load_curvelanes(data_root: str, split: str, cache_dir: str | None = None) ->
 def scoring_records(data_root: str, list_path: str) -> list[LaneRecord]:
     """Records of a list file for scoring prediction files: each image's size (from its header)
     and its label's lanes as the official script reads them (``read_lines_json``: file order,
-    every lane)."""
-    return parse_list(data_root, list_path, read_lines_json)
+    every lane); a malformed label is a DataFormatError."""
+    return require_good_labels(parse_list(data_root, list_path, lambda path, size: read_lines_json(path)))
 
 
 def prediction_file(pred_dir: str, name: str, score_threshold: float | None = None) -> list[np.ndarray] | None:

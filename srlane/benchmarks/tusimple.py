@@ -6,6 +6,10 @@ Each label line: ``{"lanes": [[x or -2, ...], ...], "h_samples": [y, ...], "raw_
 each prediction line: ``{"raw_file": ..., "lanes": [[x or -2, ...], ...], "run_time": ms}``. As pixel
 lanes, a lane of either is its ``(x, y)`` points at the h_samples where x >= 0 (LaneEval treats
 every negative x as absent, so nothing the metric sees is lost).
+
+Every number of a label or prediction line must be finite (json's ``NaN``, ``Infinity`` are
+errors naming the file, line, lane and value); training and validation lanes then pass the label
+checks (``srlane.data.label_checks``, docs/labels.md) on the config's image size.
 """
 from __future__ import annotations
 
@@ -17,7 +21,8 @@ import numpy as np
 
 from srlane.benchmarks.base import Benchmark
 from srlane.data.cache import cached_records
-from srlane.data.records import DataFormatError, LaneRecord, clean_lane, read_text, relative_name, require_image
+from srlane.data.label_checks import clean_lane, number_problem, short_repr
+from srlane.data.records import DataFormatError, LaneRecord, read_text, relative_name, require_image
 from srlane.evaluation.tusimple import tusimple_metric
 from srlane.fileio import atomic_write_text
 from srlane.lanes import Lane, tusimple_json_line
@@ -59,25 +64,47 @@ def json_lines(path: str) -> Iterator[tuple[int, dict]]:
         yield line_no, item
 
 
-def _numbers(values) -> bool:
-    """Whether ``values`` is a list of numbers (not booleans)."""
-    return isinstance(values, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+def _require_numbers(values, path: str, line_no: int, what: str) -> None:
+    """DataFormatError naming ``what`` (e.g. "lane 2") and its first value that is not a finite
+    number (a string, a boolean, NaN, Infinity), unless ``values`` is a list of finite numbers."""
+    if not isinstance(values, list):
+        raise DataFormatError(path, line_no, f"{what} is {short_repr(values)}, expected a list of numbers")
+    for j, value in enumerate(values):
+        problem = number_problem(value)
+        if problem is not None:
+            raise DataFormatError(path, line_no, f"{what} value {j}: {problem}; expected a list of finite numbers")
+
+
+def label_image(item: dict, path: str, line_no: int) -> str:
+    """The ``raw_file`` of one label object, checked."""
+    if "raw_file" not in item:
+        raise DataFormatError(path, line_no, "missing key 'raw_file'")
+    if not isinstance(item["raw_file"], str):
+        raise DataFormatError(path, line_no, f"raw_file must be an image path, got {item['raw_file']!r}")
+    return item["raw_file"]
+
+
+def label_lanes(item: dict, path: str, line_no: int) -> tuple[list[list[float]], list[int]]:
+    """One label object -> (lanes as xs per h_sample, h_samples), checked: lists of finite
+    numbers, each lane as long as the h_samples."""
+    for key in ("lanes", "h_samples"):
+        if key not in item:
+            raise DataFormatError(path, line_no, f"missing key {key!r}")
+    h_samples, lanes = item["h_samples"], item["lanes"]
+    _require_numbers(h_samples, path, line_no, "h_samples")
+    if not isinstance(lanes, list):
+        raise DataFormatError(path, line_no, f"lanes is {short_repr(lanes)}, expected a list of lanes")
+    for i, lane in enumerate(lanes):
+        _require_numbers(lane, path, line_no, f"lane {i}")
+        if len(lane) != len(h_samples):
+            raise DataFormatError(path, line_no, f"lane {i} has {len(lane)} values for {len(h_samples)} h_samples; "
+                                                 "expected one x per h_sample")
+    return lanes, h_samples
 
 
 def label_fields(item: dict, path: str, line_no: int) -> tuple[str, list[list[float]], list[int]]:
     """One label object -> (raw_file, lanes as xs per h_sample, h_samples), checked."""
-    for key in ("raw_file", "lanes", "h_samples"):
-        if key not in item:
-            raise DataFormatError(path, line_no, f"missing key {key!r}")
-    if not isinstance(item["raw_file"], str):
-        raise DataFormatError(path, line_no, f"raw_file must be an image path, got {item['raw_file']!r}")
-    h_samples, lanes = item["h_samples"], item["lanes"]
-    if not isinstance(lanes, list) or not all(_numbers(seq) for seq in [h_samples, *lanes]):
-        raise DataFormatError(path, line_no, "lanes and h_samples must be lists of numbers")
-    for i, lane in enumerate(lanes):
-        if len(lane) != len(h_samples):
-            raise DataFormatError(path, line_no, f"lane {i} has {len(lane)} values for {len(h_samples)} h_samples")
-    return item["raw_file"], lanes, h_samples
+    return (label_image(item, path, line_no), *label_lanes(item, path, line_no))
 
 
 def row_points(xs: Sequence[float], h_samples: Sequence[float]) -> np.ndarray:
@@ -86,34 +113,52 @@ def row_points(xs: Sequence[float], h_samples: Sequence[float]) -> np.ndarray:
     return pts[pts[:, 0] >= 0]
 
 
-def parse_label_file(data_root: str, path: str) -> list[LaneRecord]:
-    """Records of one label file; -2 (any negative x) marks a row where the lane is absent."""
+def training_lanes(item: dict, path: str, line_no: int,
+                   image_size: tuple[int, int] | None) -> tuple[list[np.ndarray], tuple[int, ...]]:
+    """The lanes (``clean_lane`` on ``image_size``) and h_samples of one label object; a label
+    that cannot be true is a DataFormatError naming the file, line and lane."""
+    lanes, h_samples = label_lanes(item, path, line_no)
+    ys = np.asarray(h_samples, dtype=np.float64)
+    kept = []
+    for i, xs in enumerate(lanes):
+        try:
+            lane = clean_lane(np.stack([np.asarray(xs, dtype=np.float64), ys], axis=1), image_size)
+        except ValueError as err:
+            raise DataFormatError(path, line_no, f"lane {i}: {err}") from None
+        if lane is not None:
+            kept.append(lane)
+    return kept, tuple(int(y) for y in h_samples)
+
+
+def parse_label_file(data_root: str, path: str, image_size: tuple[int, int] | None = None) -> list[LaneRecord]:
+    """Records of one label file; -2 (any negative x) marks a row where the lane is absent. A
+    label whose lanes fail (``training_lanes``) gives a record without lanes and its ``bad_label``."""
     data_root = os.path.abspath(data_root)
     records = []
     for line_no, item in json_lines(path):
-        raw_file, lanes, h_samples = label_fields(item, path, line_no)
-        img_name = relative_name(raw_file)
+        img_name = relative_name(label_image(item, path, line_no))
         img_path = os.path.join(data_root, img_name)
         require_image(img_path, path, line_no)
-        ys = np.asarray(h_samples, dtype=np.float32)
-        cleaned = [clean_lane(np.stack([np.asarray(xs, dtype=np.float32), ys], axis=1)) for xs in lanes]
-        records.append(LaneRecord(
-            img_path=img_path,
-            img_name=img_name,
-            lanes=[lane for lane in cleaned if lane is not None],
-            h_samples=tuple(int(y) for y in h_samples),
-        ))
+        lanes, h_samples, bad = [], None, None
+        try:
+            lanes, h_samples = training_lanes(item, path, line_no, image_size)
+        except DataFormatError as err:
+            bad = (err.path, err.line, err.message)
+        records.append(LaneRecord(img_path=img_path, img_name=img_name, lanes=lanes, h_samples=h_samples,
+                                  bad_label=bad))
     return records
 
 
-def load_tusimple(data_root: str, split: str, cache_dir: str | None = None) -> list[LaneRecord]:
-    """LaneRecords of a TuSimple split: train (0313+0601), val (0531), trainval, test."""
+def load_tusimple(data_root: str, split: str, cache_dir: str | None = None,
+                  image_size: tuple[int, int] | None = None) -> list[LaneRecord]:
+    """LaneRecords of a TuSimple split: train (0313+0601), val (0531), trainval, test; lanes
+    checked on ``image_size`` (None: no margin check), bad labels kept as ``bad_label``."""
     paths = split_files(data_root, split)
 
     def build() -> list[LaneRecord]:
-        return [record for path in paths for record in parse_label_file(data_root, path)]
+        return [record for path in paths for record in parse_label_file(data_root, path, image_size)]
 
-    return cached_records("tusimple", data_root, split, paths, build, cache_dir)
+    return cached_records("tusimple", data_root, split, paths, build, cache_dir, image_size=image_size)
 
 
 def label_rows(lanes: Sequence[np.ndarray], h_samples: Sequence[int], cast: Callable = float) -> list[list]:
@@ -174,13 +219,15 @@ def read_prediction_file(path: str, records: Sequence[LaneRecord]) -> tuple[list
         if lanes[i] is not None:
             raise DataFormatError(path, line_no, f"image {raw_file!r} appears twice in the predictions")
         h_samples = records[i].h_samples
-        if not isinstance(rows, list) or not all(_numbers(xs) for xs in rows):
-            raise DataFormatError(path, line_no, f"image {raw_file!r}: lanes must be lists of numbers")
+        if not isinstance(rows, list):
+            raise DataFormatError(path, line_no,
+                                  f"image {raw_file!r}: lanes is {short_repr(rows)}, expected a list of lanes")
         for j, xs in enumerate(rows):
+            _require_numbers(xs, path, line_no, f"image {raw_file!r}: predicted lane {j}")
             if len(xs) != len(h_samples):
                 raise DataFormatError(path, line_no, f"image {raw_file!r}: predicted lane {j} has {len(xs)} values, "
                                                      f"expected len(h_samples) = {len(h_samples)}")
-        if not _numbers([run_time]):
+        if number_problem(run_time) is not None:
             raise DataFormatError(path, line_no, f"image {raw_file!r}: run_time {run_time!r} is not a number")
         lanes[i] = [row_points(xs, h_samples) for xs in rows]
         run_times[i] = float(run_time)
@@ -219,7 +266,7 @@ class TuSimple(Benchmark):
     splits = tuple(SPLIT_FILES)
 
     def _read_split(self, split: str, training: bool) -> list[LaneRecord]:
-        return load_tusimple(self.data_root, split, self.cache_dir)
+        return load_tusimple(self.data_root, split, self.cache_dir, self.image_size)
 
     def pixel_evaluator(self, records: Sequence[LaneRecord]) -> AccuracyEvaluator:
         return accuracy_evaluator(records)

@@ -4,6 +4,11 @@ The key hashes the reader's name, the absolute data root, the split, every sourc
 absolute path, size and modification time, and any extra options (e.g. the duplicate filter).
 Changing any of them gives a new file; a stale or unreadable cache is never used. Edits to
 per-image ``.lines.txt`` files do not change the key: delete the cache folder after such edits.
+
+Records are cached as the readers made them: checked (``srlane.data.label_checks``), an image
+whose label cannot be used kept with its ``bad_label``. A cache whose lanes do not pass the same
+checks (one written before them, or altered) is not used: the split is read again, and the
+reader names the file and line of a bad label.
 """
 from __future__ import annotations
 
@@ -14,10 +19,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from srlane.data.label_checks import records_pass
 from srlane.data.records import LaneRecord
 from srlane.fileio import atomic_path
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: records checked by srlane.data.label_checks, bad labels kept
 PROJECT_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, os.pardir))
 DEFAULT_CACHE_DIR = os.path.join(PROJECT_ROOT, "datasets", ".cache")
 
@@ -54,6 +60,7 @@ def save_records(path: str, records: Sequence[LaneRecord], key: str) -> None:
                 "lane_exist": list(r.lane_exist) if r.lane_exist is not None else None,
                 "h_samples": list(r.h_samples) if r.h_samples is not None else None,
                 "img_size": list(r.img_size) if r.img_size is not None else None,
+                "bad_label": list(r.bad_label) if r.bad_label is not None else None,
             }
             for r in records
         ],
@@ -89,6 +96,7 @@ def load_records(path: str, key: str) -> list[LaneRecord] | None:
             lane_exist=tuple(item["lane_exist"]) if item["lane_exist"] is not None else None,
             h_samples=tuple(item["h_samples"]) if item["h_samples"] is not None else None,
             img_size=tuple(item["img_size"]) if item["img_size"] is not None else None,
+            bad_label=tuple(item["bad_label"]) if item.get("bad_label") is not None else None,
         ))
         pos += n
     return records
@@ -96,16 +104,19 @@ def load_records(path: str, key: str) -> list[LaneRecord] | None:
 
 def cached_records(reader: str, data_root: str, split: str, sources: Sequence[str],
                    build: Callable[[], list[LaneRecord]], cache_dir: str | None = None,
-                   extra: dict | None = None) -> list[LaneRecord]:
+                   extra: dict | None = None, image_size: tuple[int, int] | None = None) -> list[LaneRecord]:
     """Load the records for this key from ``cache_dir`` or ``build()`` and store them there.
 
-    ``cache_dir`` None means ``datasets/.cache`` under the project root.
+    ``cache_dir`` None means ``datasets/.cache`` under the project root. Cached records whose
+    lanes fail the label checks (``records_pass``, on each record's size or ``image_size``, which
+    is part of the key) are built again.
     """
+    extra = {**(extra or {}), "image_size": list(image_size) if image_size is not None else None}
     key = cache_key(reader, data_root, split, sources, extra)
     safe_split = "".join(c if c.isalnum() else "_" for c in split)
     path = os.path.join(cache_dir or DEFAULT_CACHE_DIR, f"{reader}_{safe_split}_{key[:20]}.npz")
     records = load_records(path, key)
-    if records is None:
+    if records is None or not records_pass(records, image_size):
         records = build()
         save_records(path, records, key)
     return records

@@ -16,7 +16,7 @@ class DataFormatError(ValueError):
     def __init__(self, path: str, line: int | None, message: str) -> None:
         where = f"{path}:{line}" if line is not None else path
         super().__init__(f"{where}: {message}")
-        self.path, self.line = path, line
+        self.path, self.line, self.message = path, line, message
 
 
 @dataclass
@@ -33,6 +33,8 @@ class LaneRecord:
         lane_exist: the list's 0/1 lane-existence flags, or None.
         h_samples: TuSimple rows at which the lanes are annotated, or None.
         img_size: ``(height, width)`` read from the image when the benchmark's sizes vary, or None.
+        bad_label: ``(file, line or None, message)`` when the image's label cannot be used
+            (``srlane.data.label_checks``); the record then has no lanes.
     """
 
     img_path: str
@@ -43,13 +45,7 @@ class LaneRecord:
     lane_exist: tuple[int, ...] | None = None
     h_samples: tuple[int, ...] | None = None
     img_size: tuple[int, int] | None = None
-
-
-def clean_lane(points: np.ndarray) -> np.ndarray | None:
-    """Drop points with a negative coordinate; None when fewer than 2 points remain."""
-    points = np.asarray(points, dtype=np.float32).reshape(-1, 2)
-    points = points[(points >= 0).all(axis=1)]
-    return points if len(points) >= 2 else None
+    bad_label: tuple[str, int | None, str] | None = None
 
 
 def relative_name(path_text: str) -> str:

@@ -18,11 +18,12 @@ from torch import nn
 from srlane.benchmarks import Benchmark, build_benchmark
 from srlane.config import Config
 from srlane.data.input_checks import InputChecks, expected_sizes
+from srlane.data.label_checks import SkippedLabels
 from srlane.engine.allocator import keep_freed_memory
 from srlane.engine.checkpointer import Checkpointer
 from srlane.engine.ema import ModelEMA
 from srlane.engine.fabric import build_fabric
-from srlane.engine.hooks import CheckpointHook, EarlyStopHook, Hook, LoggerHook
+from srlane.engine.hooks import CheckpointHook, EarlyStopHook, Hook, LoggerHook, SkippedLabelsHook
 from srlane.engine.loaders import LoaderBuilder, Prepare, SplitLoaders, split_loader
 from srlane.engine.optim import build_optimizer, build_scheduler
 from srlane.engine.recorder import Recorder
@@ -48,6 +49,7 @@ class TrainingParts:
     loaders: SplitLoaders
     input_checks: InputChecks
     options: LoopOptions
+    skipped_labels: SkippedLabels
 
     @property
     def eval_net(self) -> nn.Module:
@@ -93,8 +95,9 @@ def build_parts(cfg: Config, work_dir: str, gpus: Sequence[int] = (0,), prepare:
     model, optimizer = fabric.setup(net, optimizer)
     ema = ModelEMA(net, cfg.ema_decay) if cfg.ema_decay else None
     benchmark = benchmark if benchmark is not None else build_benchmark(cfg)
+    skipped_labels = SkippedLabels(recorder.info)
     build_loader = build_loader or functools.partial(split_loader, cfg, benchmark,
-                                                     pin_memory=fabric.device.type == "cuda")
+                                                     pin_memory=fabric.device.type == "cuda", report=skipped_labels)
     loaders = SplitLoaders(build_loader, cfg.dataset.train_split, cfg.dataset.val_split, fabric, recorder.info, prepare)
     input_checks = InputChecks(expected_sizes(cfg), int(cfg.get("cut_height", 0)), recorder.info,
                                int(cfg.max_unreadable_images))
@@ -103,7 +106,7 @@ def build_parts(cfg: Config, work_dir: str, gpus: Sequence[int] = (0,), prepare:
     recorder.info(f"work dir: {work_dir}; {fabric.world_size} process(es) on {fabric.device.type}, strategy "
                   f"{type(fabric.strategy).__name__}, precision {type(fabric.strategy.precision).__name__}")
     return TrainingParts(fabric, recorder, model, optimizer, scheduler, ema, benchmark, loaders, input_checks,
-                         build_loop_options(cfg))
+                         build_loop_options(cfg), skipped_labels)
 
 
 def build_validator(cfg: Config, parts: TrainingParts, view: bool = False,
@@ -117,12 +120,14 @@ def build_validator(cfg: Config, parts: TrainingParts, view: bool = False,
                      keep_raw=keep_raw or bool(cfg.report.tensorboard))
 
 
-def default_hooks(cfg: Config, recorder: Recorder, checkpointer: Checkpointer,
-                  optimizer: torch.optim.Optimizer) -> list[Hook]:
-    """The log line, early stopping when ``early_stop`` is set, and the checkpoints. Early
-    stopping counts a validation before best.pth is written, so the file holds that count."""
+def default_hooks(cfg: Config, recorder: Recorder, checkpointer: Checkpointer, optimizer: torch.optim.Optimizer,
+                  skipped_labels: SkippedLabels | None = None) -> list[Hook]:
+    """The log line, the count of training images skipped for bad labels (``skipped_labels``),
+    early stopping when ``early_stop`` is set, and the checkpoints. Early stopping counts a
+    validation before best.pth is written, so the file holds that count."""
     early_stop = [EarlyStopHook.from_config(cfg.early_stop, cfg.total_iter)] if cfg.get("early_stop") else []
-    return [LoggerHook(recorder, optimizer, cfg.log_interval, cfg.total_iter), *early_stop,
+    skipped = [SkippedLabelsHook(skipped_labels, recorder.info)] if skipped_labels is not None else []
+    return [LoggerHook(recorder, optimizer, cfg.log_interval, cfg.total_iter), *skipped, *early_stop,
             CheckpointHook(checkpointer, cfg.save_interval)]
 
 
@@ -140,9 +145,9 @@ def build_runner(cfg: Config, work_dir: str, gpus: Sequence[int] = (0,), view: b
     validator = build_validator(cfg, parts, view, decoder, keep_raw=report)
     checkpointer = Checkpointer(parts.recorder.work_dir, parts.fabric.is_global_zero, cfg.to_dict(),
                                 parts.recorder.info, cfg.get("keep_iter_checkpoints") or 0)
+    standard = default_hooks(cfg, parts.recorder, checkpointer, parts.optimizer, parts.skipped_labels)
     report_hooks = build_report_hooks(cfg, validator, parts.benchmark, parts.recorder)
-    runner = parts.runner(validator, [*default_hooks(cfg, parts.recorder, checkpointer, parts.optimizer),
-                                      *report_hooks, *hooks])
+    runner = parts.runner(validator, [*standard, *report_hooks, *hooks])
     checkpointer.attach(runner)
     if load_from:
         checkpointer.load_weights(parts.eval_net, load_from)

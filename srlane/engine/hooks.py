@@ -9,12 +9,13 @@ Runner. ``state_dict``/``load_state_dict`` let a hook's own state travel in chec
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 
 from srlane.config import ConfigError
+from srlane.data.label_checks import SkippedLabels
 from srlane.engine.checkpointer import BEST, LAST, Checkpointer
 from srlane.engine.recorder import Recorder, Timer
 from srlane.engine.state import TrainState
@@ -78,6 +79,39 @@ class LoggerHook(Hook):
         if is_best:
             self.recorder.info(f"new best metric {metrics['metric']:.4f} at step {state.step}")
         self.timer.lap()
+
+
+class SkippedLabelsHook(Hook):
+    """One line with the number of training images left out for bad labels
+    (``dataset.on_bad_label="skip"``; each was logged when the split was read): at the end of
+    the first epoch this run trains, or when training ends before it. Nothing when none was."""
+
+    name = "skipped_labels"
+
+    def __init__(self, skipped: SkippedLabels, log: Callable[[str], None]) -> None:
+        self.skipped, self.log = skipped, log
+        self.first_epoch: int | None = None
+        self.told = False
+
+    def before_train(self, state: TrainState) -> None:
+        self.first_epoch = state.epoch
+
+    def before_step(self, state: TrainState) -> None:
+        if state.epoch != self.first_epoch:
+            self.tell()
+
+    def after_validation(self, state: TrainState, metrics: Mapping[str, Any], is_best: bool) -> None:
+        if state.epoch != self.first_epoch:
+            self.tell()
+
+    def after_train(self, state: TrainState) -> None:
+        self.tell()
+
+    def tell(self) -> None:
+        """The summary line, once."""
+        if not self.told and self.skipped.lines:
+            self.log(self.skipped.summary())
+        self.told = True
 
 
 class CheckpointHook(Hook):

@@ -17,11 +17,12 @@ LoaderBuilder = Callable[[str, bool, int, int], DataLoader]  # (split, training,
 Prepare = Callable[[Callable[[str], None]], None]  # data preparation, given a log function
 
 
-def split_loader(cfg: Config, benchmark: Benchmark, split: str, training: bool, rank: int = 0,
-                 world_size: int = 1, pin_memory: bool = False) -> DataLoader:
+def split_loader(cfg: Config, benchmark: Benchmark, split: str, training: bool, rank: int = 0, world_size: int = 1,
+                 pin_memory: bool = False, report: Callable[[str], None] | None = None) -> DataLoader:
     """The loader of a benchmark split as the config says (dataset, batch size, workers, seed);
-    ``pin_memory`` (for CUDA) makes its host-to-device copies asynchronous."""
-    dataset = build_dataset(cfg, benchmark.read_split(split, training), training)
+    ``pin_memory`` (for CUDA) makes its host-to-device copies asynchronous; ``report`` gets the
+    line of each training image left out for a bad label (``Benchmark.read_split``)."""
+    dataset = build_dataset(cfg, benchmark.read_split(split, training, report), training)
     return build_dataloader(cfg, dataset, training, rank, world_size, pin_memory)
 
 
