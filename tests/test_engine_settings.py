@@ -32,13 +32,15 @@ def test_check_choice_names_the_allowed_values_and_the_closest():
     ("precision", "64-mixed", "16-mixed"), ("precision", "bf16", "bf16-mixed"), ("strategy", "ddp_spwn", "ddp"),
     ("accelerator", "gpu", "cpu"), ("matmul_precision", "tf32", "highest"),
     ("inference.precision", "fp64", "fp16"), ("inference.compile", "cudagraphs", "cudagraph"),
+    ("dataset.on_bad_label", "skipp", "skip"),
 ])
 def test_an_unknown_setting_fails_at_load_on_a_cpu_machine(key, value, closest):
     with pytest.raises(ConfigError) as err:
         load_experiment(QUICKSTART, [f"{key}={value!r}"])
     message = str(err.value)
     allowed = SETTINGS.get(key) or {"inference.precision": ("fp32", "fp16", "bf16"),
-                                    "inference.compile": ("none", "compile", "cudagraph")}[key]
+                                    "inference.compile": ("none", "compile", "cudagraph"),
+                                    "dataset.on_bad_label": ("error", "skip")}[key]
     assert message.startswith(f"{key} must be one of {', '.join(allowed)}, got {value!r}")
     assert message.endswith(f"closest: {closest!r}")
 

@@ -10,7 +10,8 @@ import glob
 import os
 from collections.abc import Iterable
 
-from srlane.config import Config, load_config
+from srlane.config import Config, check_choice, load_config
+from srlane.data.label_checks import ON_BAD_LABEL
 from srlane.engine.fabric import check_settings
 from srlane.models.inference import build_inference_options
 
@@ -66,8 +67,11 @@ def known_config_files() -> list[str]:
 
 def load_experiment(path: str | os.PathLike, overrides: Iterable[str] = ()) -> Config:
     """Read an experiment config on top of ``DEFAULTS``, apply ``--set`` overrides, validate: its
-    keys, and the values of the device settings and the inference options on any machine."""
+    keys, and the values of the device settings, the inference options and the bad-label policy
+    on any machine, before anything is built."""
     cfg = load_config(path, overrides, DEFAULTS, known_config_files(), OPEN_KEYS)
     check_settings(cfg)
     build_inference_options(cfg)
+    if "dataset" in cfg:
+        check_choice("dataset.on_bad_label", cfg.dataset.get("on_bad_label", "error"), ON_BAD_LABEL)
     return cfg
