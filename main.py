@@ -24,7 +24,8 @@ from srlane.engine.defaults import load_experiment
 from srlane.engine.distributed import RankFailure
 from srlane.engine.fabric import ACCELERATORS
 from srlane.engine.build import build_runner
-from srlane.engine.recorder import default_work_dir, format_metrics
+from srlane.engine.recorder import default_work_dir
+from srlane.engine.results import validate_once
 from srlane.synthetic import preparation
 from srlane.cli import run_cli
 
@@ -37,7 +38,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--accelerator", choices=ACCELERATORS,
                         help="auto: CUDA when present, else CPU (default: the config's accelerator, 'auto')")
     parser.add_argument("--validate-only", "--validate", dest="validate_only", action="store_true",
-                        help="evaluate the validation split and print the metric table, no training")
+                        help="evaluate the validation split, print the metric table and write results.json in the "
+                             "run folder, no training")
     parser.add_argument("--view", action="store_true",
                         help="write one picture per validated image to <work dir>/visualization")
     parser.add_argument("--load-from", "--load_from", dest="load_from", metavar="CKPT",
@@ -90,10 +92,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     runner = build_runner(cfg, work_dir, gpus=args.gpus, view=args.view, prepare=preparation(cfg.dataset, int(cfg.workers)),
                           load_from=load_from, resume=None if args.validate_only else resume)
     if args.validate_only:
-        metrics = runner.validate()
-        runner.recorder.info(f"metrics of {load_from or 'the initial weights'}:\n{format_metrics(metrics)}")
-        runner.recorder.close()
-        return metrics
+        return validate_once(runner, cfg.get("test_parameters") or {}, load_from)
     runner.train()
     return None
 

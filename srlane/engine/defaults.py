@@ -12,6 +12,7 @@ from collections.abc import Iterable
 
 from srlane.config import Config, load_config
 from srlane.engine.fabric import check_settings
+from srlane.engine.trackers import check_loggers
 from srlane.models.inference import build_inference_options
 
 DEFAULTS: dict = dict(
@@ -24,12 +25,13 @@ DEFAULTS: dict = dict(
     save_interval=1000,  # write last.pth every save_interval iterations and at the end
     keep_iter_checkpoints=0,  # K > 0: every save_interval also iter_<step>.pth, the newest K kept; 0: off
     log_interval=500,  # log line every log_interval iterations
-    accelerator="auto",  # "auto" (CUDA when present), "cpu" or "cuda"
+    accelerator="auto",  # "auto" (CUDA when present), "cpu", "cuda" or "mps"
     channels_last=True,  # NHWC memory for the network's weights and activations: faster convolutions on
     # CPU (oneDNN) and on CUDA tensor cores; the same maths, float rounding may differ
     precision="16-mixed",  # "16-mixed", "bf16-mixed" or "32-true"; always "32-true" on CPU
     matmul_precision="high",  # on CUDA: "high" or "medium" let float32 matmuls use TF32, "highest" not
-    strategy="dp",  # "dp" (as the release) or "ddp" (one process per device); one device needs neither
+    strategy="dp",  # "dp" (as the release), "ddp" (one process per device) or another of Fabric's names
+    # (srlane.engine.fabric.STRATEGIES: ddp variants, fsdp, deepspeed_*); one device needs none
     num_nodes=1,  # machines of a multi-node "ddp" run started with torchrun --nnodes num_nodes
     seed=0,
     deterministic=False,  # True: deterministic torch/cuDNN algorithms, no cuDNN autotuning (slower on CUDA);
@@ -46,6 +48,13 @@ DEFAULTS: dict = dict(
     # "compile" | "cudagraph" (CUDA only); see srlane.models.inference
     inference=dict(precision="fp32", fold_bn=False, channels_last=False, compile="none"),
     work_dirs="work_dirs",  # runs go to <work_dirs>/<config name>/<timestamp>/
+    # experiment trackers (srlane.engine.trackers.TRACKERS): any of "tensorboard", "csv", "mlflow", "wandb"
+    loggers=["tensorboard"],
+    # MLflow: tracking_uri None: $MLFLOW_TRACKING_URI, else sqlite:///<work_dirs>/<config name>/mlflow.db (artifacts
+    # beside it in mlartifacts/); experiment None: the config's name; run_name None: the run folder's name
+    mlflow=dict(tracking_uri=None, experiment=None, run_name=None, artifact_location=None),
+    # W&B: mode None: $WANDB_MODE, else "offline" (no account needed); project None: the config's name
+    wandb=dict(project=None, name=None, mode=None),
 )
 
 OPEN_KEYS = ("optimizer", "cut_heights")  # dicts whose own keys are free
@@ -61,8 +70,10 @@ def known_config_files() -> list[str]:
 
 def load_experiment(path: str | os.PathLike, overrides: Iterable[str] = ()) -> Config:
     """Read an experiment config on top of ``DEFAULTS``, apply ``--set`` overrides, validate: its
-    keys, and the values of the device settings and the inference options on any machine."""
+    keys, and the values of the device settings, the trackers' names and the inference options on
+    any machine."""
     cfg = load_config(path, overrides, DEFAULTS, known_config_files(), OPEN_KEYS)
     check_settings(cfg)
+    check_loggers(cfg.loggers)
     build_inference_options(cfg)
     return cfg

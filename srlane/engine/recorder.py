@@ -1,4 +1,5 @@
-"""The run's record: work dir, log.txt, TensorBoard scalars, tqdm bars, the release's log line.
+"""The run's record: work dir, log.txt, scalars to the trackers (Fabric's loggers), tqdm bars,
+the release's log line.
 
 Only rank zero writes; on other ranks every method is a no-op (log lines go nowhere).
 """
@@ -12,7 +13,7 @@ from collections import deque
 from collections.abc import Mapping
 
 import torch
-from lightning.fabric.loggers import TensorBoardLogger
+from lightning.fabric import Fabric
 from tqdm import tqdm
 
 
@@ -54,9 +55,10 @@ class _TqdmHandler(logging.StreamHandler):
 
 
 class Recorder:
-    """Work dir, logger, TensorBoard and progress bars of one run."""
+    """Work dir, logger, progress bars of one run; its scalars go to ``fabric``'s loggers
+    (``fabric.log_dict``; None: nowhere), which ``close`` finalizes."""
 
-    def __init__(self, work_dir: str, is_main: bool, total_iter: int) -> None:
+    def __init__(self, work_dir: str, is_main: bool, total_iter: int, fabric: Fabric | None = None) -> None:
         self.work_dir = work_dir
         self.is_main = is_main
         self.total_iter = total_iter
@@ -67,7 +69,7 @@ class Recorder:
         self.data_time = SmoothedValue()
         self.batch_time = SmoothedValue()
         self.bar: tqdm | None = None
-        self.tb: TensorBoardLogger | None = None
+        self.fabric = fabric if is_main else None
         if not is_main:
             self.logger.addHandler(logging.NullHandler())
             return
@@ -76,7 +78,6 @@ class Recorder:
         for handler in (logging.FileHandler(os.path.join(work_dir, "log.txt")), _TqdmHandler()):
             handler.setFormatter(fmt)
             self.logger.addHandler(handler)
-        self.tb = TensorBoardLogger(root_dir=work_dir, name="tensorboard", version="")
 
     def info(self, message: str) -> None:
         self.logger.info(message)
@@ -97,7 +98,7 @@ class Recorder:
 
     def log_train(self, epoch: int, step: int, lr: float, counts: Mapping[str, int]) -> None:
         """The release's line (epoch, step, lr, smoothed losses, data/batch time, ETA), then the
-        ``counts`` that are not zero (``name: value``); TensorBoard scalars."""
+        ``counts`` that are not zero (``name: value``); ``train/lr`` and ``train/<loss>`` to the trackers."""
         if not self.is_main:
             return
         eta = datetime.timedelta(seconds=int(self.batch_time.avg * (self.total_iter - step)))
@@ -112,21 +113,26 @@ class Recorder:
         self.scalars(scalars, step)
 
     def scalars(self, values: Mapping[str, float], step: int) -> None:
-        if self.tb is not None:
-            self.tb.log_metrics(dict(values), step=step)
+        """``values`` at ``step`` to every tracker."""
+        if self.fabric is not None:
+            self.fabric.log_dict(dict(values), step=step)
 
-    def log_validation(self, metrics: Mapping[str, object], step: int) -> None:
-        """Log the metric table and every number as ``val/<name>``."""
-        self.info(f"validation at step {step}:\n{format_metrics(metrics)}")
+    def log_validation(self, metrics: Mapping[str, object], step: int, title: str | None = None) -> None:
+        """Log the metric table under ``title`` (default: ``validation at step N``) and every
+        number as ``val/<name>`` at ``step`` to the trackers."""
+        self.info(f"{title or f'validation at step {step}'}:\n{format_metrics(metrics)}")
         numbers = {f"val/{k}": float(v) for k, v in flat_metrics(metrics).items()}
         self.scalars(numbers, step)
 
-    def close(self) -> None:
+    def close(self, status: str = "success") -> None:
+        """End the bar, the trackers' runs (``status``: ``"success"`` or ``"failed"``) and the log."""
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-        if self.tb is not None:
-            self.tb.finalize("success")
+        if self.fabric is not None:
+            for logger in self.fabric.loggers:
+                logger.finalize(status)
+            self.fabric = None
         for handler in list(self.logger.handlers):
             handler.close()
             self.logger.removeHandler(handler)
@@ -159,7 +165,7 @@ def _number(value: float | int | None) -> str:
     return str(value) if isinstance(value, int) else f"{value:.4f}"
 
 
-def _counts(entry: Mapping[str, object]) -> Mapping[str, object]:
+def metric_counts(entry: Mapping[str, object]) -> Mapping[str, object]:
     """The tp/fp/fn/f1 dict of an entry: itself, its IoU 0.5 result or its first result."""
     if "f1" in entry:
         return entry
@@ -172,7 +178,7 @@ def _category_table(metrics: Mapping[str, object]) -> str:
     header = f"  {'category':<10}{'F1 (%)':>9}{'precision':>11}{'recall':>9}{'TP':>8}{'FP':>8}{'FN':>8}"
     lines = [header]
     for name, entry in [*metrics["categories"].items(), ("total", metrics)]:
-        c = _counts(entry)
+        c = metric_counts(entry)
         if name == "cross":
             lines.append(f"  {name:<10}{'FP: ' + str(c['fp']):>9}{'-':>11}{'-':>9}{c['tp']:>8}{c['fp']:>8}{c['fn']:>8}")
             continue
