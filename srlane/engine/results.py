@@ -11,7 +11,7 @@ An entry (``validation_entry``): ``step``, ``epoch``, ``metric`` (what picks the
 recall, f1 at the metric's IoU; CULane), ``metrics`` (all the benchmark's numbers, as the log's
 table prints them), ``thresholds`` (the decoder's ``test_parameters``), ``wall_time`` (seconds
 since this process began training or validating) and ``time`` (UTC, ISO 8601). A resumed run
-keeps the entries up to the step it resumes from. ``main.py --validate-only`` writes a
+keeps the entries up to the step (and epoch) it resumes from. ``main.py --validate-only`` writes a
 ``results.json`` of one entry (step and epoch null, ``checkpoint`` the weights it validated).
 """
 from __future__ import annotations
@@ -81,10 +81,13 @@ class ResultsHook(Hook):
         self.started = time.perf_counter()
 
     def before_train(self, state: TrainState) -> None:
-        """Keep the earlier validations of a resumed run, up to its step."""
+        """Keep the validations a resumed run had made by its checkpoint: up to its step and epoch
+        (a checkpoint written at the end of an epoch, before that epoch's validation, leads to the
+        validation again)."""
         self.started = time.perf_counter()
         if self.is_main:
-            self.validations = [v for v in read_results(self.folder) if v["step"] is not None and v["step"] <= state.step]
+            self.validations = [v for v in read_results(self.folder)
+                                if v["step"] is not None and (v["step"], v["epoch"]) <= (state.step, state.epoch)]
 
     def after_validation(self, state: TrainState, metrics: Mapping[str, Any], is_best: bool) -> None:
         if not self.is_main:
