@@ -18,7 +18,6 @@ from srlane.models.weights import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "configs" / "srlane_r18_synthetic.py"
-NO_MLFLOW = dict(tracking_uri=None, experiment=None, run_name=None, artifact_location=None)
 
 
 def csv_rows(run: Path) -> list[dict]:
@@ -35,7 +34,7 @@ def test_a_training_is_read_back_from_mlflow_and_csv(tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    runner = make_runner(tmp_path, loggers=["csv", "mlflow"], mlflow=NO_MLFLOW)
+    runner = make_runner(tmp_path, loggers=["csv", "mlflow"])  # the default mlflow settings
     record = add_record(runner)
     runner.train()
     run = tmp_path / "run"
@@ -120,7 +119,7 @@ def test_an_unreachable_tracking_server_is_one_line_before_training(tmp_path, mo
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
     with pytest.raises(TrackerError) as err:
-        make_runner(tmp_path, loggers=["mlflow"], mlflow={**NO_MLFLOW, "tracking_uri": "http://127.0.0.1:9"})
+        make_runner(tmp_path, loggers=["mlflow"], mlflow={"tracking_uri": "http://127.0.0.1:9"})
     message = str(err.value)
     assert message.startswith("loggers: 'mlflow' cannot start: MlflowException: ") and "127.0.0.1:9" in message
     assert "\n" not in message
