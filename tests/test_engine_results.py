@@ -7,7 +7,8 @@ import re
 import pytest
 
 import main
-from helpers.engine import PLATEAU, Interrupt, add_record, experiment, scripted_runner  # noqa: F401 (experiment: a fixture)
+from helpers.engine import experiment  # noqa: F401 (the fixture: a tiny synthetic set, trained 4 steps on CPU)
+from helpers.engine import PLATEAU, Interrupt, add_record, scripted_runner
 from srlane.engine.recorder import metric_counts
 from srlane.models.weights import load_checkpoint
 

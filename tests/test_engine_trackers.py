@@ -141,7 +141,8 @@ def test_a_tracker_failing_mid_run_is_dropped_and_training_goes_on(tmp_path):
     run = tmp_path / "run"
     assert load_checkpoint(run / "last.pth")["step"] == 6
     log = (run / "log.txt").read_text()
-    warning = "warning: tracker csv failed (logging metrics: OSError: the tracker's disk is gone); dropped, training goes on"
+    warning = ("warning: tracker csv failed (logging metrics: OSError: the tracker's disk is gone); dropped, "
+               "training goes on")
     assert log.count("warning: tracker") == 1 and warning in log
     assert [step for step, _ in series(csv_rows(run), "train/loss")] == [1, 2]  # nothing after the failure
     assert "validation at step 6" in log and guard.logger is None

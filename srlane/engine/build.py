@@ -29,7 +29,7 @@ from srlane.engine.optim import build_optimizer, build_scheduler
 from srlane.engine.recorder import Recorder
 from srlane.engine.results import RESULTS, ResultsHook
 from srlane.engine.runner import LoopOptions, Runner
-from srlane.engine.trackers import ArtifactHook, build_trackers, start_trackers
+from srlane.engine.trackers import ArtifactHook, GuardedTracker, build_trackers, start_trackers
 from srlane.engine.validation import Validator
 from srlane.models import build_net
 from srlane.models.decode import LaneDecoder, build_decoder
@@ -124,7 +124,7 @@ def build_validator(cfg: Config, parts: TrainingParts, view: bool = False,
 
 
 def default_hooks(cfg: Config, recorder: Recorder, checkpointer: Checkpointer,
-                  optimizer: torch.optim.Optimizer, trackers: Sequence = ()) -> list[Hook]:
+                  optimizer: torch.optim.Optimizer, trackers: Sequence[GuardedTracker] = ()) -> list[Hook]:
     """The log line, early stopping when ``early_stop`` is set, the checkpoints, the result files
     (``srlane.engine.results``) and, when training ends, ``best.pth`` and ``results.json`` to the
     ``trackers`` that keep artifacts. Early stopping counts a validation before best.pth is

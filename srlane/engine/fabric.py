@@ -48,7 +48,8 @@ _DEEPSPEED = StrategyNeeds(cuda=True, package="deepspeed")
 # Fabric's strategy names (lightning.fabric.strategies.STRATEGY_REGISTRY, its XLA/TPU ones left out)
 STRATEGIES: dict[str, StrategyNeeds] = {
     "auto": StrategyNeeds(), "dp": StrategyNeeds(),
-    "ddp": StrategyNeeds(ddp={}), "ddp_find_unused_parameters_true": StrategyNeeds(ddp={"find_unused_parameters": True}),
+    "ddp": StrategyNeeds(ddp={}),
+    "ddp_find_unused_parameters_true": StrategyNeeds(ddp={"find_unused_parameters": True}),
     "ddp_spawn": StrategyNeeds(ddp={}), "ddp_fork": StrategyNeeds(ddp={}), "ddp_notebook": StrategyNeeds(ddp={}),
     "fsdp": StrategyNeeds(cuda=True), "fsdp_cpu_offload": StrategyNeeds(cuda=True),
     **{name: _DEEPSPEED for name in ("deepspeed", "deepspeed_stage_1", "deepspeed_stage_1_offload", "deepspeed_stage_2",
