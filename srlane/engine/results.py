@@ -108,12 +108,12 @@ def validate_once(runner: Runner, thresholds: Mapping[str, Any], checkpoint: str
     started = time.perf_counter()
     metrics = runner.validate()
     recorder = runner.recorder
-    recorder.log_validation(metrics, 0, f"metrics of {checkpoint or 'the initial weights'}")
     if recorder.is_main:
         entry = validation_entry(metrics, None, None, thresholds, time.perf_counter() - started)
         path = write_results(recorder.work_dir, [{**entry, "checkpoint": checkpoint}])
         for tracker in runner.fabric.loggers:
             tracker.log_artifact(path)
         recorder.info(f"wrote {path}")
+    recorder.log_validation(metrics, 0, f"metrics of {checkpoint or 'the initial weights'}")  # the table ends the log
     recorder.close()
     return metrics
