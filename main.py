@@ -25,8 +25,9 @@ from srlane.engine.defaults import load_experiment
 from srlane.engine.distributed import RankFailure
 from srlane.engine.fabric import ACCELERATORS
 from srlane.engine.build import build_runner
-from srlane.engine.recorder import default_work_dir, format_metrics
+from srlane.engine.recorder import default_work_dir
 from srlane.engine.reporting import write_validation_report
+from srlane.engine.results import validate_once
 from srlane.synthetic import preparation
 from srlane.cli import add_report_argument, run_cli
 
@@ -39,7 +40,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--accelerator", choices=ACCELERATORS,
                         help="auto: CUDA when present, else CPU (default: the config's accelerator, 'auto')")
     parser.add_argument("--validate-only", "--validate", dest="validate_only", action="store_true",
-                        help="evaluate the validation split and print the metric table, no training")
+                        help="evaluate the validation split, print the metric table and write results.json in the "
+                             "run folder, no training")
     parser.add_argument("--view", action="store_true",
                         help="write one picture per validated image to <work dir>/visualization")
     add_report_argument(parser)
@@ -97,17 +99,15 @@ def main(argv: list[str] | None = None) -> dict | None:
                           load_from=load_from, resume=None if args.validate_only else resume,
                           report=args.report and args.validate_only)
     if args.validate_only:
-        metrics = runner.validate()
-        runner.recorder.info(f"metrics of {load_from or 'the initial weights'}:\n{format_metrics(metrics)}")
-        if args.report:
+        def report() -> None:
             facts = [("checkpoint", os.path.abspath(load_from) if load_from else "the initial weights"),
                      ("config", os.path.abspath(args.config)), ("split", str(cfg.dataset.val_split))]
             path = write_validation_report(cfg, args.config, runner.validate, runner.recorder.work_dir, facts,
                                            run_dir=os.path.dirname(os.path.abspath(load_from)) if load_from else None)
             if path:
                 runner.recorder.info(f"wrote the report {path}")
-        runner.recorder.close()
-        return metrics
+
+        return validate_once(runner, cfg.get("test_parameters") or {}, load_from, report if args.report else None)
     runner.train()
     return None
 

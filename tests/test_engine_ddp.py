@@ -34,7 +34,9 @@ SCRIPT = textwrap.dedent("""
         mode, work = sys.argv[1], sys.argv[2]
         torch.manual_seed(123)
         nodes = 2 if mode == "two-nodes" else 1
-        cfg = make_cfg(total_iter=3, eval_ep=100, toy_size=10, batch_size=2, num_nodes=nodes)
+        strategy = sys.argv[3] if len(sys.argv) > 3 else "ddp"  # a ddp variant's run also writes a CSV (rank 0)
+        cfg = make_cfg(total_iter=3, eval_ep=100, toy_size=10, batch_size=2, num_nodes=nodes, strategy=strategy,
+                       loggers=["tensorboard"] if strategy == "ddp" else ["tensorboard", "csv"])
         gpus = {{"ddp": (0, 1), "two-nodes": (0,), "single": (0,)}}[mode]
         load_from = work + "/last.pth" if mode == "single" else None
         runner = build_runner(cfg, work, gpus=gpus, load_from=load_from, **toy_parts(cfg))
@@ -89,6 +91,24 @@ def test_two_process_ddp_matches_one_process_validation(script, one_node_two_pro
     assert _single_process_metrics(script, work) == last["metrics"]
 
 
+def test_ddp_spawn_trains_as_ddp_on_cpu(script, one_node_two_processes):
+    """Fabric's ``ddp_spawn`` on two CPU processes: the weights of the ``ddp`` run, bit for bit;
+    the trackers write on rank 0 only (one CSV row per step). The other DDP names build the same
+    strategy (test_engine_settings)."""
+    strategy = "ddp_spawn"
+    work = script.parent / strategy
+    done = subprocess.run([sys.executable, str(script), "ddp", str(work), strategy], env=_env(), capture_output=True,
+                          text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    reference, last = load_checkpoint(one_node_two_processes / "last.pth"), load_checkpoint(work / "last.pth")
+    assert all(torch.equal(last["net"][k], v) for k, v in reference["net"].items())
+    log = (work / "log.txt").read_text()
+    assert "2 process(es) on cpu, strategy DefaultStreamDDPStrategy" in log
+    assert "strategy ddp_spawn runs as ddp: main.py starts one process per device" in log
+    rows = (work / "csv" / "version_0" / "metrics.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in rows[1:4]] == ["1", "2", "3"] and len(rows) == 5  # steps 1-3, validation
+
+
 def test_two_nodes_under_torchrun_train_like_two_processes_on_one_node(script, one_node_two_processes, tmp_path):
     """``torchrun --nnodes 2 --node-rank 0|1 --nproc-per-node 1`` on one machine (gloo): the same
     weights, bit for bit, as two processes of one node, and the same metric as one process."""
@@ -115,7 +135,7 @@ def test_accelerator_choice(monkeypatch):
     assert resolve_accelerator("auto") == "cpu" == resolve_accelerator("cpu")  # CUDA hidden by conftest
     with pytest.raises(ConfigError, match="accelerator 'cuda' asked for, but torch .* sees no CUDA device"):
         resolve_accelerator("cuda")
-    with pytest.raises(ConfigError, match="accelerator must be one of auto, cpu, cuda, got 'gpu'"):
+    with pytest.raises(ConfigError, match="accelerator must be one of auto, cpu, cuda, mps, got 'gpu'"):
         resolve_accelerator("gpu")
     monkeypatch.setattr(fabric_module.torch.cuda, "is_available", lambda: True)
     assert resolve_accelerator("auto") == "cuda" == resolve_accelerator("cuda")
@@ -140,12 +160,12 @@ def test_build_fabric_strategies_and_nodes(monkeypatch):
     strategy, (plugin,) = calls[0].pop("strategy"), calls[0].pop("plugins")
     assert isinstance(strategy, DefaultStreamDDPStrategy) and precision == ["medium"]
     assert plugin.precision == "16-mixed" and plugin.scaler is not None
-    assert calls[0] == dict(accelerator="cuda", devices=[0, 1, 2], num_nodes=4)
+    assert calls[0] == dict(accelerator="cuda", devices=[0, 1, 2], num_nodes=4, loggers=[])
     notes.clear()
     build_fabric("cuda", "dp", "bf16-mixed", [1], notes.append)
     (plugin,) = calls[1].pop("plugins")
     assert plugin.precision == "bf16-mixed" and plugin.scaler is None
-    assert calls[1] == dict(accelerator="cuda", devices=[1], num_nodes=1, strategy="auto")
+    assert calls[1] == dict(accelerator="cuda", devices=[1], num_nodes=1, strategy="auto", loggers=[])
     assert notes == ["one device: strategy dp runs without a wrapper", "float32 matmul precision 'high' (TF32 on)"]
     with pytest.raises(ConfigError, match="matmul_precision must be one of highest, high, medium, got 'tf32'"):
         build_fabric("cuda", "dp", "32-true", [0], print, matmul_precision="tf32")
@@ -180,5 +200,5 @@ def test_build_fabric_under_a_launcher_takes_ranks_from_its_environment(monkeypa
 def test_num_nodes_needs_ddp_and_strategy_names_are_checked():
     with pytest.raises(ConfigError, match="num_nodes=2 needs strategy='ddp', got 'dp'"):
         build_fabric("cpu", "dp", "32-true", [0], print, num_nodes=2)
-    with pytest.raises(ConfigError, match="strategy must be one of dp, ddp, auto, got 'fsdp'"):
-        build_fabric("cpu", "fsdp", "32-true", [0], print)
+    with pytest.raises(ConfigError, match=r"strategy must be one of auto, dp, ddp, .*, got 'fdsp'; closest: 'fsdp'"):
+        build_fabric("cpu", "fdsp", "32-true", [0], print)

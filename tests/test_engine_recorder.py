@@ -5,6 +5,8 @@ import pytest
 import torch
 from helpers.disk import small_disk
 
+from srlane.config import Config
+from srlane.engine.trackers import build_trackers
 from srlane.fileio import DiskFullError
 from srlane.engine.recorder import Recorder, SmoothedValue, flat_metrics, format_metrics, window_means
 
@@ -66,15 +68,18 @@ def test_a_full_disk_under_log_txt_and_tensorboard_is_one_line_each(tmp_path):
     disk = tmp_path / "disk"
     with small_disk(disk, 128 * 1024):
         recorder = Recorder(str(disk / "run"), True, 10)
+        (tensorboard,) = build_trackers(Config({"loggers": ["tensorboard"]}))
+        tensorboard.start(str(disk / "run"), recorder.info)
         recorder.info("before the disk is full")
-        recorder.scalars({"train/loss": 1.0}, 0)
+        tensorboard.log_metrics({"train/loss": 1.0}, 0)
         _fill(disk)
         with pytest.raises(DiskFullError, match=r"^cannot write .*run/log\.txt: no space left on device \(0 bytes "
                                                 r"free in .*\); the log lines before this one are in it$"):
             recorder.info("x" * 8192)
-        with pytest.raises(DiskFullError, match=r"^cannot write .*run/tensorboard/events\.out\.tfevents\.\*: no "
-                                                r"space left on device .*; the scalars written before are in it$"):
+        with pytest.raises(DiskFullError, match=r"^cannot write .*run/tensorboard: no space left on device .*; "
+                                                r"tracker tensorboard was (logging metrics|finishing); what it wrote "
+                                                r"before is in it$"):
             for step in range(1, 2000):  # TensorBoard's writer thread meets the full disk at a flush
-                recorder.scalars({"train/loss": float(step)}, step)
-            recorder.close()
+                tensorboard.log_metrics({"train/loss": float(step)}, step)
+            tensorboard.finalize("success")
         assert (disk / "run" / "log.txt").read_text().count("before the disk is full") == 1

@@ -1,5 +1,6 @@
 """Device settings and inference options are checked on every machine, before anything is built;
 mixed precision leaves the batch's float tensors (the targets) as they are."""
+import importlib.util
 import os
 import subprocess
 import sys
@@ -13,7 +14,8 @@ from lightning.fabric.strategies import DataParallelStrategy
 from srlane.config import ConfigError, check_choice
 from srlane.engine import fabric as fabric_module
 from srlane.engine.defaults import load_experiment
-from srlane.engine.fabric import SETTINGS, MixedPrecisionKeepingInputs, build_fabric, precision_arguments
+from srlane.engine.fabric import (STRATEGIES, SETTINGS, DefaultStreamDDPStrategy, MixedPrecisionKeepingInputs,
+                                  build_fabric, precision_arguments)
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "configs" / "srlane_r18_synthetic.py"
@@ -29,7 +31,7 @@ def test_check_choice_names_the_allowed_values_and_the_closest():
 
 
 @pytest.mark.parametrize("key, value, closest", [
-    ("precision", "64-mixed", "16-mixed"), ("precision", "bf16", "bf16-mixed"), ("strategy", "ddp_spwn", "ddp"),
+    ("precision", "64-mixed", "16-mixed"), ("precision", "bf16", "bf16-mixed"), ("strategy", "ddp_spwn", "ddp_spawn"),
     ("accelerator", "gpu", "cpu"), ("matmul_precision", "tf32", "highest"),
     ("inference.precision", "fp64", "fp16"), ("inference.compile", "cudagraphs", "cudagraph"),
     ("dataset.on_bad_label", "skipp", "skip"),
@@ -121,3 +123,45 @@ def test_determinism_is_a_switch(monkeypatch, deterministic):
         assert len(notes) == int(deterministic) and (not notes or "not bitwise repeatable" in notes[0])
     finally:
         torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+
+
+def test_every_strategy_name_of_fabric_is_checked_for_what_it_needs(monkeypatch):
+    """On this CPU machine: each name either builds (one device: no wrapper; two processes: this
+    trainer's DDP, find_unused_parameters as the name says) or stops with one line naming what is
+    missing (CUDA for fsdp and deepspeed, deepspeed's package)."""
+    for strategy, needs in STRATEGIES.items():
+        if needs.cuda:
+            with pytest.raises(ConfigError, match=rf"^strategy '{strategy}' needs CUDA devices \(Lightning runs it on "
+                                                  r"GPUs only\), this run is on cpu; use strategy 'ddp'"):
+                build_fabric("cpu", strategy, "32-true", [0], print)
+            continue
+        notes = []
+        assert build_fabric("cpu", strategy, "32-true", [0], notes.append).world_size == 1
+        assert notes == ([] if strategy == "auto" else [f"one device: strategy {strategy} runs without a wrapper"])
+        chosen = build_fabric("cpu", strategy, "32-true", [0, 1], print).strategy
+        assert isinstance(chosen, DefaultStreamDDPStrategy)
+        assert chosen._ddp_kwargs.get("find_unused_parameters", False) == ("find_unused" in strategy)
+    calls = []
+    monkeypatch.setattr(fabric_module.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(fabric_module.torch, "set_float32_matmul_precision", lambda value: None)
+    monkeypatch.setattr(fabric_module, "Fabric", lambda **kwargs: calls.append(kwargs))
+    build_fabric("cuda", "fsdp", "bf16-mixed", [0, 1], print)  # Lightning's FSDP plugin for the precision
+    assert calls[0]["strategy"] == "fsdp" and calls[0]["precision"] == "bf16-mixed" and "plugins" not in calls[0]
+    if importlib.util.find_spec("deepspeed") is None:
+        with pytest.raises(ConfigError, match=r"^strategy 'deepspeed_stage_2' needs the deepspeed package, not "
+                                              r"installed here \(pip install deepspeed\); or use strategy 'ddp'$"):
+            build_fabric("cuda", "deepspeed_stage_2", "16-mixed", [0, 1], print)
+
+
+def test_mps_is_checked_like_cuda(monkeypatch):
+    monkeypatch.setattr(fabric_module.torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match=r"^accelerator 'mps' asked for, but torch .* sees no MPS device"):
+        build_fabric("mps", "auto", "32-true", [0], print)
+    calls = []
+    monkeypatch.setattr(fabric_module.torch.backends.mps, "is_available", lambda: True)
+    monkeypatch.setattr(fabric_module, "Fabric", lambda **kwargs: calls.append(kwargs))
+    build_fabric("mps", "dp", "16-mixed", [0], print)
+    assert (calls[0]["accelerator"], calls[0]["devices"], calls[0]["strategy"]) == ("mps", 1, "auto")
+    with pytest.raises(ConfigError, match=r"^accelerator 'mps' has one device, --gpus lists 2 x num_nodes=1$"):
+        build_fabric("mps", "ddp", "32-true", [0, 1], print)
+    assert fabric_module.resolve_accelerator("auto") == "cpu"  # auto never picks MPS

@@ -2,7 +2,7 @@
 
 ``build_runner`` is what ``main.py`` runs. Its steps are public, so a tool assembles a loop of
 its own from the same parts: ``build_parts`` (Fabric, record, network, optimizer, schedule,
-moving average, loaders, input checks), ``build_validator`` and ``default_hooks``.
+moving average, loaders, input checks, trackers), ``build_validator`` and ``default_hooks``.
 """
 from __future__ import annotations
 
@@ -16,11 +16,12 @@ from lightning.fabric import Fabric
 from torch import nn
 
 from srlane.benchmarks import Benchmark, build_benchmark
-from srlane.config import Config
+from srlane.config import Config, flatten
 from srlane.data.input_checks import InputChecks, expected_sizes
 from srlane.data.label_checks import SkippedLabels
 from srlane.engine.allocator import keep_freed_memory
-from srlane.engine.checkpointer import Checkpointer
+from srlane.engine.checkpointer import BEST, LAST, Checkpointer
+from srlane.engine.distributed import failures_shared
 from srlane.engine.ema import ModelEMA
 from srlane.engine.fabric import build_fabric
 from srlane.engine.hooks import CheckpointHook, EarlyStopHook, Hook, LoggerHook, SkippedLabelsHook
@@ -28,7 +29,9 @@ from srlane.engine.loaders import LoaderBuilder, Prepare, SplitLoaders, split_lo
 from srlane.engine.optim import build_optimizer, build_scheduler
 from srlane.engine.recorder import Recorder
 from srlane.engine.reporting import build_report_hooks
+from srlane.engine.results import RESULTS, ResultsHook
 from srlane.engine.runner import LoopOptions, Runner
+from srlane.engine.trackers import ArtifactHook, GuardedTracker, build_trackers, start_trackers
 from srlane.engine.validation import Validator
 from srlane.models import build_net
 from srlane.models.decode import LaneDecoder, build_decoder
@@ -75,17 +78,23 @@ def build_parts(cfg: Config, work_dir: str, gpus: Sequence[int] = (0,), prepare:
     seed, and build the parts; ``net``, ``benchmark`` and ``build_loader`` replace the config's
     (``build_net(cfg)``, ``build_benchmark(cfg)``, the benchmark's splits through
     ``build_dataset``/``build_dataloader``). ``prepare`` runs once, on rank 0, before the first
-    loader is built."""
+    loader is built. The trackers of ``cfg.loggers`` are Fabric's loggers, their runs opened (and
+    given the flattened config) before anything else is built: a missing package or an unreachable
+    server is one line."""
     notes: list[str] = []
+    trackers = build_trackers(cfg)
     fabric = build_fabric(cfg.accelerator, cfg.strategy, cfg.precision, gpus, notes.append, int(cfg.num_nodes),
-                          cfg.matmul_precision, bool(cfg.deterministic))
+                          cfg.matmul_precision, bool(cfg.deterministic), trackers)
     fabric.launch()
     if fabric.device.type == "cpu" and keep_freed_memory():
         notes.append("host allocator keeps freed memory (glibc, no mmap): no page faults on each step's activations")
     work_dir = fabric.broadcast(os.path.abspath(work_dir), src=0)
-    recorder = Recorder(work_dir, fabric.is_global_zero, cfg.total_iter)
+    recorder = Recorder(work_dir, fabric.is_global_zero, cfg.total_iter, fabric)
     for note in notes:
         recorder.info(note)
+    with failures_shared(fabric):
+        if fabric.is_global_zero:
+            start_trackers(trackers, work_dir, recorder.info, flatten(cfg.to_dict()))
     fabric.seed_everything(cfg.seed, verbose=False)
     net = net if net is not None else build_net(cfg)
     if cfg.channels_last:
@@ -121,14 +130,20 @@ def build_validator(cfg: Config, parts: TrainingParts, view: bool = False,
 
 
 def default_hooks(cfg: Config, recorder: Recorder, checkpointer: Checkpointer, optimizer: torch.optim.Optimizer,
-                  skipped_labels: SkippedLabels | None = None) -> list[Hook]:
+                  trackers: Sequence[GuardedTracker] = (), skipped_labels: SkippedLabels | None = None) -> list[Hook]:
     """The log line, the count of training images skipped for bad labels (``skipped_labels``),
-    early stopping when ``early_stop`` is set, and the checkpoints. Early stopping counts a
-    validation before best.pth is written, so the file holds that count."""
+    early stopping when ``early_stop`` is set, the checkpoints, the result files
+    (``srlane.engine.results``) and, when training ends, ``best.pth`` and ``results.json`` to the
+    ``trackers`` that keep artifacts. Early stopping counts a validation before best.pth is
+    written, so the file holds that count."""
     early_stop = [EarlyStopHook.from_config(cfg.early_stop, cfg.total_iter)] if cfg.get("early_stop") else []
     skipped = [SkippedLabelsHook(skipped_labels, recorder.info)] if skipped_labels is not None else []
+    folder = recorder.work_dir
+    best, last = os.path.join(folder, BEST), os.path.join(folder, LAST)
     return [LoggerHook(recorder, optimizer, cfg.log_interval, cfg.total_iter), *skipped, *early_stop,
-            CheckpointHook(checkpointer, cfg.save_interval)]
+            CheckpointHook(checkpointer, cfg.save_interval),
+            ResultsHook(folder, recorder.is_main, cfg.get("test_parameters") or {}, best, last),
+            ArtifactHook(trackers, [best, os.path.join(folder, RESULTS)])]
 
 
 def build_runner(cfg: Config, work_dir: str, gpus: Sequence[int] = (0,), view: bool = False,
@@ -145,7 +160,8 @@ def build_runner(cfg: Config, work_dir: str, gpus: Sequence[int] = (0,), view: b
     validator = build_validator(cfg, parts, view, decoder, keep_raw=report)
     checkpointer = Checkpointer(parts.recorder.work_dir, parts.fabric.is_global_zero, cfg.to_dict(),
                                 parts.recorder.info, cfg.get("keep_iter_checkpoints") or 0)
-    standard = default_hooks(cfg, parts.recorder, checkpointer, parts.optimizer, parts.skipped_labels)
+    standard = default_hooks(cfg, parts.recorder, checkpointer, parts.optimizer, parts.fabric.loggers,
+                             parts.skipped_labels)
     report_hooks = build_report_hooks(cfg, validator, parts.benchmark, parts.recorder)
     runner = parts.runner(validator, [*standard, *report_hooks, *hooks])
     checkpointer.attach(runner)

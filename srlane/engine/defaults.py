@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from srlane.config import Config, check_choice, load_config
 from srlane.data.label_checks import ON_BAD_LABEL
 from srlane.engine.fabric import check_settings
+from srlane.engine.trackers import check_loggers
 from srlane.models.inference import build_inference_options
 
 DEFAULTS: dict = dict(
@@ -25,12 +26,13 @@ DEFAULTS: dict = dict(
     save_interval=1000,  # write last.pth every save_interval iterations and at the end
     keep_iter_checkpoints=0,  # K > 0: every save_interval also iter_<step>.pth, the newest K kept; 0: off
     log_interval=500,  # log line every log_interval iterations
-    accelerator="auto",  # "auto" (CUDA when present), "cpu" or "cuda"
+    accelerator="auto",  # "auto" (CUDA when present), "cpu", "cuda" or "mps"
     channels_last=True,  # NHWC memory for the network's weights and activations: faster convolutions on
     # CPU (oneDNN) and on CUDA tensor cores; the same maths, float rounding may differ
     precision="16-mixed",  # "16-mixed", "bf16-mixed" or "32-true"; always "32-true" on CPU
     matmul_precision="high",  # on CUDA: "high" or "medium" let float32 matmuls use TF32, "highest" not
-    strategy="dp",  # "dp" (as the release) or "ddp" (one process per device); one device needs neither
+    strategy="dp",  # "dp" (as the release), "ddp" (one process per device) or another of Fabric's names
+    # (srlane.engine.fabric.STRATEGIES: ddp variants, fsdp, deepspeed_*); one device needs none
     num_nodes=1,  # machines of a multi-node "ddp" run started with torchrun --nnodes num_nodes
     seed=0,
     deterministic=False,  # True: deterministic torch/cuDNN algorithms, no cuDNN autotuning (slower on CUDA);
@@ -52,6 +54,13 @@ DEFAULTS: dict = dict(
     # TP, FP and FN lanes go to TensorBoard (srlane.engine.reporting); off by default
     report=dict(tensorboard=False, thresholds=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9], gallery=4),
     work_dirs="work_dirs",  # runs go to <work_dirs>/<config name>/<timestamp>/
+    # experiment trackers (srlane.engine.trackers.TRACKERS): any of "tensorboard", "csv", "mlflow", "wandb"
+    loggers=["tensorboard"],
+    # MLflow: tracking_uri None: $MLFLOW_TRACKING_URI, else sqlite:///<work_dirs>/<config name>/mlflow.db (artifacts
+    # beside it in mlartifacts/); experiment None: the config's name; run_name None: the run folder's name
+    mlflow=dict(tracking_uri=None, experiment=None, run_name=None, artifact_location=None),
+    # W&B: mode None: $WANDB_MODE, else "offline" (no account needed); project None: the config's name
+    wandb=dict(project=None, name=None, mode=None),
 )
 
 OPEN_KEYS = ("optimizer", "cut_heights")  # dicts whose own keys are free
@@ -67,10 +76,11 @@ def known_config_files() -> list[str]:
 
 def load_experiment(path: str | os.PathLike, overrides: Iterable[str] = ()) -> Config:
     """Read an experiment config on top of ``DEFAULTS``, apply ``--set`` overrides, validate: its
-    keys, and the values of the device settings, the inference options and the bad-label policy
-    on any machine, before anything is built."""
+    keys, and the values of the device settings, the trackers' names, the inference options and
+    the bad-label policy on any machine, before anything is built."""
     cfg = load_config(path, overrides, DEFAULTS, known_config_files(), OPEN_KEYS)
     check_settings(cfg)
+    check_loggers(cfg.loggers)
     build_inference_options(cfg)
     if "dataset" in cfg:
         check_choice("dataset.on_bad_label", cfg.dataset.get("on_bad_label", "error"), ON_BAD_LABEL)

@@ -1,21 +1,20 @@
-"""The run's record: work dir, log.txt, TensorBoard scalars, tqdm bars, the release's log line.
+"""The run's record: work dir, log.txt, scalars to the trackers (Fabric's loggers), tqdm bars,
+the release's log line.
 
 Only rank zero writes; on other ranks every method is a no-op (log lines go nowhere).
 """
 from __future__ import annotations
 
-import contextlib
 import datetime
 import logging
 import os
 import sys
-import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 
 import torch
-from lightning.fabric.loggers import TensorBoardLogger
+from lightning.fabric import Fabric
 from tqdm import tqdm
 
 from srlane.benchmarks.base import headline_counts
@@ -52,24 +51,6 @@ def window_means(meters: Mapping[str, SmoothedValue]) -> dict[str, float]:
     return dict(zip(meters, means.tolist()))
 
 
-def quiet_tensorboard_full_disk() -> None:
-    """Wrap ``threading.excepthook`` (once) so that TensorBoard's writer thread meeting a full
-    disk prints no traceback: the Recorder reports it in one line when the error reaches its own
-    calls. Every other thread exception goes to the hook that was there."""
-    previous = threading.excepthook
-    if getattr(previous, "quiet_tensorboard", False):
-        return
-
-    def hook(args: threading.ExceptHookArgs) -> None:
-        if (type(args.thread).__name__ == "_AsyncWriterThread" and isinstance(args.exc_value, OSError)
-                and args.exc_value.errno in FULL):
-            return
-        previous(args)
-
-    hook.quiet_tensorboard = True
-    threading.excepthook = hook
-
-
 class LogFile(logging.FileHandler):
     """``log.txt``: a full disk or quota stops the run with one ``DiskFullError`` line (logging's
     default prints a traceback and goes on without the line)."""
@@ -89,9 +70,10 @@ class _TqdmHandler(logging.StreamHandler):
 
 
 class Recorder:
-    """Work dir, logger, TensorBoard and progress bars of one run."""
+    """Work dir, logger, progress bars of one run; its scalars go to ``fabric``'s loggers
+    (``fabric.log_dict``; None: nowhere), which ``close`` finalizes."""
 
-    def __init__(self, work_dir: str, is_main: bool, total_iter: int) -> None:
+    def __init__(self, work_dir: str, is_main: bool, total_iter: int, fabric: Fabric | None = None) -> None:
         self.work_dir = work_dir
         self.is_main = is_main
         self.total_iter = total_iter
@@ -102,7 +84,7 @@ class Recorder:
         self.data_time = SmoothedValue()
         self.batch_time = SmoothedValue()
         self.bar: tqdm | None = None
-        self.tb: TensorBoardLogger | None = None
+        self.fabric = fabric if is_main else None
         if not is_main:
             self.logger.addHandler(logging.NullHandler())
             return
@@ -111,8 +93,6 @@ class Recorder:
         for handler in (LogFile(os.path.join(work_dir, "log.txt")), _TqdmHandler()):
             handler.setFormatter(fmt)
             self.logger.addHandler(handler)
-        self.tb = TensorBoardLogger(root_dir=work_dir, name="tensorboard", version="")
-        quiet_tensorboard_full_disk()
 
     def info(self, message: str) -> None:
         self.logger.info(message)
@@ -133,7 +113,7 @@ class Recorder:
 
     def log_train(self, epoch: int, step: int, lr: float, counts: Mapping[str, int]) -> None:
         """The release's line (epoch, step, lr, smoothed losses, data/batch time, ETA), then the
-        ``counts`` that are not zero (``name: value``); TensorBoard scalars."""
+        ``counts`` that are not zero (``name: value``); ``train/lr`` and ``train/<loss>`` to the trackers."""
         if not self.is_main:
             return
         eta = datetime.timedelta(seconds=int(self.batch_time.avg * (self.total_iter - step)))
@@ -148,36 +128,26 @@ class Recorder:
         self.scalars(scalars, step)
 
     def scalars(self, values: Mapping[str, float], step: int) -> None:
-        if self.tb is not None:
-            with self._tensorboard_writes():
-                self.tb.log_metrics(dict(values), step=step)
+        """``values`` at ``step`` to every tracker."""
+        if self.fabric is not None:
+            self.fabric.log_dict(dict(values), step=step)
 
-    @contextlib.contextmanager
-    def _tensorboard_writes(self) -> Iterator[None]:
-        """A full disk met by TensorBoard's writer (now, or by its thread since the last call) as
-        one ``DiskFullError`` line naming its folder."""
-        try:
-            yield
-        except (OSError, ValueError) as error:  # Lightning's log_metrics raises the OSError as a ValueError's cause
-            cause = error if isinstance(error, OSError) else error.__cause__
-            if not isinstance(cause, OSError) or cause.errno not in FULL:
-                raise
-            raise disk_full(cause.errno, os.path.join(self.tb.log_dir, "events.out.tfevents.*"),
-                            "the scalars written before are in it") from None
-
-    def log_validation(self, metrics: Mapping[str, object], step: int) -> None:
-        """Log the metric table and every number as ``val/<name>``."""
-        self.info(f"validation at step {step}:\n{format_metrics(metrics)}")
+    def log_validation(self, metrics: Mapping[str, object], step: int, title: str | None = None) -> None:
+        """Log the metric table under ``title`` (default: ``validation at step N``) and every
+        number as ``val/<name>`` at ``step`` to the trackers."""
+        self.info(f"{title or f'validation at step {step}'}:\n{format_metrics(metrics)}")
         numbers = {f"val/{k}": float(v) for k, v in flat_metrics(metrics).items()}
         self.scalars(numbers, step)
 
-    def close(self) -> None:
+    def close(self, status: str = "success") -> None:
+        """End the bar, the trackers' runs (``status``: ``"success"`` or ``"failed"``) and the log."""
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-        if self.tb is not None:
-            with self._tensorboard_writes():
-                self.tb.finalize("success")
+        if self.fabric is not None:
+            for logger in self.fabric.loggers:
+                logger.finalize(status)
+            self.fabric = None
         for handler in list(self.logger.handlers):
             handler.close()
             self.logger.removeHandler(handler)

@@ -121,7 +121,7 @@ class Runner:
                 self.recorder.info(f"stopped by {name} after iteration {state.step}; saved last.pth, resume with --resume")
             elif state.stop_reason is not None and not state.failed:
                 self.recorder.info(f"{state.stop_reason}; stopped after iteration {state.step}, saved last.pth")
-            self.recorder.close()
+            self.recorder.close("failed" if state.failed else "success")
         if state.stop_signal is not None:
             raise SystemExit(128 + state.stop_signal)
 
