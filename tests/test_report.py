@@ -258,7 +258,9 @@ def test_chromium_opens_the_report_without_console_errors(reported, tmp_path):
 
 @pytest.mark.parametrize("setting, line", [
     ("report.thresholds=[0.2, 1.5]", "report.thresholds [0.2, 1.5]: expected a list of confidence thresholds in [0, 1]"),
-    ("report.gallery=-1", "report.gallery -1: expected the number of gallery images (an integer >= 0)")])
+    ("report.gallery=-1", "report.gallery -1: expected the number of gallery images (an integer >= 0)"),
+    ("loggers=['csv']", "report.tensorboard=True writes to TensorBoard, but loggers is ['csv']; add 'tensorboard' to "
+                        "loggers")])
 def test_bad_report_settings_are_one_line(reported, tmp_path, setting, line):
     folder, config, _ = reported
     done = subprocess.run([sys.executable, str(ROOT / "main.py"), str(config), "--work-dir", str(tmp_path / "run"),

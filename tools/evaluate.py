@@ -102,7 +102,10 @@ def run_tusimple(args: argparse.Namespace) -> dict:
 def run_curvelanes(args: argparse.Namespace) -> dict:
     list_path = args.list or curvelanes.split_list_path(args.data_root, args.split)
     records = curvelanes.scoring_records(args.data_root, list_path)
-    result = curvelanes.f1_evaluator(records)(curvelanes.read_predictions(records, args.pred_dir))
+    predictions = curvelanes.read_predictions(records, args.pred_dir)
+    with tqdm(total=len(records), desc="Evaluate CurveLanes F1 (224x224 canvas, IoU 0.5)", unit="img",
+              dynamic_ncols=True) as bar:
+        result = curvelanes.f1_evaluator(records, bar.update)(predictions)
     print(table(["images", "tp", "fp", "fn", "precision", "recall", "F1"],
                 [[str(result["num_images"])] + [fmt(result[k]) for k in ("tp", "fp", "fn", "precision", "recall", "f1")]]))
     return result

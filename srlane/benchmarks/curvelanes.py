@@ -255,15 +255,18 @@ def read_predictions(records: Sequence[LaneRecord], source: str,
     return lanes
 
 
-def f1_evaluator(records: Sequence[LaneRecord]) -> PixelEvaluator:
+def f1_evaluator(records: Sequence[LaneRecord], progress: Callable[[int], object] | None = None) -> PixelEvaluator:
     """``predictions (per record, its pixel lanes) -> metrics``: the official F1 over the records'
-    lanes, each image on the canvas of its own size, with ``"metric"`` (the F1)."""
+    lanes, each image on the canvas of its own size, with ``"metric"`` (the F1); ``progress(1)``
+    after each image (a tqdm bar's ``update``)."""
 
     def evaluate(predictions: Sequence[Sequence[np.ndarray]]) -> dict:
         metric = CurveLanesEvaluator()
         for record, lanes in zip(records, predictions, strict=True):
             height, width = record.img_size
             metric.add(record.lanes, lanes, width, height)
+            if progress is not None:
+                progress(1)
         return metric.summary()
 
     return evaluate

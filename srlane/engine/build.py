@@ -162,7 +162,7 @@ def build_runner(cfg: Config, work_dir: str, gpus: Sequence[int] = (0,), view: b
                                 parts.recorder.info, cfg.get("keep_iter_checkpoints") or 0)
     standard = default_hooks(cfg, parts.recorder, checkpointer, parts.optimizer, parts.fabric.loggers,
                              parts.skipped_labels)
-    report_hooks = build_report_hooks(cfg, validator, parts.benchmark, parts.recorder)
+    report_hooks = build_report_hooks(cfg, validator, parts.benchmark, parts.fabric.loggers)
     runner = parts.runner(validator, [*standard, *report_hooks, *hooks])
     checkpointer.attach(runner)
     if load_from:

@@ -7,11 +7,13 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from lightning.fabric.loggers import Logger
+
 from srlane.benchmarks import Benchmark
 from srlane.config import Config, ConfigError
 from srlane.engine.hooks import Hook
-from srlane.engine.recorder import Recorder
 from srlane.engine.state import TrainState
+from srlane.engine.trackers import tensorboard_writer
 from srlane.engine.validation import Validator
 from srlane.inference.raw import RawWriter
 from srlane.report.analysis import iou_analysis, scored_points, threshold_curve, writer_outputs
@@ -30,17 +32,17 @@ class TensorBoardReportHook(Hook):
 
     name = "tensorboard_report"
 
-    def __init__(self, cfg: Config, validator: Validator, benchmark: Benchmark, recorder: Recorder,
+    def __init__(self, cfg: Config, validator: Validator, benchmark: Benchmark, trackers: Sequence[Logger],
                  thresholds: Sequence[float], gallery: int) -> None:
-        self.cfg, self.validator, self.benchmark, self.recorder = cfg, validator, benchmark, recorder
+        self.cfg, self.validator, self.benchmark, self.trackers = cfg, validator, benchmark, trackers
         self.thresholds, self.gallery = list(thresholds), int(gallery)
 
     def after_validation(self, state: TrainState, metrics: Mapping[str, Any], is_best: bool) -> None:
-        if self.validator.last is None or self.recorder.tb is None:
+        writer = tensorboard_writer(self.trackers)
+        if self.validator.last is None or writer is None:
             return
         records = self.validator.loader().dataset.records
         outputs = writer_outputs(records, RawWriter.of(self.validator.last))
-        writer = self.recorder.tb.experiment
         curve = threshold_curve(self.benchmark, outputs, self.cfg, self.thresholds)
         chosen = float(self.cfg.test_parameters.conf_threshold)
         writer.add_image("report/threshold_curve", png_array(threshold_figure(curve, chosen)), state.step,
@@ -56,19 +58,23 @@ class TensorBoardReportHook(Hook):
         writer.flush()
 
 
-def build_report_hooks(cfg: Config, validator: Validator, benchmark: Benchmark, recorder: Recorder) -> list[Hook]:
+def build_report_hooks(cfg: Config, validator: Validator, benchmark: Benchmark,
+                       trackers: Sequence[Logger]) -> list[Hook]:
     """The TensorBoard report hook when ``report.tensorboard`` is set (its validator keeps raw
-    outputs), else none."""
+    outputs; the pictures go to the ``tensorboard`` tracker among ``trackers``), else none."""
     settings = cfg.report
     if not settings.tensorboard:
         return []
+    if "tensorboard" not in cfg.loggers:
+        raise ConfigError(f"report.tensorboard=True writes to TensorBoard, but loggers is {list(cfg.loggers)!r}; "
+                          "add 'tensorboard' to loggers")
     thresholds, gallery = settings.thresholds, settings.gallery
     if (not isinstance(thresholds, (list, tuple)) or not thresholds
             or not all(isinstance(t, (int, float)) and 0 <= t <= 1 for t in thresholds)):
         raise ConfigError(f"report.thresholds {thresholds!r}: expected a list of confidence thresholds in [0, 1]")
     if not isinstance(gallery, int) or isinstance(gallery, bool) or gallery < 0:
         raise ConfigError(f"report.gallery {gallery!r}: expected the number of gallery images (an integer >= 0)")
-    return [TensorBoardReportHook(cfg, validator, benchmark, recorder, settings.thresholds, settings.gallery)]
+    return [TensorBoardReportHook(cfg, validator, benchmark, trackers, settings.thresholds, settings.gallery)]
 
 
 def write_validation_report(cfg: Config, config_path: str, validator: Validator, work_dir: str,

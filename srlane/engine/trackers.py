@@ -243,6 +243,15 @@ class GuardedTracker(Logger):
         self.logger = None
 
 
+def tensorboard_writer(trackers: Sequence[Logger]) -> Any | None:
+    """The SummaryWriter of the started TensorBoard tracker among ``trackers`` (for pictures);
+    None without one, on ranks other than 0, or after it was dropped."""
+    for tracker in trackers:
+        if isinstance(tracker, GuardedTracker) and tracker.tracker == "tensorboard" and tracker.logger is not None:
+            return tracker.logger.experiment
+    return None
+
+
 def build_trackers(cfg: Config) -> list[GuardedTracker]:
     """The trackers of ``cfg.loggers``, their packages imported now: a missing one is one
     TrackerError line, before anything is built."""
