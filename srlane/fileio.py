@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import errno
 import io
+import json
 import os
 import secrets
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 
@@ -80,6 +82,11 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes | memoryview) -> Non
     """Write ``data`` to ``path`` atomically."""
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         handle.write(data)
+
+
+def atomic_write_json(path: str | os.PathLike, value: Any, **dumps: Any) -> None:
+    """``value`` as indented JSON (``json.dumps`` options in ``dumps``) at ``path``, atomically."""
+    atomic_write_text(path, json.dumps(value, **{"indent": 1, **dumps}) + "\n")
 
 
 def atomic_write_npy(path: str | os.PathLike, array: np.ndarray) -> None:

@@ -1,10 +1,12 @@
 import errno
 import os
 
+import numpy as np
 import pytest
 
 from helpers.disk import small_disk
-from srlane.fileio import DiskFullError, atomic_path, atomic_write_bytes, atomic_write_text, line_fields
+from srlane.fileio import (DiskFullError, atomic_path, atomic_write_bytes, atomic_write_json, atomic_write_text,
+                           line_fields)
 
 
 def test_target_appears_only_complete(tmp_path):
@@ -116,3 +118,14 @@ def test_a_real_full_disk(tmp_path):
             atomic_write_bytes(disk / "raw" / "outputs.npy", b"y" * (128 * 1024))
         assert (disk / "raw" / "outputs.npy").read_bytes() == b"x" * 1000
         assert os.listdir(disk / "raw") == ["outputs.npy"]
+
+
+def test_atomic_write_json_round_trips_indented_and_takes_dumps_options(tmp_path):
+    import json
+
+    path = tmp_path / "out" / "value.json"
+    atomic_write_json(path, {"a": [1, 2.5], "b": None})
+    assert json.loads(path.read_text()) == {"a": [1, 2.5], "b": None}
+    assert path.read_text().startswith('{\n "a"') and path.read_text().endswith("}\n")
+    atomic_write_json(path, {"x": np.float32(0.5)}, default=float)  # replaced whole
+    assert json.loads(path.read_text()) == {"x": 0.5} and sorted(p.name for p in path.parent.iterdir()) == ["value.json"]

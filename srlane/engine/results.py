@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from srlane.benchmarks.base import headline_counts
 from srlane.engine.hooks import Hook
 from srlane.engine.state import TrainState
-from srlane.fileio import atomic_write_text
+from srlane.fileio import atomic_write_json
 
 if TYPE_CHECKING:
     from srlane.engine.runner import Runner
@@ -46,15 +46,10 @@ def validation_entry(metrics: Mapping[str, Any], step: int | None, epoch: int | 
     return entry
 
 
-def write_json(path: str, value: Any) -> None:
-    """``value`` as indented json at ``path``, atomically."""
-    atomic_write_text(path, json.dumps(value, indent=1) + "\n")
-
-
 def write_results(folder: str, validations: list[dict[str, Any]]) -> str:
     """``<folder>/results.json`` holding ``validations``; returns its path."""
     path = os.path.join(folder, RESULTS)
-    write_json(path, {"validations": validations})
+    atomic_write_json(path, {"validations": validations})
     return path
 
 
@@ -97,8 +92,8 @@ class ResultsHook(Hook):
         self.validations.append(entry)
         write_results(self.folder, self.validations)
         if is_best:
-            write_json(os.path.join(self.folder, BEST_RESULT), {**entry, "checkpoint": self.best_checkpoint})
-        write_json(os.path.join(self.folder, LATEST_RESULT), {**entry, "checkpoint": self.last_checkpoint})
+            atomic_write_json(os.path.join(self.folder, BEST_RESULT), {**entry, "checkpoint": self.best_checkpoint})
+        atomic_write_json(os.path.join(self.folder, LATEST_RESULT), {**entry, "checkpoint": self.last_checkpoint})
 
 
 def validate_once(runner: Runner, thresholds: Mapping[str, Any], checkpoint: str | None,

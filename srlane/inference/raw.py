@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from srlane.data.records import LaneRecord
-from srlane.fileio import atomic_write_npy, atomic_write_text
+from srlane.fileio import atomic_write_json, atomic_write_npy
 from srlane.inference.predict import ImagePrediction
 from srlane.lanes import Lane
 from srlane.models.decode import LaneDecoder
@@ -77,7 +77,7 @@ class RawWriter:
         atomic_write_npy(os.path.join(folder, "outputs.npy"), outputs)
         index = {"format": RAW_FORMAT, "config": os.path.abspath(config_path),
                  **{key: int(cfg[key]) for key in GEOMETRY}, "shape": list(outputs.shape[1:]), "rows": self.rows}
-        atomic_write_text(os.path.join(folder, "index.json"), json.dumps(index, indent=1) + "\n")
+        atomic_write_json(os.path.join(folder, "index.json"), index)
 
 
 def load_raw(folder: str) -> tuple[np.ndarray, dict]:

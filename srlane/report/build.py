@@ -2,7 +2,6 @@
 numbers), from a split's raw outputs and, when given, the run folder of the training."""
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 from tqdm import tqdm
 
 from srlane.benchmarks import Benchmark
-from srlane.fileio import atomic_write_bytes, atomic_write_text
+from srlane.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
 from srlane.report import html
 from srlane.report.analysis import (CONF_THRESHOLDS, GALLERY_IOU, IOU_THRESHOLDS, Outputs, decode, iou_analysis,
                                     scored_points, threshold_curve)
@@ -100,7 +99,7 @@ def build_report(out_dir: str, cfg: Mapping[str, Any], benchmark: Benchmark, out
         sections.append(("Training", html.note(f"no training scalars in {run_dir}")))
     for name, data in files.items():
         atomic_write_bytes(os.path.join(out_dir, name), data)
-    atomic_write_text(os.path.join(out_dir, "report.json"), json.dumps(numbers, indent=1, default=float) + "\n")
+    atomic_write_json(os.path.join(out_dir, "report.json"), numbers, default=float)
     path = os.path.join(out_dir, REPORT)
     atomic_write_text(path, html.page("SRLane evaluation report", facts, sections))
     return path
