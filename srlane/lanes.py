@@ -22,9 +22,14 @@ class Lane:
     (the release's order: top of the image first, y increasing). x(y) is an interpolating
     spline of degree ``min(3, N - 1)``; outside ``[min_y - 0.01, max_y + 0.01]`` it is invalid
     (``INVALID_X``). The spline is built on the first call, so decoding pays nothing for it.
+
+    ``category`` is the lane's kind (an OpenLane id of ``srlane.lane_kinds.LANE_KINDS``; 0
+    unknown: a network without a category head) and ``category_score`` the probability the network
+    gave it (None without a head).
     """
 
-    def __init__(self, points: np.ndarray, invalid_value: float = INVALID_X) -> None:
+    def __init__(self, points: np.ndarray, invalid_value: float = INVALID_X, category: int = 0,
+                 category_score: float | None = None) -> None:
         points = np.asarray(points, dtype=np.float64)
         if points.ndim != 2 or points.shape[1] != 2 or len(points) < 2:
             raise ValueError(f"Lane needs an (N>=2, 2) point array, got shape {points.shape}")
@@ -35,6 +40,7 @@ class Lane:
             raise ValueError("Lane points must have distinct y values")
         self.points = points
         self.invalid_value = float(invalid_value)
+        self.category, self.category_score = int(category), category_score
         self.min_y = float(ys[0]) - 0.01
         self.max_y = float(ys[-1]) + 0.01
         self._order = order

@@ -23,7 +23,7 @@ from srlane.data.label_checks import records_pass
 from srlane.data.records import LaneRecord
 from srlane.fileio import atomic_path
 
-FORMAT_VERSION = 3  # 3: records checked by srlane.data.label_checks, bad labels kept
+FORMAT_VERSION = 4  # 3: records checked by srlane.data.label_checks, bad labels kept; 4: lane categories
 PROJECT_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, os.pardir))
 DEFAULT_CACHE_DIR = os.path.join(PROJECT_ROOT, "datasets", ".cache")
 
@@ -61,6 +61,7 @@ def save_records(path: str, records: Sequence[LaneRecord], key: str) -> None:
                 "h_samples": list(r.h_samples) if r.h_samples is not None else None,
                 "img_size": list(r.img_size) if r.img_size is not None else None,
                 "bad_label": list(r.bad_label) if r.bad_label is not None else None,
+                "lane_categories": list(r.lane_categories) if r.lane_categories is not None else None,
             }
             for r in records
         ],
@@ -97,6 +98,7 @@ def load_records(path: str, key: str) -> list[LaneRecord] | None:
             h_samples=tuple(item["h_samples"]) if item["h_samples"] is not None else None,
             img_size=tuple(item["img_size"]) if item["img_size"] is not None else None,
             bad_label=tuple(item["bad_label"]) if item.get("bad_label") is not None else None,
+            lane_categories=tuple(item["lane_categories"]) if item["lane_categories"] is not None else None,
         ))
         pos += n
     return records

@@ -35,6 +35,8 @@ class LaneRecord:
         img_size: ``(height, width)`` read from the image when the benchmark's sizes vary, or None.
         bad_label: ``(file, line or None, message)`` when the image's label cannot be used
             (``srlane.data.label_checks``); the record then has no lanes.
+        lane_categories: each lane's kind (an OpenLane id, ``srlane.lane_kinds``; 0 unknown), as
+            long as ``lanes``, or None when the labels say nothing of kinds.
     """
 
     img_path: str
@@ -46,6 +48,7 @@ class LaneRecord:
     h_samples: tuple[int, ...] | None = None
     img_size: tuple[int, int] | None = None
     bad_label: tuple[str, int | None, str] | None = None
+    lane_categories: tuple[int, ...] | None = None
 
 
 def relative_name(path_text: str) -> str:
