@@ -62,11 +62,19 @@ def category_name(category: int) -> str:
     return LANE_KINDS[category].name
 
 
+LEFT_CURB, RIGHT_CURB = 20, 21  # the road edges left and right of the lanes
+# how a synthetic scene names the pattern of a painted line (``srlane.synthetic``): "double" is two
+# solid lines; the others are LANE_KINDS' patterns
+_PAINT_PATTERNS = {"solid": "solid", "dashed": "dashed", "double": "double-solid", "double-dashed": "double-dashed",
+                   "left-dashed": "left-dashed", "left-solid": "left-solid"}
+
+
 def category_of_paint(yellow: bool, style: str) -> int:
-    """The category of a painted line: white or yellow, ``solid``, ``dashed`` or ``double`` (two
-    solid lines), as the synthetic scenes draw them."""
-    table = {(False, "dashed"): 1, (False, "solid"): 2, (False, "double"): 4,
-             (True, "dashed"): 7, (True, "solid"): 8, (True, "double"): 10}
-    if (yellow, style) not in table:
-        raise ValueError(f"no lane category for a {'yellow' if yellow else 'white'} {style!r} line")
-    return table[(yellow, style)]
+    """The category of a painted line: white or yellow, ``solid``, ``dashed``, ``double`` (two
+    solid lines), ``double-dashed``, ``left-dashed`` (dashed left, solid right) or ``left-solid``,
+    as the synthetic scenes draw them."""
+    colour, pattern = "yellow" if yellow else "white", _PAINT_PATTERNS.get(style)
+    for category, kind in LANE_KINDS.items():
+        if category != UNKNOWN and (kind.colour, kind.pattern) == (colour, pattern):
+            return category
+    raise ValueError(f"no lane category for a {colour} {style!r} line")

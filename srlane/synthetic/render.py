@@ -14,6 +14,10 @@ from srlane.synthetic.scene import Camera, Line, Road, Scene, SceneLabel, Trace,
 _SUBPIXEL = 3  # fillPoly shift: coordinates in 1/8 pixel
 _BEV_X, _BEV_Z = 40.0, 150.0  # texture / shadow map: +-40 m across, 0..150 m ahead
 _BEV_SX, _BEV_SZ = 0.2, 0.2  # its cell size (m)
+# the painted strips of a line style, left to right: each solid or dashed (two strips 0.1 m apart)
+_STRIPS = {"solid": ("solid",), "dashed": ("dashed",), "double": ("solid", "solid"),
+           "double-dashed": ("dashed", "dashed"), "left-dashed": ("dashed", "solid"), "left-solid": ("solid", "dashed")}
+_KERB = 0.25  # width (m) of the kerb stone drawn outside an openlane road edge
 
 
 # ----------------------------------------------------------------------------- drawing helpers
@@ -87,10 +91,11 @@ def _arrow_shapes(kind: str, rng: np.random.Generator) -> list[np.ndarray]:
 
 # ----------------------------------------------------------------------------- rendering
 
-def _line_segments(line: Line, trace: Trace, rng: np.random.Generator) -> list[tuple[float, float]]:
-    """Painted arc-length intervals of a line: dashes, or one solid run, thinned by wear."""
+def _line_segments(line: Line, trace: Trace, rng: np.random.Generator, style: str) -> list[tuple[float, float]]:
+    """Painted arc-length intervals of a ``solid`` or ``dashed`` strip of a line: dashes, or one
+    solid run, thinned by wear."""
     lo, hi = trace.s_lo, trace.s_hi
-    if line.style == "dashed":
+    if style == "dashed":
         period = line.dash + line.gap
         starts = np.arange(lo - (lo - line.phase) % period, hi, period)
         segments = [(max(a, lo), min(a + line.dash, hi)) for a in starts]
@@ -113,12 +118,11 @@ def _paint_masks(scene: Scene, rng: np.random.Generator, row0: int) -> tuple[np.
     shape = (layout.height - row0, layout.width)
     white, yellow = np.zeros(shape, np.uint8), np.zeros(shape, np.uint8)
     for line, trace in scene.traces:
-        if line.style == "double":
-            strips = [line.offset - line.width - 0.05, line.offset + 0.05]
-        else:
-            strips = [line.offset - line.width / 2]
+        styles = _STRIPS[line.style]
+        lefts = [line.offset - line.width / 2] if len(styles) == 1 else [line.offset - line.width - 0.05, line.offset + 0.05]
         polys = [_strip(road, cam, (a, a + line.width), s0, s1, row0)
-                 for s0, s1 in _line_segments(line, trace, rng) for a in strips]
+                 for style in dict.fromkeys(styles) for s0, s1 in _line_segments(line, trace, rng, style)
+                 for a, strip_style in zip(lefts, styles) if strip_style == style]
         if polys:
             cv2.fillPoly(yellow if line.yellow else white, polys, int(255 * line.paint), cv2.LINE_AA, _SUBPIXEL)
     marks = []
@@ -167,6 +171,11 @@ def _base_image(scene: Scene, rng: np.random.Generator, row0: int) -> np.ndarray
     s_end = float(road.s[road.end - 1])
     cv2.fillPoly(img, [_strip(road, cam, (scene.road_left, scene.road_right), -4.0, s_end)], asphalt,
                  cv2.LINE_AA, _SUBPIXEL)
+    if layout.openlane_kinds:  # kerb stones, a little paler than the asphalt, just outside its edges
+        kerb = np.clip(scene.asphalt * 1.15 + 12.0, 0, 255).tolist()
+        kerbs = [_strip(road, cam, (scene.road_left - _KERB, scene.road_left), -4.0, s_end),
+                 _strip(road, cam, (scene.road_right, scene.road_right + _KERB), -4.0, s_end)]
+        cv2.fillPoly(img, kerbs, kerb, cv2.LINE_AA, _SUBPIXEL)
     if scene.crossing is not None:
         s0, depth = scene.crossing
         cv2.fillPoly(img, [_strip(road, cam, (-80.0, 80.0), s0, s0 + depth)], asphalt, cv2.LINE_AA, _SUBPIXEL)
@@ -393,7 +402,7 @@ def _scaled(scene: Scene, scale: float) -> Scene:
 
 def render(fmt: str, seed: int, split: str, index: int) -> tuple[np.ndarray, SceneLabel]:
     """Image (uint8 BGR) and label of scene ``index`` of a ``split`` (``train`` or ``test``) of a
-    ``culane``, ``tusimple`` or ``curvelanes`` set."""
+    ``culane``, ``tusimple``, ``curvelanes`` or ``openlane`` set."""
     scene, rng = sample(fmt, seed, split, index)
     layout = scene.layout
     if layout.render_scale == 1.0:

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from srlane.lane_kinds import LEFT_CURB, RIGHT_CURB, category_of_paint
+
 SPLITS = ("train", "test")
 CATEGORY_BLOCK = (("normal",) * 8 + ("crowd", "shadow", "noline", "night") * 2
                   + ("hlight", "arrow", "curve", "cross"))
@@ -51,6 +53,7 @@ class Layout:
     curvature_rate: float = 2e-5  # range of the curvature's change per metre: [-rate, rate]
     top_margin: tuple[float, float] = (8.0, 22.0)  # lines fade this many rows below the horizon
     render_scale: float = 1.0  # drawn at this fraction of the size, then resized
+    openlane_kinds: bool = False  # every OpenLane kind of line (_OPENLANE_KINDS), road edges annotated as curbs
 
 
 CULANE = Layout("culane", 1640, 590, (264.0, 290.0), (0.55, 0.65), 589, 0, 2, 4)
@@ -67,7 +70,21 @@ CURVELANES = (
     Layout("curvelanes_1570x660", 1570, 660, (160.0, 195.0), (0.5, 0.6), 659, **_CURVELANES),
     Layout("curvelanes_1280x720", 1280, 720, (345.0, 380.0), (0.55, 0.65), 719, **_CURVELANES),
 )
-LAYOUTS: dict[str, tuple[Layout, ...]] = {"culane": (CULANE,), "tusimple": (TUSIMPLE,), "curvelanes": CURVELANES}
+# OpenLane's Waymo front camera: 1920 x 1280, a longer lens, annotated up to the horizon; drawn at
+# half size. Slots as CULane's (0, 1 left, 2, 3 right: OpenLane's ``attribute`` 1 to 4).
+OPENLANE = Layout("openlane", 1920, 1280, (560.0, 660.0), (0.8, 1.0), 1279, 0, 3, 6, row_step=20.0,
+                  top_margin=(16.0, 44.0), render_scale=0.5, openlane_kinds=True)
+LAYOUTS: dict[str, tuple[Layout, ...]] = {"culane": (CULANE,), "tusimple": (TUSIMPLE,), "curvelanes": CURVELANES,
+                                          "openlane": (OPENLANE,)}
+# (yellow, style) of an openlane-format line and its weight, by where the line is: the leftmost
+# (a centre line: mostly yellow), the rightmost of several, or one between
+_OPENLANE_KINDS: dict[str, dict[tuple[bool, str], float]] = {
+    "left": {(True, "solid"): 0.2, (True, "dashed"): 0.12, (True, "double"): 0.22, (True, "double-dashed"): 0.1,
+             (True, "left-dashed"): 0.06, (True, "left-solid"): 0.06, (False, "solid"): 0.16, (False, "double"): 0.08},
+    "right": {(False, "solid"): 0.6, (False, "dashed"): 0.25, (False, "double"): 0.15},
+    "inner": {(False, "dashed"): 0.42, (False, "solid"): 0.14, (False, "double"): 0.1, (False, "double-dashed"): 0.1,
+              (False, "left-dashed"): 0.06, (False, "left-solid"): 0.06, (True, "dashed"): 0.12},
+}
 
 
 @dataclass
@@ -76,12 +93,14 @@ class SceneLabel:
 
     ``lanes`` are ``(N, 2)`` float arrays of (x, y), bottom point first, y every ``row_step``
     rows, left to right; ``slots`` the CULane existence-flag index of each lane (0, 1 left of the
-    camera, 2, 3 right) or its left-to-right index for the other formats.
+    camera, 2, 3 right; -1 for a curb) or its left-to-right index for the other formats;
+    ``categories`` the OpenLane kind of each lane (``srlane.lane_kinds``): its paint, or a curb.
     """
 
     category: str
     lanes: list[np.ndarray] = field(default_factory=list)
     slots: list[int] = field(default_factory=list)
+    categories: list[int] = field(default_factory=list)
 
 
 # ----------------------------------------------------------------------------- geometry
@@ -140,7 +159,7 @@ class Line:
     slot: int
     yellow: bool
     width: float
-    style: str  # "solid", "dashed" or "double"
+    style: str  # "solid", "dashed", "double" (two solid lines); openlane: "double-dashed", "left-dashed", "left-solid"
     dash: float
     gap: float
     phase: float
@@ -239,11 +258,15 @@ class Scene:
     crosswalk: tuple[float, float] | None  # (arc length, depth) of zebra bars
     stop_line: float | None
     traces: list[tuple[Line, Trace]] = field(default_factory=list)  # lines seen over >= _MIN_POINTS rows
+    curbs: list[tuple[int, Trace]] = field(default_factory=list)  # openlane: (category, visible road edge)
 
     def label(self) -> SceneLabel:
-        """The scene's annotation."""
-        return SceneLabel(self.category, [trace.points for _, trace in self.traces],
-                          [line.slot for line, _ in self.traces])
+        """The scene's annotation, left to right: the left curb, the lines, the right curb."""
+        lanes = [(trace.points, line.slot, category_of_paint(line.yellow, line.style)) for line, trace in self.traces]
+        left, right = ([(trace.points, -1, c) for c, trace in self.curbs if c == side] for side in (LEFT_CURB, RIGHT_CURB))
+        ordered = left + lanes + right
+        return SceneLabel(self.category, [points for points, _, _ in ordered], [slot for _, slot, _ in ordered],
+                          [category for _, _, category in ordered])
 
 
 _WHITE = (232.0, 235.0, 235.0)
@@ -285,6 +308,13 @@ def layout_of(fmt: str, seed: int, split: str, index: int) -> Layout:
     return options[int(order[slot])]
 
 
+def _openlane_kind(rng: np.random.Generator, where: str) -> tuple[bool, str]:
+    """(yellow, style) of an openlane-format line drawn from ``_OPENLANE_KINDS[where]``."""
+    kinds = _OPENLANE_KINDS[where]
+    weights = np.array(list(kinds.values()))
+    return list(kinds)[int(rng.choice(len(kinds), p=weights / weights.sum()))]
+
+
 def _sample_lines(rng: np.random.Generator, layout: Layout, category: str, lane_width: float) -> list[Line]:
     """Lane lines left to right with their slots; empty for ``cross``."""
     side_counts = np.arange(1, layout.max_side + 1)
@@ -305,10 +335,13 @@ def _sample_lines(rng: np.random.Generator, layout: Layout, category: str, lane_
     lines = []
     for i, offset in enumerate(offsets):
         outer = i == 0 or i == len(offsets) - 1
-        style = "solid" if rng.random() < (0.55 if outer else 0.15) else "dashed"
-        yellow = bool(rng.random() < (0.25 if i == 0 else 0.0 if outer else 0.08))
-        if yellow and i == 0 and rng.random() < 0.4:
-            style = "double"
+        if layout.openlane_kinds:
+            yellow, style = _openlane_kind(rng, "left" if i == 0 else "right" if outer else "inner")
+        else:
+            style = "solid" if rng.random() < (0.55 if outer else 0.15) else "dashed"
+            yellow = bool(rng.random() < (0.25 if i == 0 else 0.0 if outer else 0.08))
+            if yellow and i == 0 and rng.random() < 0.4:
+                style = "double"
         dash = rng.uniform(2.5, 6.0)
         lines.append(Line(
             offset=float(offset), slot=slots[i], yellow=yellow,
@@ -425,7 +458,22 @@ def sample_scene(rng: np.random.Generator, layout: Layout, category: str) -> Sce
         trace = trace_line(road, cam, layout, line.offset, cam.horizon + line.top_margin)
         if trace is not None:
             scene.traces.append((line, trace))
+    if layout.openlane_kinds:
+        scene.curbs = _trace_curbs(rng, scene)
     return scene
+
+
+def _trace_curbs(rng: np.random.Generator, scene: Scene) -> list[tuple[int, Trace]]:
+    """The visible stretch of each road edge as a curb (below a crossing road, which breaks it)."""
+    curbs = []
+    for category, edge in ((LEFT_CURB, scene.road_left), (RIGHT_CURB, scene.road_right)):
+        v_top = scene.cam.horizon + rng.uniform(*scene.layout.top_margin)
+        if scene.crossing is not None:
+            v_top = max(v_top, float(scene.cam.project(*scene.road.offset(edge, np.array([scene.crossing[0]])))[1][0]))
+        trace = trace_line(scene.road, scene.cam, scene.layout, edge, v_top)
+        if trace is not None:
+            curbs.append((category, trace))
+    return curbs
 
 
 def sample(fmt: str, seed: int, split: str, index: int) -> tuple[Scene, np.random.Generator]:
