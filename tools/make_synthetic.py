@@ -1,11 +1,15 @@
-"""Write the synthetic road set (procedural scenes) in the CULane, TuSimple or CurveLanes layout.
+"""Write the synthetic road set (procedural scenes) in the CULane, TuSimple, CurveLanes or OpenLane layout.
 
     python tools/make_synthetic.py --out datasets/synthetic --format culane --train 1000 --test 300 --seed 0
     python tools/make_synthetic.py --out datasets/synthetic_curvelanes --format curvelanes --workers 2
+    python tools/make_synthetic.py --out datasets/synthetic_openlane --format openlane --train 600 --test 200
 
 The same arguments always give byte-identical files. A `.complete` marker holding the parameters
 is written last; the trainer regenerates a set whose marker is missing or differs. The CurveLanes
 variant mixes 2560x1440, 1570x660 and 1280x720 images and writes the test scenes as `valid`.
+The OpenLane variant (1920x1280, splits `training` and `validation`) draws every kind of line
+(white or yellow; solid, dashed, double, mixed) and labels the road edges as curbs. Every format
+writes each lane's OpenLane category (CULane: a `.lines.categories.txt` sidecar per image).
 """
 import argparse
 import json

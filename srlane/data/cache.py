@@ -4,6 +4,8 @@ The key hashes the reader's name, the absolute data root, the split, every sourc
 absolute path, size and modification time, and any extra options (e.g. the duplicate filter).
 Changing any of them gives a new file; a stale or unreadable cache is never used. Edits to
 per-image ``.lines.txt`` files do not change the key: delete the cache folder after such edits.
+(A reader may name per-image files as sources: CULane's lane-category sidecars are, so adding,
+changing or removing one gives a new key.)
 
 Records are cached as the readers made them: checked (``srlane.data.label_checks``), an image
 whose label cannot be used kept with its ``bad_label``. A cache whose lanes do not pass the same

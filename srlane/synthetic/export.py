@@ -1,11 +1,16 @@
 """Writing a synthetic set to disk in a benchmark's layout, through the benchmark's own writers.
 
-* ``culane``: ``driver_synth_<split>/clip_*.MP4/*.jpg`` with ``.lines.txt`` annotations and the
-  ``list/`` files (test scenes also as the validation split and in the nine category lists).
+* ``culane``: ``driver_synth_<split>/clip_*.MP4/*.jpg`` with ``.lines.txt`` annotations, their
+  ``.lines.categories.txt`` sidecars (each lane's OpenLane category) and the ``list/`` files
+  (test scenes also as the validation split and in the nine category lists).
 * ``tusimple``: ``clips/.../20.jpg``; train scenes spread over the three ``label_data_*.json``
   files (5:1:1), test scenes in ``test_label.json``.
 * ``curvelanes``: ``train/images/*.jpg`` with ``train/labels/*.lines.json`` and
   ``train/train.txt``; the test scenes as the ``valid`` split.
+* ``openlane``: ``images/<split>/segment-synth-*/<frame>.jpg`` (1920 x 1280) with per-frame labels
+  ``lane3d_1000/<split>/.../<frame>.json`` (``openlane.write_frame_label``: each lane's ``uv``,
+  ``category``, ``attribute``) and ``lists/<split>.txt``; train scenes as ``training``, test
+  scenes as ``validation``. Its scenes draw every kind of line, and their road edges as curbs.
 
 Same arguments, same bytes, with any number of worker processes. The ``.complete`` marker (the
 parameters as JSON) is removed first and written last, so an interrupted run is detected.
@@ -25,17 +30,18 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from srlane.benchmarks import culane, curvelanes, tusimple
+from srlane.benchmarks import culane, curvelanes, openlane, tusimple
 from srlane.fileio import atomic_write_bytes, atomic_write_text
 from srlane.synthetic.render import render
 from srlane.synthetic.scene import SPLITS, SceneLabel, layouts
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: lane categories (culane: .lines.categories.txt sidecars); the images are unchanged
 MARKER = ".complete"
 JPEG_QUALITY = 90
 TUSIMPLE_H_SAMPLES = tuple(range(160, 720, 10))
 TUSIMPLE_TRAIN_FILES = ("label_data_0313.json",) * 5 + ("label_data_0531.json", "label_data_0601.json")
 CURVELANES_FOLDERS = {"train": "train", "test": "valid"}  # the test scenes are CurveLanes' labelled "valid" split
+OPENLANE_SPLITS = dict(zip(SPLITS, openlane.SPLITS))  # train -> training, test -> validation
 
 
 def culane_name(split: str, index: int) -> str:
@@ -57,12 +63,19 @@ def curvelanes_name(split: str, index: int) -> str:
     return f"{CURVELANES_FOLDERS[split]}/images/{index:06d}.jpg"
 
 
+def openlane_name(split: str, index: int) -> str:
+    """Frame name (``<split>/<segment>/<frame>``, ``srlane.benchmarks.openlane``) of an
+    OpenLane-layout scene: 100 frames per segment."""
+    return f"{OPENLANE_SPLITS[split]}/segment-synth-{index // 100:04d}/{index % 100 * 100000:010d}"
+
+
 # ----------------------------------------------------------------------------- one scene per format
 
 def _culane_scene(root: Path, split: str, index: int, jpeg: bytes, label: SceneLabel) -> dict:
     name = culane_name(split, index)
     atomic_write_bytes(root / name, jpeg)
     atomic_write_text(root / culane.lines_file_name(name), culane.annotation_text(label.lanes))
+    atomic_write_text(root / culane.categories_file_name(name), culane.categories_text(label.categories))
     return {"name": name, "flags": [int(slot in label.slots) for slot in range(4)]}
 
 
@@ -77,6 +90,15 @@ def _curvelanes_scene(root: Path, split: str, index: int, jpeg: bytes, label: Sc
     name = curvelanes_name(split, index)
     atomic_write_bytes(root / name, jpeg)
     atomic_write_text(curvelanes.label_path(root, name), curvelanes.label_text(label.lanes))
+    return {"name": name}
+
+
+def _openlane_scene(root: Path, split: str, index: int, jpeg: bytes, label: SceneLabel) -> dict:
+    name = openlane_name(split, index)
+    atomic_write_bytes(Path(openlane.image_path(root, name)), jpeg)
+    split_name, frame = name.split("/", 1)
+    attributes = [slot + 1 if 0 <= slot <= 3 else 0 for slot in label.slots]  # 1 left-left ... 4 right-right
+    openlane.write_frame_label(root, split_name, frame, label.lanes, label.categories, attributes=attributes)
     return {"name": name}
 
 
@@ -99,12 +121,18 @@ def _curvelanes_lists(root: Path, records: list[dict]) -> None:
         curvelanes.write_list(str(root), folder, [r["name"] for r in records if r["split"] == split])
 
 
+def _openlane_lists(root: Path, records: list[dict]) -> None:
+    for split, split_name in OPENLANE_SPLITS.items():
+        openlane.write_list(root, split_name, [r["name"] for r in records if r["split"] == split])
+
+
 SceneWriter = Callable[[Path, str, int, bytes, SceneLabel], dict]
 ListWriter = Callable[[Path, list[dict]], None]
 _WRITERS: dict[str, tuple[SceneWriter, ListWriter]] = {
     "culane": (_culane_scene, _culane_lists),
     "tusimple": (_tusimple_scene, _tusimple_lists),
     "curvelanes": (_curvelanes_scene, _curvelanes_lists),
+    "openlane": (_openlane_scene, _openlane_lists),
 }
 
 
@@ -116,7 +144,7 @@ def _write_scene(root: str, fmt: str, seed: int, task: tuple[str, int]) -> dict:
     if not ok:
         raise RuntimeError(f"JPEG encoding failed for {split} scene {index}")
     write, _ = _WRITERS[fmt]
-    return {"split": split, "category": label.category, "lanes": len(label.lanes),
+    return {"split": split, "category": label.category, "lanes": len(label.lanes), "lane_categories": label.categories,
             **write(Path(root), split, index, jpeg.tobytes(), label)}
 
 
@@ -136,11 +164,13 @@ def is_complete(out_dir: str | os.PathLike, fmt: str, n_train: int, n_test: int,
 
 def generate(out_dir: str | os.PathLike, fmt: str = "culane", n_train: int = 1000, n_test: int = 300,
              seed: int = 0, progress: bool = True, workers: int = 1) -> dict:
-    """Write a synthetic set in the ``culane``, ``tusimple`` or ``curvelanes`` layout under
-    ``out_dir`` (``workers`` spawned processes render the scenes; the bytes do not depend on it).
+    """Write a synthetic set in the ``culane``, ``tusimple``, ``curvelanes`` or ``openlane``
+    layout under ``out_dir`` (``workers`` spawned processes render the scenes; the bytes do not
+    depend on it).
 
-    Returns a summary: root, format, seed, image counts, the number of lanes and per-split
-    (``train``, ``test``) category counts.
+    Returns a summary: root, format, seed, image counts, the number of lanes, per-split
+    (``train``, ``test``) scene category counts and per-split lane counts of each lane category
+    (OpenLane ids).
     """
     layouts(fmt)
     for key, value, low in (("n_train", n_train, 0), ("n_test", n_test, 0), ("seed", seed, 0), ("workers", workers, 1)):
@@ -172,6 +202,8 @@ def generate(out_dir: str | os.PathLike, fmt: str = "culane", n_train: int = 100
         "root": str(root), "format": fmt, "seed": int(seed), "train": int(n_train), "test": int(n_test),
         "lanes": sum(r["lanes"] for r in records),
         "categories": {split: dict(Counter(r["category"] for r in records if r["split"] == split)) for split in SPLITS},
+        "lane_categories": {split: dict(sorted(Counter(c for r in records if r["split"] == split
+                                                       for c in r["lane_categories"]).items())) for split in SPLITS},
     }
 
 

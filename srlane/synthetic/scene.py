@@ -6,6 +6,10 @@ curve whose heading changes linearly (or quadratically) with arc length, project
 camera, so they meet near a vanishing point on the horizon and are thick near, thin far. The
 annotation of a line is its projected centre line, sampled every ``Layout.row_step`` rows from
 the bottom up and clipped to the image; the paint is drawn over exactly the annotated stretch.
+Each lane's OpenLane category is that of the paint drawn (``lane_kinds.category_of_paint``): it
+costs no random draw, so the culane, tusimple and curvelanes sets are the same as before it.
+The openlane layout draws every kind of line (``_OPENLANE_KINDS``) and annotates the visible
+stretch of each road edge as a curb (20 left, 21 right), traced like a line.
 
 Every scene has its own random generator seeded with (seed, split, index); its test category
 comes from a shuffled block of 20 (``CATEGORY_BLOCK``) and, for a format with several image
