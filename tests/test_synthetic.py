@@ -1,11 +1,14 @@
 """Synthetic road set: determinism, the CULane, TuSimple and CurveLanes round trips through the
-real readers, category lists, annotation geometry, the completion marker, and what makes the
-CurveLanes variant CurveLanes-like (three image sizes, sharper curves, more lanes)."""
+real readers, category lists, annotation geometry, the completion marker, what makes the
+CurveLanes variant CurveLanes-like (three image sizes, sharper curves, more lanes), the lane
+categories (what was drawn, written and read back; the OpenLane layout with its curbs) and the
+older formats' scenes unchanged by them."""
 import hashlib
 import json
 import os
 from collections import Counter
 
+import cv2
 import numpy as np
 import pytest
 
@@ -14,10 +17,16 @@ from srlane.benchmarks.culane import CATEGORIES, load_culane
 from srlane.benchmarks.curvelanes import SPLITS as CURVELANES_SPLITS
 from srlane.benchmarks.curvelanes import load_curvelanes
 from srlane.benchmarks.tusimple import load_tusimple
+from srlane.lane_kinds import LANE_KINDS, LEFT_CURB, RIGHT_CURB, category_of_paint
 from srlane.synthetic import export, scene
-from srlane.synthetic.render import _line_segments
+from srlane.synthetic.render import _STRIPS, _line_segments
 
 CURVELANES_SIZES = {(1440, 2560), (660, 1570), (720, 1280)}
+FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
+# the strips (left to right) of each OpenLane pattern, from its names: 5 white-ldash-rsolid ...
+PATTERN_STRIPS = {"solid": ("solid",), "dashed": ("dashed",), "double-solid": ("solid", "solid"),
+                  "double-dashed": ("dashed", "dashed"), "left-dashed": ("dashed", "solid"),
+                  "left-solid": ("solid", "dashed")}
 
 
 def tree_digest(root) -> dict[str, str]:
@@ -55,7 +64,7 @@ def test_same_seed_same_bytes_in_any_worker_count(tmp_path):
     synthetic.generate(tmp_path / "b", "culane", n_train=3, n_test=2, seed=7, progress=False, workers=2)
     synthetic.generate(tmp_path / "c", "culane", n_train=3, n_test=2, seed=8, progress=False)
     a, b, c = (tree_digest(tmp_path / name) for name in "abc")
-    assert len(a) == 2 * (3 + 2) + 5 + 9 + 1  # jpg + lines.txt per image, 5 lists, 9 categories, marker
+    assert len(a) == 3 * (3 + 2) + 5 + 9 + 1  # jpg, lines.txt, lines.categories.txt per image, 5 lists, 9 categories, marker
     assert a == b
     assert a.keys() == c.keys()
     images = [k for k in a if k.endswith(".jpg")]
@@ -79,6 +88,7 @@ def test_culane_round_trip_through_the_reader(culane_set, tmp_path):
             assert len(record.lanes) == len(label.lanes)
             for read, written in zip(record.lanes, label.lanes):
                 np.testing.assert_allclose(read, written, atol=1e-3)
+            assert record.lane_categories == tuple(label.categories)  # through the .lines.categories.txt sidecar
             if split == "test":
                 assert record.category == label.category
             else:
@@ -147,7 +157,7 @@ def test_worn_paint_keeps_at_least_40_percent_of_dashes():
     for keep in (0.45, 0.6, 1.0):
         line = scene.Line(offset=1.7, slot=2, yellow=False, width=0.15, style="dashed", dash=4.0, gap=6.0,
                           phase=0.0, paint=0.6, keep=keep, top_margin=10.0)
-        segments = _line_segments(line, trace, rng)
+        segments = _line_segments(line, trace, rng, "dashed")
         assert len(segments) == int(np.ceil(keep * 12))
         assert all(0 <= a < b <= 120 and b - a <= 4.0 for a, b in segments)
 
@@ -272,3 +282,106 @@ def test_bad_arguments_are_named():
         synthetic.generate("unused", fmt="culane", n_train=1, n_test=-1)
     with pytest.raises(ValueError, match="split 'valid'"):
         synthetic.render("curvelanes", 0, "valid", 0)
+
+
+def test_older_formats_draw_the_same_scenes_as_before_lane_categories():
+    """Images and labels of a few scenes of each older format hash as they did before lanes had
+    categories (tests/fixtures/synthetic_hashes.json, made by the code of a2b52bf): the kinds cost
+    no random draw, so the quickstart's set is unchanged."""
+    with open(os.path.join(FIXTURES, "synthetic_hashes.json")) as f:
+        expected = json.load(f)
+    for key, digests in expected.items():
+        fmt, seed, split, index = key.split("/")
+        image, label = synthetic.render(fmt, int(seed), split, int(index))
+        written = json.dumps([label.category, [lane.tolist() for lane in label.lanes], label.slots]).encode()
+        assert hashlib.sha256(written).hexdigest() == digests["label"], key
+        assert hashlib.sha256(image.tobytes()).hexdigest() == digests["image"], key
+
+
+def test_category_of_paint_is_openlanes_numbering():
+    expected = {(False, "dashed"): 1, (False, "solid"): 2, (False, "double-dashed"): 3, (False, "double"): 4,
+                (False, "left-dashed"): 5, (False, "left-solid"): 6, (True, "dashed"): 7, (True, "solid"): 8,
+                (True, "double-dashed"): 9, (True, "double"): 10, (True, "left-dashed"): 11, (True, "left-solid"): 12}
+    assert {paint: category_of_paint(*paint) for paint in expected} == expected
+    with pytest.raises(ValueError, match="no lane category for a white 'wavy' line"):
+        category_of_paint(False, "wavy")
+
+
+def test_labels_give_the_kind_of_each_line_drawn_and_openlane_adds_curbs():
+    """On the sampled scenes' Line objects: each label category is its line's colour and pattern;
+    culane keeps its own few kinds; openlane draws every one, and its road edges as curbs (left
+    curb first, right curb last), each traced like a line."""
+    seen = {}
+    for fmt in ("culane", "openlane"):
+        seen[fmt] = Counter()
+        for index in range(40):
+            sc, _ = scene.sample(fmt, 0, "train", index)
+            label = sc.label()
+            lines = [category_of_paint(line.yellow, line.style) for line, _ in sc.traces]
+            curbs = dict(sc.curbs)
+            assert label.categories == [LEFT_CURB] * (LEFT_CURB in curbs) + lines + [RIGHT_CURB] * (RIGHT_CURB in curbs)
+            assert len(label.categories) == len(label.lanes) == len(label.slots)
+            for (line, _), category in zip(sc.traces, lines):
+                kind = LANE_KINDS[category]
+                assert kind.colour == ("yellow" if line.yellow else "white")
+                assert _STRIPS[line.style] == PATTERN_STRIPS[kind.pattern]  # the strips painted are the kind's
+            for category, trace in sc.curbs:
+                edge = sc.road_left if category == LEFT_CURB else sc.road_right
+                np.testing.assert_array_equal(label.lanes[0 if category == LEFT_CURB else -1], trace.points)
+                whole = scene.trace_line(sc.road, sc.cam, sc.layout, edge, sc.cam.horizon)
+                np.testing.assert_array_equal(trace.points, whole.points[:len(trace.points)])
+            seen[fmt].update(label.categories)
+    assert set(seen["culane"]) <= {1, 2, 7, 8, 10}
+    assert {1, 2, 3, 4, 7, 8, 9, 10, LEFT_CURB, RIGHT_CURB} <= set(seen["openlane"])
+
+
+def test_rendered_paint_is_the_labelled_kind():
+    """On the pixels of openlane scenes: a single yellow line is yellow (red well above blue), a
+    white one is not; a solid line is paint at every lower annotation point, a dashed one is not."""
+    checked = Counter()
+    for index in range(22):
+        sc, _ = scene.sample("openlane", 0, "train", index)
+        if sc.category != "normal":
+            continue
+        image, label = synthetic.render("openlane", 0, "train", index)
+        image = image.astype(np.float64)
+        line_categories = [c for c in label.categories if c not in (LEFT_CURB, RIGHT_CURB)]
+        for (line, trace), category in zip(sc.traces, line_categories, strict=True):
+            if line.style not in ("solid", "dashed"):
+                continue
+            points = trace.points[:max(3, len(trace.points) // 2)]
+            x, y = np.clip(np.round(points[:, 0]).astype(int), 0, 1919), points[:, 1].astype(int)
+            pixels = image[y, x]
+            red_over_blue = (pixels[:, 2] - pixels[:, 0]).mean()
+            painted = (pixels.mean(axis=1) > np.median(image[y].mean(axis=2), axis=1) + 25).mean()
+            kind = LANE_KINDS[category]
+            assert (red_over_blue > 40) == (kind.colour == "yellow"), (index, category)
+            assert painted >= 0.99 if kind.pattern == "solid" else painted < 0.95, (index, category)
+            checked[kind.name] += 1
+    assert set(checked) == {"white-solid", "white-dash", "yellow-dash"}
+
+
+def test_openlane_layout_round_trip(tmp_path):
+    root = tmp_path / "openlane"
+    summary = synthetic.generate(root, fmt="openlane", n_train=3, n_test=2, seed=4, progress=False)
+    assert (root / "lists" / "training.txt").read_text().splitlines() == [
+        export.openlane_name("train", i) + ".jpg" for i in range(3)]
+    assert len((root / "lists" / "validation.txt").read_text().splitlines()) == 2
+    counted = Counter()
+    for split, n in (("train", 3), ("test", 2)):
+        for index in range(n):
+            _, label = synthetic.render("openlane", 4, split, index)
+            name = export.openlane_name(split, index)
+            assert name.startswith(export.OPENLANE_SPLITS[split] + "/segment-synth-0000/")
+            assert cv2.imread(str(root / "images" / f"{name}.jpg")).shape == (1280, 1920, 3)
+            with open(root / "lane3d_1000" / f"{name}.json") as f:
+                frame = json.load(f)
+            assert frame["file_path"] == name + ".jpg"
+            lanes = frame["lane_lines"]
+            assert [lane["category"] for lane in lanes] == label.categories
+            assert [lane["attribute"] for lane in lanes] == [s + 1 if 0 <= s <= 3 else 0 for s in label.slots]
+            for lane, written in zip(lanes, label.lanes):
+                np.testing.assert_allclose(np.array(lane["uv"]).T, written)
+            counted[split] += len(lanes)
+    assert summary["lanes"] == sum(counted.values())
+    assert sum(summary["lane_categories"]["train"].values()) == counted["train"]
