@@ -275,3 +275,48 @@ def test_curvelanes_predictions_read_back_as_written(tmp_path):
     with pytest.raises(DataFormatError) as info:
         benchmark.read_predictions(records, str(tmp_path / "out"))
     assert str(info.value) == f"{path}: lane 0 point 1: {{'x': 3}}, expected {{\"x\": ..., \"y\": ...}}"
+
+
+def test_culane_category_sidecar_follows_the_lanes_kept(tmp_path):
+    """Each line of ``.lines.categories.txt`` is the kind of the same line of ``.lines.txt``; a lane
+    the reader drops takes its category with it; images without a sidecar have None."""
+    text = ("10.5 100 -1 90 20.25 80 30 70\n"   # kept
+            "5 50\n"                             # one point: dropped
+            "1 2 3 4\n")                         # kept
+    names = culane_root(tmp_path / "CULane", text)
+    write(tmp_path / "CULane" / names[0].replace(".jpg", ".lines.categories.txt"), "10\n0\n21\n")
+    write(tmp_path / "CULane" / names[1].replace(".jpg", ".lines.categories.txt"), "")
+    records = load_culane(str(tmp_path / "CULane"), "train", cache_dir=str(tmp_path / "cache"))
+    assert [r.lane_categories for r in records] == [(10, 21), (), None]
+    assert len(records[0].lanes) == 2
+
+
+@pytest.mark.parametrize("sidecar, line, message", [
+    ("2\n13\n", 2, r"lane category '13' is not one of OpenLane's \[0, 1, 2, .* 12, 20, 21\]"),
+    ("2\nyellow\n", 2, "lane category 'yellow' is not one of OpenLane's"),
+    ("2\n", 2, "1 lane categories for the 2 lanes of its .lines.txt; expected one per lane"),
+    ("2\n1\n8\n", 3, "3 lane categories for the 2 lanes of its .lines.txt"),
+])
+def test_culane_bad_category_sidecar_is_one_line_naming_file_and_line(tmp_path, sidecar, line, message):
+    names = culane_root(tmp_path / "CULane", "1 2 3 4\n5 6 7 8\n")
+    write(tmp_path / "CULane" / names[0].replace(".jpg", ".lines.categories.txt"), sidecar)
+    with pytest.raises(DataFormatError, match=message) as info:
+        CULane(str(tmp_path / "CULane"), Crop(0), cache_dir=str(tmp_path / "cache")).read_split("train", True)
+    assert info.value.path.endswith("00000.lines.categories.txt") and info.value.line == line
+    assert "\n" not in str(info.value)
+
+
+def test_cache_key_follows_the_category_sidecars(tmp_path):
+    """Adding, changing or removing a sidecar reads the split again (they are cache sources)."""
+    names = culane_root(tmp_path / "CULane", "1 2 3 4\n")
+    root, cache_dir = str(tmp_path / "CULane"), str(tmp_path / "cache")
+    sidecar = tmp_path / "CULane" / names[0].replace(".jpg", ".lines.categories.txt")
+    assert load_culane(root, "train", cache_dir=cache_dir)[0].lane_categories is None
+    write(sidecar, "7\n")
+    assert load_culane(root, "train", cache_dir=cache_dir)[0].lane_categories == (7,)
+    write(sidecar, "20\n")
+    os.utime(sidecar, ns=(1, 1))  # another size-and-time than the cached one even on a coarse clock
+    assert load_culane(root, "train", cache_dir=cache_dir)[0].lane_categories == (20,)
+    sidecar.unlink()
+    assert load_culane(root, "train", cache_dir=cache_dir)[0].lane_categories is None
+    assert load_culane(root, "train", cache_dir=cache_dir)[0].lane_categories is None  # from the cache

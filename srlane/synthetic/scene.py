@@ -77,17 +77,17 @@ CURVELANES = (
 # OpenLane's Waymo front camera: 1920 x 1280, a longer lens, annotated up to the horizon; drawn at
 # half size. Slots as CULane's (0, 1 left, 2, 3 right: OpenLane's ``attribute`` 1 to 4).
 OPENLANE = Layout("openlane", 1920, 1280, (560.0, 660.0), (0.8, 1.0), 1279, 0, 3, 6, row_step=20.0,
-                  top_margin=(16.0, 44.0), render_scale=0.5, openlane_kinds=True)
+                  side_decay=0.6, top_margin=(16.0, 44.0), render_scale=0.5, openlane_kinds=True)
 LAYOUTS: dict[str, tuple[Layout, ...]] = {"culane": (CULANE,), "tusimple": (TUSIMPLE,), "curvelanes": CURVELANES,
                                           "openlane": (OPENLANE,)}
 # (yellow, style) of an openlane-format line and its weight, by where the line is: the leftmost
 # (a centre line: mostly yellow), the rightmost of several, or one between
 _OPENLANE_KINDS: dict[str, dict[tuple[bool, str], float]] = {
     "left": {(True, "solid"): 0.2, (True, "dashed"): 0.12, (True, "double"): 0.22, (True, "double-dashed"): 0.1,
-             (True, "left-dashed"): 0.06, (True, "left-solid"): 0.06, (False, "solid"): 0.16, (False, "double"): 0.08},
+             (True, "left-dashed"): 0.08, (True, "left-solid"): 0.08, (False, "solid"): 0.12, (False, "double"): 0.08},
     "right": {(False, "solid"): 0.6, (False, "dashed"): 0.25, (False, "double"): 0.15},
     "inner": {(False, "dashed"): 0.42, (False, "solid"): 0.14, (False, "double"): 0.1, (False, "double-dashed"): 0.1,
-              (False, "left-dashed"): 0.06, (False, "left-solid"): 0.06, (True, "dashed"): 0.12},
+              (False, "left-dashed"): 0.08, (False, "left-solid"): 0.08, (True, "dashed"): 0.08},
 }
 
 
