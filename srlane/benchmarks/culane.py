@@ -223,7 +223,8 @@ def read_categories_file(path: str, count: int) -> tuple[int, ...]:
     return tuple(categories)
 
 
-def read_annotation(path: str, image_size: tuple[int, int] | None = None) -> tuple[list[np.ndarray], tuple[int, ...] | None]:
+def read_annotation(path: str, image_size: tuple[int, int] | None = None
+                    ) -> tuple[list[np.ndarray], tuple[int, ...] | None]:
     """Training lanes of one annotation ``.lines.txt`` (``read_lane_file``), checked on an image
     of ``image_size`` (``clean_lane``: negative-coordinate points and lanes with < 2 points
     dropped, a lane that cannot be true a DataFormatError naming the file and line), and their

@@ -119,7 +119,10 @@ def _paint_masks(scene: Scene, rng: np.random.Generator, row0: int) -> tuple[np.
     white, yellow = np.zeros(shape, np.uint8), np.zeros(shape, np.uint8)
     for line, trace in scene.traces:
         styles = _STRIPS[line.style]
-        lefts = [line.offset - line.width / 2] if len(styles) == 1 else [line.offset - line.width - 0.05, line.offset + 0.05]
+        if len(styles) == 1:
+            lefts = [line.offset - line.width / 2]
+        else:
+            lefts = [line.offset - line.width - 0.05, line.offset + 0.05]
         polys = [_strip(road, cam, (a, a + line.width), s0, s1, row0)
                  for style in dict.fromkeys(styles) for s0, s1 in _line_segments(line, trace, rng, style)
                  for a, strip_style in zip(lefts, styles) if strip_style == style]

@@ -267,7 +267,8 @@ class Scene:
     def label(self) -> SceneLabel:
         """The scene's annotation, left to right: the left curb, the lines, the right curb."""
         lanes = [(trace.points, line.slot, category_of_paint(line.yellow, line.style)) for line, trace in self.traces]
-        left, right = ([(trace.points, -1, c) for c, trace in self.curbs if c == side] for side in (LEFT_CURB, RIGHT_CURB))
+        left, right = ([(trace.points, -1, c) for c, trace in self.curbs if c == side]
+                       for side in (LEFT_CURB, RIGHT_CURB))
         ordered = left + lanes + right
         return SceneLabel(self.category, [points for points, _, _ in ordered], [slot for _, slot, _ in ordered],
                           [category for _, _, category in ordered])
