@@ -11,10 +11,11 @@ import pytest
 import torch
 from torch import nn
 
-from helpers.inference import lane_emitting_net, r18_config, trained_like
+from helpers.inference import SYNTHETIC, lane_emitting_net, r18_config, trained_like
 from srlane import autotune
 from srlane.autotune import ChoiceCache, cache_path, choose, machine_key
 from srlane.config import ConfigError
+from srlane.engine.defaults import load_experiment
 from srlane.engine.memory_format import FORMATS, training_memory_format
 from srlane.models.inference import InferenceOptions, prepare_for_inference
 
@@ -221,3 +222,21 @@ def test_training_memory_format_measured_once_forced_untimed(network):
     assert all(torch.equal(state[k], before[k]) for k in state) and all(p.grad is None for p in net.parameters())
     with pytest.raises(ConfigError, match="channels_last must be one of False, True, auto, got 'yes'"):
         training_memory_format("yes", net, size, torch.device("cpu"), lines.append)
+
+
+@pytest.mark.parametrize("value, message", [
+    ("True", None), ("False", None), ('"auto"', None),
+    ('"yes"', "channels_last must be one of False, True, auto, got 'yes'; closest: 'auto'"),
+    ("1", "config key 'channels_last' should be a str like 'auto', got int 1"),
+])
+def test_the_config_takes_a_forced_or_measured_training_memory_format(tmp_path, value, message):
+    config = tmp_path / "exp.py"
+    config.write_text(f"_base_ = [{str(SYNTHETIC)!r}]\nchannels_last = {value}\n"
+                      "inference = dict(fold_bn=True, channels_last='auto')\n")
+    if message is None:
+        cfg = load_experiment(config)
+        assert cfg.channels_last == eval(value) and cfg.inference.fold_bn is True
+    else:
+        with pytest.raises(ConfigError) as err:
+            load_experiment(config)
+        assert str(err.value).endswith(message)

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from srlane.config import Config, check_choice, load_config
 from srlane.data.label_checks import ON_BAD_LABEL
 from srlane.engine.fabric import check_settings
+from srlane.engine.memory_format import SETTINGS as MEMORY_FORMAT_SETTINGS
 from srlane.engine.trackers import check_loggers
 from srlane.models.inference import build_inference_options
 
@@ -84,6 +85,7 @@ def load_experiment(path: str | os.PathLike, overrides: Iterable[str] = ()) -> C
     check_settings(cfg)
     check_loggers(cfg.loggers)
     build_inference_options(cfg)
+    check_choice("channels_last", cfg.channels_last, MEMORY_FORMAT_SETTINGS)
     if "dataset" in cfg:
         check_choice("dataset.on_bad_label", cfg.dataset.get("on_bad_label", "error"), ON_BAD_LABEL)
     return cfg

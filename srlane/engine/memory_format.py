@@ -17,6 +17,7 @@ from srlane.config import check_choice
 
 FORMATS: dict[str, torch.memory_format] = {"contiguous": torch.contiguous_format,
                                            "channels_last": torch.channels_last}
+SETTINGS = (False, True, "auto")  # the config's channels_last
 PROBE_BATCH = 2
 
 
@@ -32,7 +33,7 @@ def training_memory_format(setting: bool | str, net: nn.Module, size: tuple[int,
     """The name (a key of ``FORMATS``) of the memory format to train ``net`` in at input
     ``size`` (h, w) on ``device``; ``setting`` is the config's ``channels_last`` (ConfigError,
     one line, for another value)."""
-    check_choice("channels_last", setting, (False, True, "auto"))
+    check_choice("channels_last", setting, SETTINGS)
     if setting != "auto":
         return choose("training memory format", FORMATS, "", ChoiceCache(warn=log), log,
                       forced="channels_last" if setting else "contiguous")

@@ -187,7 +187,8 @@ class AutoInferenceModel(nn.Module):
     def __init__(self, net: nn.Module, options: InferenceOptions, device: torch.device,
                  log: Callable[[str], None]) -> None:
         super().__init__()
-        self.source, self.options, self.device, self.log = net, options, device, log
+        self.options, self.device, self.log = options, device, log
+        self.sources = [net]  # a list: not a submodule (no state of its own until settled)
         self.model: nn.Module | None = None
 
     def candidates(self) -> dict[str, InferenceOptions]:
@@ -201,7 +202,7 @@ class AutoInferenceModel(nn.Module):
         """Measure the candidates on ``img[:1]`` and prepare the fastest."""
         options = self.candidates()
         probe = img[:1]
-        models = {name: InferenceModel(self.source, dataclasses.replace(option, compile="none"), self.device)
+        models = {name: InferenceModel(self.sources[0], dataclasses.replace(option, compile="none"), self.device)
                   for name, option in options.items()}
         runs = {name: (lambda model=model: model(probe)) for name, model in models.items()}
         key = machine_key(f"inference {self.options.precision} {','.join(options)}", self.device,
@@ -219,7 +220,7 @@ class AutoInferenceModel(nn.Module):
     def load_weights(self, net: nn.Module) -> None:
         """As :meth:`InferenceModel.load_weights` (before the first call: the network to copy)."""
         if self.model is None:
-            self.source = net
+            self.sources = [net]
         else:
             self.model.load_weights(net)
 
