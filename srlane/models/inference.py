@@ -212,6 +212,13 @@ class AutoInferenceModel(nn.Module):
         self.options = options[chosen]
         self.model = COMPILERS[self.options.compile](models[chosen])
 
+    @property
+    def net(self) -> nn.Module:
+        """The settled copy's network (as ``InferenceModel.net``: hooks go there)."""
+        if self.model is None:
+            raise RuntimeError("the inference options are settled at the first call (or settle(img))")
+        return self.model.net
+
     def forward(self, img: torch.Tensor) -> torch.Tensor:
         if self.model is None:
             self.settle(img)
