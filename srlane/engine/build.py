@@ -98,7 +98,7 @@ def build_parts(cfg: Config, work_dir: str, gpus: Sequence[int] = (0,), prepare:
             start_trackers(trackers, work_dir, recorder.info, flatten(cfg.to_dict()))
     fabric.seed_everything(cfg.seed, verbose=False)
     net = net if net is not None else build_net(cfg)
-    size = (int(cfg.img_h), int(cfg.img_w))
+    size = (int(cfg.img_h), int(cfg.img_w)) if cfg.channels_last == "auto" else None  # the measured input
     memory_format = (training_memory_format(cfg.channels_last, net, size, fabric.device, recorder.info)
                      if fabric.is_global_zero else None)
     net = net.to(memory_format=FORMATS[fabric.broadcast(memory_format, src=0)])  # one choice for all ranks

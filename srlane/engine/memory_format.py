@@ -28,7 +28,7 @@ def _step(net: nn.Module, img: torch.Tensor) -> Callable[[], None]:
     return run
 
 
-def training_memory_format(setting: bool | str, net: nn.Module, size: tuple[int, int],
+def training_memory_format(setting: bool | str, net: nn.Module, size: tuple[int, int] | None,
                            device: torch.device, log: Callable[[str], None]) -> str:
     """The name (a key of ``FORMATS``) of the memory format to train ``net`` in at input
     ``size`` (h, w) on ``device``; ``setting`` is the config's ``channels_last`` (ConfigError,
