@@ -88,7 +88,8 @@ class DataParallelRun:
 def test_validation_under_dp_is_split_over_the_runs_gpus():
     cfg, net, lines = make_cfg(toy_size=6), ToyNet().eval(), []
     plain = InferenceOptions(fold_bn=False, channels_last=False)
-    validator = Validator(DataParallelRun(), lambda: toy_loader(cfg, "test", False), net, plain, ToyDecoder(), ToyBenchmark(), InputChecks([], 0, lines.append), lines.append)
+    validator = Validator(DataParallelRun(), lambda: toy_loader(cfg, "test", False), net, plain, ToyDecoder(),
+                          ToyBenchmark(), InputChecks([], 0, lines.append), lines.append)
     first = validator()
     spread = validator.prepared
     assert isinstance(spread, FormatKeepingDataParallel)
