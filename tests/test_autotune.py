@@ -6,6 +6,10 @@ to the float tolerance of tests/test_models_inference_options.py."""
 import copy
 import json
 import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -18,6 +22,8 @@ from srlane.config import ConfigError
 from srlane.engine.defaults import load_experiment
 from srlane.engine.memory_format import FORMATS, training_memory_format
 from srlane.models.inference import InferenceOptions, prepare_for_inference
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class FakeTimer:
@@ -112,6 +118,39 @@ def test_an_unreadable_cache_is_one_warning_and_measured_again(tmp_path, text):
     assert len(warnings) == 1 and warnings[0].startswith(f"autotune: ignoring the unreadable cache {path} (")
     assert "\n" not in warnings[0] and timer.runs == {"a": 4, "b": 4}
     assert json.loads(path.read_text())["k"]["choice"] == "a"  # replaced by a good one
+
+
+CONTENDER = """
+import sys
+from srlane.autotune import ChoiceCache, choose
+ran = []
+candidates = {name: (lambda name=name: ran.append(name)) for name in ("a", "b")}
+print("ready", flush=True)
+print(choose("op", candidates, sys.argv[1], ChoiceCache(), lambda line: None), len(ran), flush=True)
+"""
+
+
+def test_a_process_that_comes_while_another_measures_waits_and_takes_its_choice(tmp_path):
+    """The suite's cache (its folder in the environment) is the one a test's subprocesses use;
+    a second process asking for a key while the first holds the lock (measuring) blocks, then
+    reads the first one's choice instead of measuring its own: one choice per key."""
+    key = f"contended-{tmp_path.name}"
+    cache = ChoiceCache()
+    with cache.locked():
+        contender = subprocess.Popen([sys.executable, "-c", CONTENDER, key], cwd=ROOT, stdout=subprocess.PIPE,
+                                     text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        try:
+            assert contender.stdout.readline() == "ready\n"
+            time.sleep(1.0)  # unlocked, it would have measured its fake candidates and exited by now
+            assert contender.poll() is None
+            agreed = cache.put(key, "b", {"a": 3.0, "b": 2.0})
+        except BaseException:
+            contender.kill()
+            raise
+    out, _ = contender.communicate(timeout=60)
+    assert agreed == {"choice": "b", "ms": {"a": 3.0, "b": 2.0}}
+    assert out.split() == ["b", "0"]  # the first process's choice, nothing of its own measured
+    assert json.loads(cache_path().read_text())[key] == agreed
 
 
 def test_machine_key_changes_with_what_makes_a_measurement(monkeypatch):
