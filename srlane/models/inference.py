@@ -206,7 +206,7 @@ class AutoInferenceModel(nn.Module):
                   for name, option in options.items()}
         runs = {name: (lambda model=model: model(probe)) for name, model in models.items()}
         key = machine_key(f"inference {self.options.precision} {','.join(options)}", self.device,
-                          [probe.shape, [probe.element_size()]])
+                          [probe.shape])  # uint8 or float input: the same question
         chosen = choose("inference", runs, key, ChoiceCache(warn=self.log), self.log,
                         sync=(lambda: torch.cuda.synchronize(self.device)) if self.device.type == "cuda" else None)
         self.options = options[chosen]
