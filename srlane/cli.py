@@ -14,7 +14,7 @@ import torch
 
 from srlane.config import Config, ConfigError
 from srlane.data.records import DataFormatError
-from srlane.models.inference import ALLOWED, InferenceOptions
+from srlane.models.inference import ALLOWED, AUTO_FIELDS, InferenceOptions
 from srlane.models.weights import CheckpointError
 
 # srlane.engine (Lightning, TensorBoard: seconds to import) is imported by the functions that
@@ -110,7 +110,7 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("inference", "how the network runs (default: the config's inference dict)")
     for field in dataclasses.fields(InferenceOptions):
         flag = "--" + field.name.replace("_", "-")
-        if isinstance(field.default, bool):
+        if field.name in AUTO_FIELDS:  # on or off; unset: the config's value ("auto" by default)
             group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
                                help=field.metadata["help"])
         else:

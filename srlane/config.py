@@ -185,7 +185,9 @@ def validate(cfg: dict, schema: dict, open_keys: Sequence[str] = ()) -> None:
 
     Raises ``ConfigError`` naming the first unknown key (with the closest known key) or the
     first value whose type differs from the schema's. A schema value of ``None`` accepts any
-    value; ``None`` in the config is accepted anywhere (it switches an option off). Keys listed
+    value; ``None`` in the config is accepted anywhere (it switches an option off); a schema
+    value of ``"auto"`` (a choice made by measurement) accepts a bool too (a forced choice;
+    the owner of the key checks the value). Keys listed
     in ``open_keys`` (dotted) are dicts whose own keys are free (e.g. optimizer arguments).
     """
     _validate(cfg, schema, prefix="", open_keys=set(open_keys))
@@ -211,6 +213,8 @@ def _validate(cfg: dict, schema: dict, prefix: str, open_keys: set[str]) -> None
 
 
 def _same_kind(value: Any, expected: Any) -> bool:
+    if expected == "auto" and isinstance(value, bool):
+        return True
     if isinstance(expected, bool) or isinstance(value, bool):
         return isinstance(value, bool) and isinstance(expected, bool)
     if isinstance(expected, float):

@@ -9,12 +9,22 @@ changes the variable, and CUDA reads it once.
 A launcher's variables (torchrun's, SLURM's) are removed for each test, so a suite started under
 ``srun`` or ``torchrun`` is not taken for a launched job, and a port that Lightning put into
 ``MASTER_PORT`` during one test does not reach the next test's subprocesses.
+The measured choices (srlane.autotune) are cached in a folder of this session's own,
+``SRLANE_CACHE_DIR`` set at import for this process and its subprocesses: nothing from the
+user's cache reaches a test, and no test writes there.
 """
+import atexit
+import os
+import shutil
+import tempfile
+
 import cv2
 import pytest
 import torch
 
 HAS_CUDA = torch.cuda.is_available()
+os.environ["SRLANE_CACHE_DIR"] = tempfile.mkdtemp(prefix="srlane-test-cache-")
+atexit.register(shutil.rmtree, os.environ["SRLANE_CACHE_DIR"], True)
 LAUNCHER_VARIABLES = ("RANK", "LOCAL_RANK", "GROUP_RANK", "NODE_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE",
                       "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID", "SLURM_NTASKS", "SLURM_JOB_NAME",
                       "SLURM_NTASKS_PER_NODE", "SLURM_PROCID", "SLURM_LOCALID", "SLURM_NODEID")

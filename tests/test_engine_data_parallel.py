@@ -87,8 +87,9 @@ class DataParallelRun:
 
 def test_validation_under_dp_is_split_over_the_runs_gpus():
     cfg, net, lines = make_cfg(toy_size=6), ToyNet().eval(), []
-    validator = Validator(DataParallelRun(), lambda: toy_loader(cfg, "test", False), net, InferenceOptions(),
-                          ToyDecoder(), ToyBenchmark(), InputChecks([], 0, lines.append), lines.append)
+    plain = InferenceOptions(fold_bn=False, channels_last=False)
+    validator = Validator(DataParallelRun(), lambda: toy_loader(cfg, "test", False), net, plain, ToyDecoder(),
+                          ToyBenchmark(), InputChecks([], 0, lines.append), lines.append)
     first = validator()
     spread = validator.prepared
     assert isinstance(spread, FormatKeepingDataParallel)
@@ -100,7 +101,7 @@ def test_validation_under_dp_is_split_over_the_runs_gpus():
 
 
 def test_a_compiled_validation_copy_stays_on_one_gpu_and_says_so(monkeypatch):
-    monkeypatch.setattr(validation_module, "prepare_for_inference", lambda net, options, device: net)
+    monkeypatch.setattr(validation_module, "prepare_for_inference", lambda net, options, device, log: net)
     cfg, lines = make_cfg(toy_size=2), []
     validator = Validator(DataParallelRun(), lambda: toy_loader(cfg, "test", False), ToyNet().eval(),
                           InferenceOptions(compile="cudagraph"), ToyDecoder(), ToyBenchmark(),

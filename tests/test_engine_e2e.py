@@ -64,10 +64,14 @@ def test_validation_runs_the_network_as_the_inference_options_say(experiment, tm
     real = validation_module.prepare_for_inference
     monkeypatch.setattr(validation_module, "prepare_for_inference", lambda *a: prepared.append(a[1]) or real(*a))
     common = [str(experiment / "exp.py"), "--validate-only", "--load-from", str(experiment / "full" / "best.pth")]
-    plain = main.main(common + ["--work-dir", str(tmp_path / "plain")])
+    plain = main.main(common + ["--work-dir", str(tmp_path / "plain"), "--set", "inference.fold_bn=False",
+                                "inference.channels_last=False"])
     folded = main.main(common + ["--work-dir", str(tmp_path / "folded"), "--set", "inference.fold_bn=True",
                                  "inference.channels_last=True"])
-    assert folded == plain and [(o.fold_bn, o.channels_last) for o in prepared] == [(False, False), (True, True)]
+    measured = main.main(common + ["--work-dir", str(tmp_path / "measured")])  # the default: "auto", measured
+    assert folded == plain == measured
+    assert [(o.fold_bn, o.channels_last) for o in prepared] == [(False, False), (True, True), ("auto", "auto")]
+    assert "autotune inference: chose " in (tmp_path / "measured" / "log.txt").read_text()
     done = subprocess.run([sys.executable, "main.py", *common, "--work-dir", str(tmp_path / "bad"), "--set",
                            "inference.precision='fp64'"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and done.stderr.strip().count("\n") == 0 and "Traceback" not in done.stderr

@@ -32,7 +32,8 @@ from srlane.models.decode import build_decoder
 from srlane.models.inference import COMPILERS, PRECISIONS, InferenceOptions, build_inference_options, prepare_for_inference
 
 ROOT = Path(__file__).resolve().parents[1]
-OPTIMISED_FP32 = [InferenceOptions(fold_bn=True), InferenceOptions(channels_last=True),
+OPTIMISED_FP32 = [InferenceOptions(fold_bn=True, channels_last=False),
+                  InferenceOptions(fold_bn=False, channels_last=True),
                   InferenceOptions(fold_bn=True, channels_last=True)]
 
 
@@ -96,7 +97,7 @@ def test_options_from_the_command_line_over_the_config():
     assert configured == InferenceOptions(precision="fp16", fold_bn=True)
     assert inference_options_from_args(_parse([]), configured) == configured  # no flag: the config stands
     assert (inference_options_from_args(_parse(["--no-fold-bn", "--channels-last"]), configured)
-            == InferenceOptions(precision="fp16", channels_last=True))
+            == InferenceOptions(precision="fp16", fold_bn=False, channels_last=True))
     assert set(PRECISIONS) == {"fp32", "fp16", "bf16"} and set(COMPILERS) == {"none", "compile", "cudagraph"}
 
 
@@ -112,8 +113,8 @@ def test_config_defaults_are_the_options_defaults(tmp_path):
 @pytest.mark.parametrize("inference, message", [
     ({"precision": "fp64"}, "inference.precision must be one of fp32, fp16, bf16, got 'fp64'; closest: 'fp16'"),
     ({"compile": "jit"}, "inference.compile must be one of none, compile, cudagraph, got 'jit'; closest: 'compile'"),
-    ({"fold_bn": 1}, "inference.fold_bn must be one of False, True, got 1"),
-    ({"channels_last": "yes"}, "inference.channels_last must be one of False, True, got 'yes'"),
+    ({"fold_bn": 1}, "inference.fold_bn must be one of False, True, auto, got 1"),
+    ({"channels_last": "yes"}, "inference.channels_last must be one of False, True, auto, got 'yes'; closest: 'auto'"),
     ({"fold": True}, "unknown config key inference.fold; inference takes precision, fold_bn, channels_last, compile"),
 ])
 def test_a_bad_config_value_is_one_line_naming_key_and_allowed_values(inference, message):
@@ -203,7 +204,10 @@ def test_torch_compile_on_cpu_agrees_with_eager(seeded):
     torch.testing.assert_close(model(img), later(img), atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("options", [InferenceOptions(), *OPTIMISED_FP32], ids=["plain", "fold_bn", "channels_last", "both"])
+PLAIN = InferenceOptions(fold_bn=False, channels_last=False)
+
+
+@pytest.mark.parametrize("options", [PLAIN, *OPTIMISED_FP32], ids=["plain", "fold_bn", "channels_last", "both"])
 def test_refreshed_weights_run_as_a_fresh_preparation(seeded, options):
     """``load_weights`` copies a later state of the network into the prepared copy's own
     tensors (BatchNorm folded again): the outputs equal a copy prepared from that state."""
@@ -222,7 +226,7 @@ def test_memory_format_follows_the_option_not_the_training_network(seeded):
     _, net, img, ref = seeded
     nhwc = copy.deepcopy(net).to(memory_format=torch.channels_last)
     for channels_last in (False, True):
-        model = prepare_for_inference(nhwc, InferenceOptions(channels_last=channels_last), "cpu")
+        model = prepare_for_inference(nhwc, InferenceOptions(fold_bn=False, channels_last=channels_last), "cpu")
         weight = model.net.backbone.model.conv1.weight
         assert weight.is_contiguous(memory_format=torch.channels_last) == channels_last
         assert weight.is_contiguous() != channels_last

@@ -20,6 +20,7 @@ from srlane.data.loader import make_loader  # noqa: E402
 from srlane.engine.defaults import load_experiment  # noqa: E402
 from srlane.inference.raw import RawError  # noqa: E402
 from srlane.models.decode import LaneDecoder, build_decoder  # noqa: E402
+from srlane.models.inference import InferenceOptions, build_inference_options, prepare_for_inference  # noqa: E402
 from srlane.synthetic import generate  # noqa: E402
 from tools import predict, redecode  # noqa: E402
 
@@ -44,15 +45,18 @@ def raw_run(tmp_path_factory):
     return tmp, config, cfg, net
 
 
-def direct_outputs(cfg, net):
-    """Validation's way: the split's dataset in batches of batch_size, the network in eval mode."""
+def direct_outputs(cfg, net, options=None):
+    """Validation's way: the split's dataset in batches of batch_size, the network prepared with
+    the config's inference options (their "auto" choice the one predict.py measured and cached
+    for this machine and shape), or with ``options``."""
     benchmark = build_benchmark(cfg)
     records = benchmark.read_split("test", False)
     loader = make_loader(build_dataset(cfg, records, training=False), cfg.batch_size, 0, training=False)
+    model = prepare_for_inference(net, options or build_inference_options(cfg), "cpu")
     outputs, crops = [], []
     with torch.no_grad():
         for batch in loader:
-            outputs.append(net(batch["img"]).float())
+            outputs.append(model(batch["img"]))
             crops.append([(meta["cut_height"], meta["img_size"][0]) for meta in batch["meta"]])
     return benchmark, records, outputs, crops
 
@@ -77,7 +81,10 @@ def test_config_thresholds_reproduce_the_validation_metric_exactly(raw_run, tmp_
     block = entry["metrics"]["0.5"]
     assert entry["lanes"] > 0 and block["tp"] + block["fp"] == entry["lanes"]  # a non-trivial comparison
     raw = np.load(tmp / "pred" / "raw" / "outputs.npy")
-    assert np.array_equal(raw, torch.cat(outputs).numpy())  # the very same floats
+    assert np.array_equal(raw, torch.cat(outputs).numpy())  # the very same floats: one choice per machine
+    # and the eager fp32 network's within the tolerance of fold_bn and channels_last
+    eager = torch.cat(direct_outputs(cfg, net, InferenceOptions(fold_bn=False, channels_last=False))[2])
+    assert np.allclose(raw, eager.numpy(), rtol=0, atol=1e-5)
     assert json.loads((tmp_path / "r.json").read_text())[0]["metrics"] == json.loads(json.dumps(validated))
 
 

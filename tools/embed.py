@@ -46,7 +46,7 @@ from srlane.inference import predict_batches
 from srlane.inference.features import EmbeddingTap, check_tappable
 from srlane.inference.model import load_model
 from srlane.models.decode import build_decoder
-from srlane.models.inference import build_inference_options
+from srlane.models.inference import AutoInferenceModel, build_inference_options
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -71,6 +71,8 @@ def embed(args: argparse.Namespace) -> dict:
     loader = make_loader(build_dataset(cfg, records, training=False), args.batch, args.workers, training=False)
     decoder = build_decoder(cfg, conf_threshold=args.conf_threshold)
     checks = InputChecks(expected_sizes(cfg), int(cfg.cut_height), lambda line: tqdm.write(line, file=sys.stderr))
+    if isinstance(model, AutoInferenceModel):  # the copy the hooks go on, settled at the input's shape
+        model.settle(torch.zeros(1, 3, int(cfg.img_h), int(cfg.img_w), dtype=torch.uint8, device=device))
     tap = EmbeddingTap(model.net)
     global_rows: list[np.ndarray] = []
     lane_rows: list[np.ndarray] = []

@@ -183,6 +183,7 @@ def main(argv: list[str] | None = None) -> dict:
     release = {"batch": 1, "img_w": int(cfg.img_w), "img_h": int(cfg.img_h), "warmup": args.release_warmup,
                "iters": args.release_iters, "statistic": "mean",
                "synchronised": "once before and once after the timed calls"}
+    options = getattr(model, "options", options)  # "auto" options as they were settled at the first call
     result = {**dataclasses.asdict(options), "release_protocol": release, "release_forward_ms_mean": release_ms,
               "release_forward_fps": 1000.0 / release_ms, "batch": args.batch, "forward_ms": forward_ms,
               "decode_ms": decode_ms, "decode_ms_batch8": decode8_ms, "end_to_end_ms": end_to_end_ms,

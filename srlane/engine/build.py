@@ -26,6 +26,7 @@ from srlane.engine.ema import ModelEMA
 from srlane.engine.fabric import build_fabric
 from srlane.engine.hooks import CheckpointHook, EarlyStopHook, Hook, LoggerHook, SkippedLabelsHook
 from srlane.engine.loaders import LoaderBuilder, Prepare, SplitLoaders, split_loader
+from srlane.engine.memory_format import FORMATS, training_memory_format
 from srlane.engine.optim import build_optimizer, build_scheduler
 from srlane.engine.recorder import Recorder
 from srlane.engine.reporting import build_report_hooks
@@ -97,8 +98,10 @@ def build_parts(cfg: Config, work_dir: str, gpus: Sequence[int] = (0,), prepare:
             start_trackers(trackers, work_dir, recorder.info, flatten(cfg.to_dict()))
     fabric.seed_everything(cfg.seed, verbose=False)
     net = net if net is not None else build_net(cfg)
-    if cfg.channels_last:
-        net = net.to(memory_format=torch.channels_last)
+    size = (int(cfg.img_h), int(cfg.img_w)) if cfg.channels_last == "auto" else None  # the measured input
+    memory_format = (training_memory_format(cfg.channels_last, net, size, fabric.device, recorder.info)
+                     if fabric.is_global_zero else None)
+    net = net.to(memory_format=FORMATS[fabric.broadcast(memory_format, src=0)])  # one choice for all ranks
     optimizer = build_optimizer(cfg.optimizer, net)
     scheduler = build_scheduler(cfg.scheduler, optimizer, cfg.total_iter)
     model, optimizer = fabric.setup(net, optimizer)

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from srlane.config import Config, check_choice, load_config
 from srlane.data.label_checks import ON_BAD_LABEL
 from srlane.engine.fabric import check_settings
+from srlane.engine.memory_format import SETTINGS as MEMORY_FORMAT_SETTINGS
 from srlane.engine.trackers import check_loggers
 from srlane.models.inference import build_inference_options
 
@@ -27,8 +28,10 @@ DEFAULTS: dict = dict(
     keep_iter_checkpoints=0,  # K > 0: every save_interval also iter_<step>.pth, the newest K kept; 0: off
     log_interval=500,  # log line every log_interval iterations
     accelerator="auto",  # "auto" (CUDA when present), "cpu", "cuda" or "mps"
-    channels_last=True,  # NHWC memory for the network's weights and activations: faster convolutions on
-    # CPU (oneDNN) and on CUDA tensor cores; the same maths, float rounding may differ
+    channels_last="auto",  # NHWC memory for the network's weights and activations (True), contiguous
+    # (False), or "auto": the faster on this machine, measured once and cached (srlane.engine.memory_format;
+    # AVX-512 CPUs and CUDA tensor cores gain, an AVX2 EPYC loses 1.1-1.5x); the same maths, float rounding
+    # may differ
     precision="16-mixed",  # "16-mixed", "bf16-mixed" or "32-true"; always "32-true" on CPU
     matmul_precision="high",  # on CUDA: "high" or "medium" let float32 matmuls use TF32, "highest" not
     strategy="dp",  # "dp" (as the release), "ddp" (one process per device) or another of Fabric's names
@@ -47,7 +50,7 @@ DEFAULTS: dict = dict(
     # how validation (and, unless flags say otherwise, tools/predict.py and tools/speed.py) runs the
     # network: precision "fp32" | "fp16" | "bf16" (autocast), fold_bn, channels_last, compile "none" |
     # "compile" | "cudagraph" (CUDA only); see srlane.models.inference
-    inference=dict(precision="fp32", fold_bn=False, channels_last=False, compile="none"),
+    inference=dict(precision="fp32", fold_bn="auto", channels_last="auto", compile="none"),
     # at each validation of a training run, with tensorboard=True: the metric, precision and recall
     # against these confidence thresholds (the validation's raw outputs decoded again at each, each
     # scored: a validation's scoring once per threshold) and the `gallery` worst images with their
@@ -82,6 +85,7 @@ def load_experiment(path: str | os.PathLike, overrides: Iterable[str] = ()) -> C
     check_settings(cfg)
     check_loggers(cfg.loggers)
     build_inference_options(cfg)
+    check_choice("channels_last", cfg.channels_last, MEMORY_FORMAT_SETTINGS)
     if "dataset" in cfg:
         check_choice("dataset.on_bad_label", cfg.dataset.get("on_bad_label", "error"), ON_BAD_LABEL)
     return cfg

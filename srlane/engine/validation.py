@@ -69,7 +69,7 @@ class Validator:
                 self.log(f"validation on {devices[0]} alone: inference.compile={self.options.compile!r} is not "
                          f"split over the {len(devices)} GPUs of dp")
                 devices = devices[:1]
-            self.prepared = spread_over(prepare_for_inference(self.net, self.options, self.fabric.device), devices)
+            self.prepared = spread_over(prepare_for_inference(self.net, self.options, self.fabric.device, self.log), devices)
         else:
             self.prepared.load_weights(self.net)
         return self.prepared

@@ -17,12 +17,15 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import itertools
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
+from srlane.autotune import ChoiceCache, choose, machine_key
 from srlane.config import ConfigError, check_choice
 
 
@@ -67,6 +70,8 @@ class InferenceModel(nn.Module):
 
     def __init__(self, net: nn.Module, options: InferenceOptions, device: torch.device | str) -> None:
         super().__init__()
+        if any(getattr(options, name) == "auto" for name in AUTO_FIELDS):
+            raise ValueError("InferenceModel takes settled options; prepare_for_inference settles \"auto\"")
         self.options = options
         self.net = inference_copy(net, options, device)
         self.dtype = PRECISIONS[options.precision]
@@ -143,9 +148,11 @@ PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float
 COMPILERS: dict[str, Callable[[InferenceModel], nn.Module]] = {"none": _eager, "compile": _compiled,
                                                           "cudagraph": CudaGraphModel}
 CUDA_ONLY_COMPILERS = ("cudagraph",)
+# the fields that take "auto": the fastest value for the machine, measured (srlane.autotune)
+AUTO_FIELDS = ("fold_bn", "channels_last")
 # the values each InferenceOptions field takes
-ALLOWED: dict[str, tuple] = {"precision": tuple(PRECISIONS), "fold_bn": (False, True),
-                             "channels_last": (False, True), "compile": tuple(COMPILERS)}
+ALLOWED: dict[str, tuple] = {"precision": tuple(PRECISIONS), "fold_bn": (False, True, "auto"),
+                             "channels_last": (False, True, "auto"), "compile": tuple(COMPILERS)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,10 +162,12 @@ class InferenceOptions:
     precision: str = dataclasses.field(default="fp32", metadata={
         "help": "fp32 (default); fp16 or bf16: the network under autocast at that type, outputs "
                 "float32 (on CPU fp16 runs, slower than fp32; bf16 is the fast one)"})
-    fold_bn: bool = dataclasses.field(default=False, metadata={
-        "help": "fold BatchNorm into the preceding convolutions (same outputs to float rounding)"})
-    channels_last: bool = dataclasses.field(default=False, metadata={
-        "help": "NHWC memory format for the weights and the input"})
+    fold_bn: bool | str = dataclasses.field(default="auto", metadata={
+        "help": "fold BatchNorm into the preceding convolutions (same outputs to float rounding); "
+                "default (config \"auto\"): whichever is faster on this machine, measured once"})
+    channels_last: bool | str = dataclasses.field(default="auto", metadata={
+        "help": "NHWC memory format for the weights and the input (same outputs to float rounding); "
+                "default (config \"auto\"): whichever is faster on this machine, measured once"})
     compile: str = dataclasses.field(default="none", metadata={
         "help": "none (default); compile: torch.compile, default mode (the first call compiles); "
                 "cudagraph (CUDA only): a CUDA graph captured at the first call's input shape, replayed "
@@ -169,6 +178,64 @@ class InferenceOptions:
             check_choice(f"inference.{field.name}", getattr(self, field.name), ALLOWED[field.name])
 
 
+class AutoInferenceModel(nn.Module):
+    """Options with ``"auto"`` fields, settled at the first call: each combination of the auto
+    fields' values is timed on the first image of that call (a few eager forwards, see
+    :func:`srlane.autotune.choose`; cached per machine and input shape), and the fastest one
+    is prepared and used from then on. Every candidate gives the same outputs to float rounding."""
+
+    def __init__(self, net: nn.Module, options: InferenceOptions, device: torch.device,
+                 log: Callable[[str], None]) -> None:
+        super().__init__()
+        self.options, self.device, self.log = options, device, log
+        self.sources = [net]  # a list: not a submodule (no state of its own until settled)
+        self.model: nn.Module | None = None
+
+    def candidates(self) -> dict[str, InferenceOptions]:
+        """Each combination of the auto fields' values, named ``field=value,...``."""
+        auto = [name for name in AUTO_FIELDS if getattr(self.options, name) == "auto"]
+        combos = itertools.product(*([False, True] for _ in auto))
+        return {",".join(f"{name}={value}" for name, value in zip(auto, combo)):
+                dataclasses.replace(self.options, **dict(zip(auto, combo))) for combo in combos}
+
+    def settle(self, img: torch.Tensor) -> None:
+        """Measure the candidates on ``img[:1]`` and prepare the fastest."""
+        options = self.candidates()
+        probe = img[:1]
+        models = {name: InferenceModel(self.sources[0], dataclasses.replace(option, compile="none"), self.device)
+                  for name, option in options.items()}
+        runs = {name: (lambda model=model: model(probe)) for name, model in models.items()}
+        key = machine_key(f"inference {self.options.precision} {','.join(options)}", self.device,
+                          [probe.shape])  # uint8 or float input: the same question
+        chosen = choose("inference", runs, key, ChoiceCache(warn=self.log), self.log,
+                        sync=(lambda: torch.cuda.synchronize(self.device)) if self.device.type == "cuda" else None)
+        self.options = options[chosen]
+        self.model = COMPILERS[self.options.compile](models[chosen])
+
+    @property
+    def net(self) -> nn.Module:
+        """The settled copy's network (as ``InferenceModel.net``: hooks go there)."""
+        if self.model is None:
+            raise RuntimeError("the inference options are settled at the first call (or settle(img))")
+        return self.model.net
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        if self.model is None:
+            self.settle(img)
+        return self.model(img)
+
+    def load_weights(self, net: nn.Module) -> None:
+        """As :meth:`InferenceModel.load_weights` (before the first call: the network to copy)."""
+        if self.model is None:
+            self.sources = [net]
+        else:
+            self.model.load_weights(net)
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 def inference_copy(net: nn.Module, options: InferenceOptions, device: torch.device | str) -> nn.Module:
     """A copy of ``net`` on ``device`` in eval mode without gradients, BatchNorm folded and
     memory format as ``options`` say."""
@@ -177,14 +244,18 @@ def inference_copy(net: nn.Module, options: InferenceOptions, device: torch.devi
     return net.to(memory_format=torch.channels_last if options.channels_last else torch.contiguous_format)
 
 
-def prepare_for_inference(net: nn.Module, options: InferenceOptions, device: torch.device | str) -> nn.Module:
+def prepare_for_inference(net: nn.Module, options: InferenceOptions, device: torch.device | str,
+                          log: Callable[[str], None] = _stderr) -> nn.Module:
     """A copy of ``net`` on ``device`` with ``options`` applied; ``net`` itself is left as it
     was. Call it as ``net``: ``model(img)`` -> float32 predictions; ``model.load_weights(net)``
-    gives it later weights of ``net``. ConfigError (one line) for a CUDA-only choice on another
-    device."""
+    gives it later weights of ``net``; ``"auto"`` options are settled at the first call
+    (:class:`AutoInferenceModel`, its line to ``log``). ConfigError (one line) for a CUDA-only
+    choice on another device."""
     device = torch.device(device)
     if options.compile in CUDA_ONLY_COMPILERS and device.type != "cuda":
         raise ConfigError(f"inference.compile {options.compile!r} needs a CUDA device, got {device.type}")
+    if any(getattr(options, name) == "auto" for name in AUTO_FIELDS):
+        return AutoInferenceModel(net, options, device, log)
     return COMPILERS[options.compile](InferenceModel(net, options, device))
 
 

@@ -102,7 +102,9 @@ def make_cfg(**overrides):
     cfg.update(dict(dataset=dict(train_split="train", val_split="test"), toy_size=8, batch_size=4,
                     total_iter=6, eval_ep=2, save_interval=2, log_interval=1, workers=0,
                     accelerator="cpu", precision="32-true", strategy="ddp", max_nonfinite=2,
-                    optimizer=dict(type="AdamW", lr=1e-2), scheduler=dict(type="warmup_cosine", warmup_iter=2)))
+                    optimizer=dict(type="AdamW", lr=1e-2), scheduler=dict(type="warmup_cosine", warmup_iter=2),
+                    # forced: a toy network has no backbone to measure (the measured defaults: test_autotune)
+                    channels_last=False, inference=dict(DEFAULTS["inference"], fold_bn=False, channels_last=False)))
     cfg.update(overrides)
     return cfg
 
