@@ -122,8 +122,7 @@ def run_openlane(args: argparse.Namespace) -> dict:
     evaluator = openlane.OpenLaneEvaluator([f.lanes for f in frames], [f.categories for f in frames],
                                            not args.category_agnostic, args.iou, args.width)
     counts = evaluator.image_counts(lanes, categories)
-    result = {**evaluator.summarize(counts), "category_aware": not args.category_agnostic}
-    result["metric"] = result["f1"]
+    result = {**openlane.f1_results(counts), "category_aware": not args.category_agnostic}
     mode = "category-agnostic" if args.category_agnostic else "same category"
     print(table(["images", "IoU >", "matching", "tp", "fp", "fn", "precision", "recall", "F1"],
                 [[str(len(names)), fmt(args.iou, 2), mode] + [fmt(result[k]) for k in ("tp", "fp", "fn", "precision",

@@ -284,19 +284,21 @@ def read_results(names: Sequence[str], results_dir: str) -> tuple[list[list[np.n
     return lanes, categories
 
 
+def f1_results(counts: np.ndarray) -> dict:
+    """The totals of per-image counts (``OpenLaneEvaluator.image_counts``) with ``"metric"``: the
+    F1, 0 where it is undefined (so that checkpoints compare)."""
+    result = OpenLaneEvaluator.summarize(counts)
+    result["metric"] = result["f1"] or 0.0
+    return result
+
+
 def f1_evaluator(annotations: Sequence[Sequence[np.ndarray]], categories: Sequence[Sequence[int]],
                  category_aware: bool = True, iou_threshold: float = IOU_THRESHOLD,
                  width: int = WIDTH) -> PixelEvaluator:
-    """``(predictions, their categories) -> metrics``: the official F-score over the annotations,
-    with ``"metric"`` (the F1; 0 where it is undefined, so that a checkpoint can be compared)."""
+    """``(predictions, their categories) -> metrics``: the official F-score over the annotations
+    (``f1_results``)."""
     metric = OpenLaneEvaluator(annotations, categories, category_aware, iou_threshold, width, IMAGE_SIZE)
-
-    def evaluate(predictions: Sequence[Sequence[np.ndarray]], kinds: Sequence[Sequence[int]]) -> dict:
-        result = metric.evaluate(predictions, kinds)
-        result["metric"] = result["f1"] or 0.0
-        return result
-
-    return evaluate
+    return lambda predictions, kinds: f1_results(metric.image_counts(predictions, kinds))
 
 
 class OpenLane(Benchmark):
