@@ -158,14 +158,14 @@ def test_category_indices_follow_culane_order():
 
 
 def test_the_table_builds_each_benchmark_and_names_the_known_types(tmp_path):
-    assert sorted(BENCHMARKS) == ["culane", "curvelanes", "tusimple"]
+    assert sorted(BENCHMARKS) == ["culane", "curvelanes", "openlane", "tusimple"]
     for experiment, name in (("srlane_r18_culane.py", "culane"), ("srlane_r18_tusimple.py", "tusimple"),
-                             ("srlane_r18_curvelanes.py", "curvelanes")):
+                             ("srlane_r18_curvelanes.py", "curvelanes"), ("srlane_r18_openlane.py", "openlane")):
         benchmark = build_benchmark(cfg_for(experiment, tmp_path, tmp_path / "cache"))
         assert benchmark.name == name and isinstance(benchmark, BENCHMARKS[name])
     cfg = cfg_for("srlane_r18_culane.py", tmp_path, tmp_path / "cache")
     cfg.dataset.type = "llamas"
-    with pytest.raises(ConfigError, match="dataset.type must be one of culane, tusimple, curvelanes, got 'llamas'"):
+    with pytest.raises(ConfigError, match="dataset.type must be one of culane, tusimple, curvelanes, openlane, got 'llamas'"):
         build_benchmark(cfg)
     with pytest.raises(FileNotFoundError, match="dataset.data_root '.*nowhere' does not exist"):
         build_benchmark(cfg_for("srlane_r18_culane.py", tmp_path / "nowhere", tmp_path)).read_split("test", False)

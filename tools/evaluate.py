@@ -4,6 +4,8 @@
                                     [--categories DIR] [--json OUT] [--per-image OUT.tsv] [--workers N]
     python tools/evaluate.py tusimple --pred P.json --gt G.json [--json OUT]
     python tools/evaluate.py curvelanes --data-root ROOT --pred-dir P [--split valid | --list L] [--json OUT]
+    python tools/evaluate.py openlane --anno-dir A --pred-dir P --list L [--category-agnostic] [--iou 0.3]
+                                      [--width 30] [--json OUT] [--per-image OUT.tsv]
 
 CULane: official F1 (width 30, IoU > threshold) over the images of the list file, read from
 `<dir>/<image stem>.lines.txt` in both folders (a missing file: no lanes); `--categories` names a
@@ -12,6 +14,9 @@ TuSimple: the official LaneEval accuracy, FP and FN, and the F1 derived from the
 CurveLanes: the official F1 (224x224 canvas, width 5, IoU > 0.5) with each image's own size;
 predictions are `P/<list entry without extension>.lines.json` (the label schema, numbers or
 strings) or `.lines.txt`, a missing file is an image without lanes.
+OpenLane: the official 2D F-score (1920x1280 canvas, width 30, IoU > 0.3; a detection matches only
+an annotation of its category unless --category-agnostic, the official tool's -k) over the list's
+entries, `<dir>/<entry without extension>.json` in both folders (a missing result: no lanes).
 Files are read by the benchmark's module (srlane.benchmarks.<name>) and scored by the evaluator
 that validation uses, so the json's "metric" is the number validation reports for the same lanes
 (CULane: the F1 at the lowest --iou; TuSimple: the accuracy; CurveLanes: the F1).
@@ -23,7 +28,7 @@ from collections.abc import Sequence
 
 from tqdm import tqdm
 
-from srlane.benchmarks import culane, curvelanes, tusimple
+from srlane.benchmarks import culane, curvelanes, openlane, tusimple
 from srlane.cli import run_cli
 from srlane.evaluation.culane import MF1_THRESHOLDS, threshold_key
 from srlane.fileio import atomic_write_text
@@ -111,6 +116,23 @@ def run_curvelanes(args: argparse.Namespace) -> dict:
     return result
 
 
+def run_openlane(args: argparse.Namespace) -> dict:
+    names, frames = openlane.scoring_frames(args.anno_dir, args.list)
+    lanes, categories = openlane.read_results(names, args.pred_dir)
+    evaluator = openlane.OpenLaneEvaluator([f.lanes for f in frames], [f.categories for f in frames],
+                                           not args.category_agnostic, args.iou, args.width)
+    counts = evaluator.image_counts(lanes, categories)
+    result = {**openlane.f1_results(counts), "category_aware": not args.category_agnostic}
+    mode = "category-agnostic" if args.category_agnostic else "same category"
+    print(table(["images", "IoU >", "matching", "tp", "fp", "fn", "precision", "recall", "F1"],
+                [[str(len(names)), fmt(args.iou, 2), mode] + [fmt(result[k]) for k in ("tp", "fp", "fn", "precision",
+                                                                                       "recall", "f1")]]))
+    if args.per_image:
+        rows = ["image\ttp\tfp\tfn"] + [f"{n}\t{a}\t{b}\t{c}" for n, (a, b, c) in zip(names, counts.tolist())]
+        atomic_write_text(args.per_image, "\n".join(rows) + "\n")
+    return result
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
     """Run the command line ``argv``; returns the metrics (also written to ``--json``)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -142,6 +164,16 @@ def main(argv: Sequence[str] | None = None) -> dict:
     where.add_argument("--list", help="list file of the evaluated images instead (paths relative to --data-root)")
     cl.add_argument("--json", help="write tp, fp, fn, precision, recall, f1 as json here")
     cl.set_defaults(run=run_curvelanes)
+    ol = sub.add_parser("openlane", help="official OpenLane 2D F-score")
+    ol.add_argument("--anno-dir", required=True, help="folder of the label .json files (e.g. lane3d_1000)")
+    ol.add_argument("--pred-dir", required=True, help="folder of the result .json files")
+    ol.add_argument("--list", required=True, help="list file of the evaluated images (validation/segment-x/y.jpg)")
+    ol.add_argument("--category-agnostic", action="store_true", help="match lanes of any category (official -k)")
+    ol.add_argument("--iou", type=float, default=openlane.IOU_THRESHOLD, help="IoU threshold (tp when IoU > t)")
+    ol.add_argument("--width", type=int, default=openlane.WIDTH, help="lane width in pixels")
+    ol.add_argument("--json", help="write tp, fp, fn, precision, recall, f1 as json here")
+    ol.add_argument("--per-image", help="write each image's tp, fp, fn as tsv here")
+    ol.set_defaults(run=run_openlane)
     args = parser.parse_args(argv)
     result = args.run(args)
     if args.json:

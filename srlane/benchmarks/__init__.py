@@ -8,12 +8,13 @@ from typing import Any
 from srlane.benchmarks.base import Benchmark, Evaluator
 from srlane.benchmarks.culane import CULane
 from srlane.benchmarks.curvelanes import CurveLanes
+from srlane.benchmarks.openlane import OpenLane
 from srlane.benchmarks.tusimple import TuSimple
 from srlane.config import ConfigError, check_choice
 from srlane.data.crop import build_crop
 from srlane.data.label_checks import ON_BAD_LABEL
 
-BENCHMARKS: dict[str, type[Benchmark]] = {cls.name: cls for cls in (CULane, TuSimple, CurveLanes)}
+BENCHMARKS: dict[str, type[Benchmark]] = {cls.name: cls for cls in (CULane, TuSimple, CurveLanes, OpenLane)}
 
 
 def build_benchmark(cfg: Mapping[str, Any]) -> Benchmark:
@@ -31,4 +32,4 @@ def build_benchmark(cfg: Mapping[str, Any]) -> Benchmark:
                **options)
 
 
-__all__ = ["BENCHMARKS", "Benchmark", "CULane", "CurveLanes", "Evaluator", "TuSimple", "build_benchmark"]
+__all__ = ["BENCHMARKS", "Benchmark", "CULane", "CurveLanes", "Evaluator", "OpenLane", "TuSimple", "build_benchmark"]

@@ -14,7 +14,9 @@ from srlane.evaluation.culane import CULaneEvaluator
 from srlane.lanes import Lane
 
 Evaluator = Callable[[Sequence[Sequence[Lane]]], dict]
-PixelEvaluator = Callable[[Sequence[Sequence[np.ndarray]]], dict]
+# (pixel lanes per record) -> metrics; a benchmark that ``scores_categories`` also takes each
+# lane's category: (pixel lanes per record, their categories per record) -> metrics
+PixelEvaluator = Callable[..., dict]
 
 
 def check_count(predictions: Sequence, records: Sequence[LaneRecord]) -> None:
@@ -51,6 +53,7 @@ class Benchmark:
     splits: tuple[str, ...] = ()
     fixed_size = True  # all images of one size: ori_img_h x ori_img_w of the config
     options: tuple[str, ...] = ()  # further dataset config keys the constructor takes
+    scores_categories = False  # whether the metric reads each lane's category (OpenLane)
 
     def __init__(self, data_root: str, crop: Crop, image_size: tuple[int, int] | None = None,
                  cache_dir: str | None = None, on_bad_label: str = "error") -> None:
@@ -94,13 +97,18 @@ class Benchmark:
 
         def evaluate(predictions: Sequence[Sequence[Lane]]) -> dict:
             check_count(predictions, records)
-            return score([self.prediction_points(record, lanes) for record, lanes in zip(records, predictions)])
+            points = [self.prediction_points(record, lanes) for record, lanes in zip(records, predictions)]
+            if not self.scores_categories:
+                return score(points)
+            return score(points, [self.prediction_categories(r, lanes) for r, lanes in zip(records, predictions)])
 
         return evaluate
 
     def pixel_evaluator(self, records: Sequence[LaneRecord]) -> PixelEvaluator:
         """``predictions (per record, its lanes as (N, 2) pixel arrays) -> metrics`` with
-        ``"metric"``: the official metric over the records' annotations."""
+        ``"metric"``: the official metric over the records' annotations; where the benchmark
+        ``scores_categories``, called with the lanes' categories too (``prediction_categories``,
+        ``read_prediction_categories``), in the order of the lanes."""
         raise NotImplementedError
 
     def iou_evaluator(self, records: Sequence[LaneRecord], iou_thresholds: Sequence[float]) -> CULaneEvaluator | None:
@@ -116,6 +124,11 @@ class Benchmark:
         rounded as the file prints them, ``srlane.lanes.printed``), computed without the file."""
         raise NotImplementedError
 
+    def prediction_categories(self, record: LaneRecord, lanes: Sequence[Lane]) -> list[int]:
+        """The category (``Lane.category``) of each lane ``prediction_points`` gives, in its order:
+        what the prediction file writes (benchmarks that ``scores_categories``)."""
+        raise NotImplementedError
+
     def write_predictions(self, records: Sequence[LaneRecord], predictions: Sequence[Sequence[Lane]],
                           output_dir: str, run_times_ms: Sequence[float] | None = None) -> None:
         """The prediction files of ``records`` under ``output_dir``, in the benchmark's format
@@ -127,4 +140,9 @@ class Benchmark:
         from the prediction files under ``source`` (the folder ``write_predictions`` wrote; a
         benchmark with one prediction file also takes that file). A malformed file is a
         DataFormatError naming the file and line."""
+        raise NotImplementedError
+
+    def read_prediction_categories(self, records: Sequence[LaneRecord], source: str) -> list[list[int]]:
+        """The category of each lane ``read_predictions`` gives, from the same files (benchmarks
+        that ``scores_categories``)."""
         raise NotImplementedError

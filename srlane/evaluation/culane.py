@@ -10,13 +10,14 @@ NaN); the assignment is exact (the official Kuhn-Munkres has a 0.01 tolerance). 
 ``.lines.txt`` files is ``srlane.benchmarks.culane``'s.
 """
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from srlane.evaluation.kuhn_munkres import official_assign
 from srlane.evaluation.raster import LaneMask, Rasterizer, mask_iou
 from srlane.evaluation.spline import sample_lanes_flat
 
@@ -82,13 +83,20 @@ def assign(iou: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return linear_sum_assignment(iou, maximize=True)
 
 
-def match_image(iou: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """tp per threshold (IoU > threshold) of the assignment maximising total IoU; also the assigned IoUs."""
+def match_image(iou: np.ndarray, thresholds: np.ndarray, official: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """tp per threshold (IoU > threshold) of the assignment maximising total IoU (``official``:
+    the tool's own Kuhn-Munkres, ``kuhn_munkres.official_assign``); also the assigned IoUs."""
     if iou.size == 0:
         return np.zeros(len(thresholds), dtype=np.int64), np.zeros(0)
-    rows, cols = assign(iou)
+    rows, cols = official_assign(iou) if official else assign(iou)
     matched = iou[rows, cols]
     return (matched[:, None] > thresholds[None, :]).sum(axis=0), matched
+
+
+def same_kind_only(iou: np.ndarray, anno_kinds: Sequence[int], pred_kinds: Sequence[int]) -> np.ndarray:
+    """``iou`` with the pairs of different kinds (lane categories) set to 0: they cannot match."""
+    same = np.asarray(anno_kinds, np.int64).reshape(-1, 1) == np.asarray(pred_kinds, np.int64).reshape(1, -1)
+    return np.where(same, iou, 0.0)
 
 
 _WORKER_RASTERIZER: dict[tuple, Rasterizer] = {}
@@ -118,7 +126,7 @@ def _score_chunk(task: tuple) -> tuple:
     Returns per-image tp and matched IoUs, the annotation masks when it made them, and the
     stamps it drew (for the parent to pass to the next pool).
     """
-    width, img_shape, thresholds, annos, preds = task
+    width, img_shape, thresholds, annos, preds, anno_kinds, pred_kinds, official = task
     cache = _rasterizer(width, img_shape).stamps
     generation, known = cache.generation, len(cache)
     flat_preds = [lane for image in preds for lane in image]
@@ -134,9 +142,14 @@ def _score_chunk(task: tuple) -> tuple:
     tp = np.zeros((len(preds), len(thresholds)), dtype=np.int64)
     matched, pos = [], 0
     for i, (anno, pred) in enumerate(zip(annos, preds)):
-        iou = iou_matrix(list(anno), pred_masks[pos:pos + len(pred)])
+        image_preds = pred_masks[pos:pos + len(pred)]
+        iou = iou_matrix(list(anno), image_preds)
         pos += len(pred)
-        tp[i], ious = match_image(iou, thresholds)
+        if official:  # two lanes both off the canvas: 0 / 0, as the tool computes it
+            iou[np.ix_([m.area == 0 for m in anno], [m.area == 0 for m in image_preds])] = np.nan
+        if anno_kinds is not None:
+            iou = same_kind_only(iou, anno_kinds[i], pred_kinds[i])
+        tp[i], ious = match_image(iou, thresholds, official)
         matched.append(ious)
     return tp, matched, new_anno_masks, cache.export(known if cache.generation == generation else 0)
 
@@ -151,12 +164,17 @@ class CULaneEvaluator:
     ``annotations``: per image, the lanes as float ``(N, 2)`` pixel arrays. ``categories``: name ->
     image indices. The rasterised annotation lanes are cached after the first ``evaluate`` call,
     so repeated calls only rasterise predictions. ``workers``: processes of the pool made for
-    each call (None: all cores; 0 or 1: in this process).
+    each call (None: all cores; 0 or 1: in this process). ``lane_kinds``: per image, a kind
+    (category id) per annotation lane; then ``score_images`` takes the predictions' kinds too and
+    only lanes of one kind can match (OpenLane's default); None: kinds play no part (CULane).
+    ``official_matching``: match as the C++ tool does, not exactly (``kuhn_munkres``; two lanes
+    both off the canvas have IoU NaN): the tool's counts on every image (OpenLane).
     """
 
     def __init__(self, annotations: list[list[np.ndarray]], categories: dict[str, list[int]] | None = None,
                  iou_thresholds=(0.5,), width: int = 30, img_shape: tuple[int, int] = (590, 1640),
-                 workers: int | None = None):
+                 workers: int | None = None, lane_kinds: Sequence[Sequence[int]] | None = None,
+                 official_matching: bool = False):
         self.annotations = [[_as_points(lane, f"annotation of image {i}, lane {j}") for j, lane in enumerate(image)]
                             for i, image in enumerate(annotations)]
         self.thresholds = np.array(sorted(float(t) for t in iou_thresholds), dtype=np.float64)
@@ -172,18 +190,33 @@ class CULaneEvaluator:
         self.img_shape = tuple(img_shape)
         self.workers = os.cpu_count() if workers is None else workers
         self._anno_masks: list[_MaskList] | None = None
+        self.official_matching = official_matching
+        self.lane_kinds = None if lane_kinds is None else [tuple(int(k) for k in image) for image in lane_kinds]
+        if self.lane_kinds is not None:
+            _check_kinds(self.lane_kinds, self.annotations, "annotation")
 
     def score_images(self, predictions: list[list[np.ndarray]],
-                     progress: Callable[[int], object] | None = None) -> ImageScores:
+                     progress: Callable[[int], object] | None = None,
+                     kinds: Sequence[Sequence[int]] | None = None) -> ImageScores:
         """Per-image tp (for every threshold), lane counts and assigned IoUs; ``progress(n)`` after
-        each chunk of ``n`` images is scored (a tqdm bar's ``update``)."""
+        each chunk of ``n`` images is scored (a tqdm bar's ``update``); ``kinds``: per image, a
+        kind per predicted lane, required when the evaluator has ``lane_kinds`` (else unused)."""
         if len(predictions) != len(self.annotations):
             raise ValueError(f"got predictions for {len(predictions)} images, the evaluator has "
                              f"{len(self.annotations)} annotated images")
         preds = [[_as_points(lane, f"prediction of image {i}, lane {j}") for j, lane in enumerate(image)]
                  for i, image in enumerate(predictions)]
+        if self.lane_kinds is not None:
+            if kinds is None:
+                raise ValueError("this evaluator matches lanes of one kind only: give the predictions' kinds")
+            _check_kinds(kinds, preds, "prediction")
         annos = self._anno_masks if self._anno_masks is not None else self.annotations
-        tasks = [(self.width, self.img_shape, self.thresholds, annos[s:s + _CHUNK_IMAGES], preds[s:s + _CHUNK_IMAGES])
+
+        def part(values, s):
+            return None if self.lane_kinds is None else values[s:s + _CHUNK_IMAGES]
+
+        tasks = [(self.width, self.img_shape, self.thresholds, annos[s:s + _CHUNK_IMAGES], preds[s:s + _CHUNK_IMAGES],
+                  part(self.lane_kinds, s), part(kinds, s), self.official_matching)
                  for s in range(0, len(preds), _CHUNK_IMAGES)]
         done = progress or (lambda n: None)
         if self.workers <= 1 or len(tasks) <= 1:
@@ -263,6 +296,15 @@ def counts_to_metrics(tp: int, fp: int, fn: int) -> dict:
     else:
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {"tp": tp, "fp": fp, "fn": fn, "precision": precision, "recall": recall, "f1": f1}
+
+
+def _check_kinds(kinds: Sequence[Sequence[int]], lanes: Sequence[Sequence[np.ndarray]], what: str) -> None:
+    """ValueError unless there is one kind per lane of every image."""
+    if len(kinds) != len(lanes):
+        raise ValueError(f"{what} kinds for {len(kinds)} images, expected {len(lanes)}")
+    for i, (image_kinds, image_lanes) in enumerate(zip(kinds, lanes)):
+        if len(image_kinds) != len(image_lanes):
+            raise ValueError(f"{what} kinds of image {i}: {len(image_kinds)} for {len(image_lanes)} lanes")
 
 
 def _as_points(lane, where: str) -> np.ndarray:
