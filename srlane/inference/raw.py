@@ -121,7 +121,8 @@ def load_raw(folder: str) -> tuple[np.ndarray, dict]:
 def raw_geometry(cfg: Mapping[str, Any]) -> dict[str, int]:
     """What an index records of the config the outputs come from: ``GEOMETRY`` and the category
     head's classes ``num_lane_categories``."""
-    return {**{key: int(cfg[key]) for key in GEOMETRY}, CATEGORIES_KEY: num_lane_categories(cfg["model"])}
+    categories = num_lane_categories(cfg.get("model") or {})
+    return {**{key: int(cfg[key]) for key in GEOMETRY}, CATEGORIES_KEY: categories}
 
 
 def row_width(geometry: Mapping[str, int]) -> int:
