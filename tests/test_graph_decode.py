@@ -142,7 +142,8 @@ def test_thresholds_are_graph_inputs_with_the_configs_defaults(onnx_decoders):
     assert defaults["conf_threshold"] == np.float32(0.4) and defaults["nms_thres"] == np.float32(50)
     assert all(defaults[name].shape == () and defaults[name].dtype == np.float32
                for name in ("conf_threshold", "nms_thres"))
-    assert [o.name for o in graph.output] == ["valid", "scores", "xs", "start", "length", "proposals", "predictions"]
+    assert [o.name for o in graph.output] == ["valid", "scores", "xs", "start", "length", "proposals", "category",
+                                              "category_score", "predictions"]
     assert model.decoder == {"top_k": 4, "num_points": 72, "img_w": 160, "conf_threshold": 0.4, "nms_thres": 50.0}
     preds = random_predictions(3)
     img = as_image(preds).numpy()
