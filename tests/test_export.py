@@ -282,3 +282,19 @@ def test_a_category_head_exports_its_logits_and_the_decoded_categories(tmp_path,
         assert [[c for c, _ in image] for image in ours] == [[c for c, _ in image] for image in theirs]
         assert all(abs(a[1] - b[1]) <= 1e-6 for x, y in zip(ours, theirs) for a, b in zip(x, y))
         assert len({c for image in ours for c, _ in image}) > 1  # the lanes differ in kind
+    # what predict.py runs for --onnx and for --load-from: the same lanes with the same categories
+    from srlane.inference.model import load_model, load_onnx
+    from srlane.inference.predict import predict_batches
+    from srlane.models.inference import InferenceOptions
+
+    metas = [{"img_name": f"{i}.jpg", "img_path": f"/x/{i}.jpg", "img_size": (590, 1640), "cut_height": 270,
+              "unreadable": False} for i in range(3)]
+    batches = [{"img": (img * 255).to(torch.uint8), "meta": metas}]
+    decoder = build_decoder(cfg, conf_threshold=0.0)
+    eager = load_model(cfg, str(tmp_path / "net.pth"), InferenceOptions(), "cpu", print)
+    for path in ("net.onnx", "lanes.onnx"):
+        onnx_model = load_onnx(cfg, str(tmp_path / path), providers=["CPUExecutionProvider"], decoder=decoder)
+        (ours,) = predict_batches(onnx_model, batches, decoder, torch.device("cpu"))
+        (theirs,) = predict_batches(eager, batches, decoder, torch.device("cpu"))
+        assert [[lane.category for lane in p.lanes] for p in ours] == [[lane.category for lane in p.lanes] for p in theirs]
+        assert sum(len(p.lanes) for p in ours) > 3
