@@ -220,7 +220,7 @@ class OnnxModel:
 
     def __call__(self, img: torch.Tensor) -> torch.Tensor | FinalLanes:
         """``img`` (B, 3, h, w) RGB, uint8 or in [0, 1] (as the network takes it), any device ->
-        float32 CPU tensor (B, 40, 76), or the final lanes (CPU tensors) of a file with the
+        float32 CPU tensor (B, 40, 76 + K), or the final lanes (CPU tensors) of a file with the
         decoder."""
         if img.dim() != 4 or tuple(img.shape[2:]) != self.input_size:
             raise ValueError(f"ONNX model {self.path} takes (batch, 3, {self.input_size[0]}, {self.input_size[1]}) "
