@@ -48,12 +48,30 @@ def assert_well_formed(final, preds, top_k, score_tolerance=0.0):
             assert torch.equal(xs[b, k, has], preds[b, final.proposals[b, k], 4 + has])
 
 
-def test_torch_module_keeps_the_python_decoders_lanes():
+def categorised(preds, seed=0):
+    """``preds`` with 14 category logits after the points (random, of order one)."""
+    logits = torch.randn(*preds.shape[:2], 14, generator=torch.Generator().manual_seed(seed)) * 2
+    return torch.cat([preds, logits], -1)
+
+
+def kinds_of(decoded):
+    return [[(proposal, lane.category, lane.category_score) for lane, proposal in image] for image in decoded]
+
+
+def assert_same_kinds(got, want):
+    """The same lanes with the same categories and scores (None without a head)."""
+    assert got == want
+
+
+@pytest.mark.parametrize("with_categories", [False, True])
+def test_torch_module_keeps_the_python_decoders_lanes(with_categories):
     """Random, equal-score, equal-lane and tie-heavy outputs (ties at the score threshold and at
     the NMS threshold), 4 and 16 lanes, thresholds that keep none to all: the lanes of
-    ``LaneDecoder`` (NumPy), in the same order with the same points."""
+    ``LaneDecoder`` (NumPy), in the same order with the same points; with 14 category logits
+    after the points, also the same categories and scores as the NumPy and the torch decoder."""
     cases = lanes = 0
     for cfg, conf, preds in decoder_cases():
+        preds = categorised(preds) if with_categories else preds
         decoder = build_decoder(cfg, conf_threshold=conf)
         graph = GraphDecoder(cfg.img_w, cfg.num_points, decoder.top_k)
         for batch in (preds[:1], preds[:3]):
@@ -61,6 +79,11 @@ def test_torch_module_keeps_the_python_decoders_lanes():
             assert_well_formed(final, batch, decoder.top_k)
             want = lanes_of(decoder.decode(batch))
             assert_same_lanes(lanes_of(decoder.decode(final)), want)
+            kinds = kinds_of(decoder.decode(batch))
+            assert_same_kinds(kinds_of(decoder.decode(final)), kinds)
+            on_torch = build_decoder(cfg, conf_threshold=conf, nms_backend="torch")
+            assert_same_kinds(kinds_of(on_torch.decode(batch)), kinds)
+            assert all((k[1] != 0) == with_categories for image in kinds for k in image)
             cases += 1
             lanes += sum(map(len, want))
     assert cases == 30 and lanes > 100
@@ -166,23 +189,6 @@ def test_thresholds_are_graph_inputs_with_the_configs_defaults(onnx_decoders):
     assert lanes_fed(nms_thres=5.0) == lanes_decoded(nms_thres=5.0) != lanes_decoded(conf_threshold=0.9, nms_thres=5.0)
 
 
-def categorised(preds, seed=0):
-    """``preds`` with 14 category logits after the points (random, of order one)."""
-    logits = torch.randn(*preds.shape[:2], 14, generator=torch.Generator().manual_seed(seed)) * 2
-    return torch.cat([preds, logits], -1)
-
-
-def kinds_of(decoded):
-    return [[(proposal, lane.category, lane.category_score) for lane, proposal in image] for image in decoded]
-
-
-def assert_same_kinds(got, want, tolerance=0.0):
-    assert [[k[:2] for k in image] for image in got] == [[k[:2] for k in image] for image in want]
-    for ours, theirs in zip(got, want):
-        for a, b in zip(ours, theirs):
-            assert abs(a[2] - b[2]) <= tolerance
-
-
 def test_crafted_categories_decode_as_built_in_numpy_torch_and_the_graph():
     """crafted proposal i of image b is head class (b + i) % 14 at probability 2 / 15."""
     from srlane.inference.crafted import crafted_predictions
@@ -206,21 +212,3 @@ def test_crafted_categories_decode_as_built_in_numpy_torch_and_the_graph():
     plain_final = GraphDecoder(cfg.img_w, cfg.num_points, 4)(preds[..., :76], 0.4, decoder.nms_thres)
     assert not plain_final.category.any() and not plain_final.category_score.any()
     assert all(lane.category_score is None for image in decoder.decode(plain_final) for lane, _ in image)
-
-
-def test_graph_categories_equal_the_python_decoders_at_batch_1_and_3():
-    lanes = 0
-    for cfg, conf, preds in decoder_cases():
-        preds = categorised(preds)
-        decoder = build_decoder(cfg, conf_threshold=conf)
-        graph = GraphDecoder(cfg.img_w, cfg.num_points, decoder.top_k)
-        for batch in (preds[:1], preds[:3]):
-            final = graph(batch, decoder.conf_threshold, decoder.nms_thres)
-            assert_well_formed(final, batch, decoder.top_k)
-            want = kinds_of(decoder.decode(batch))
-            assert_same_lanes(lanes_of(decoder.decode(final)), lanes_of(decoder.decode(batch)))
-            assert_same_kinds(kinds_of(decoder.decode(final)), want)
-            assert_same_kinds(kinds_of(build_decoder(cfg, conf_threshold=conf, nms_backend="torch").decode(batch)),
-                              want)
-            lanes += sum(map(len, want))
-    assert lanes > 100
