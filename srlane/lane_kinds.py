@@ -44,6 +44,16 @@ KNOWN_CATEGORIES: tuple[int, ...] = CATEGORY_IDS[1:]
 IGNORE_INDEX = -1  # the class target of a lane whose kind is unknown (or beyond the head's classes)
 
 
+# a horizontal flip swaps the two sides of a line: left-dashed/right-solid becomes
+# left-solid/right-dashed and a left curb a right one; every other kind stays itself
+MIRRORED_CATEGORIES: dict[int, int] = {5: 6, 6: 5, 11: 12, 12: 11, 20: 21, 21: 20}
+
+
+def mirrored_category(category: int) -> int:
+    """The category of a lane after a horizontal flip of its image (``MIRRORED_CATEGORIES``)."""
+    return MIRRORED_CATEGORIES.get(category, category)
+
+
 def head_class(category: int, num_classes: int) -> int:
     """The head class of a category id, IGNORE_INDEX for unknown kinds and kinds the head lacks."""
     index = KNOWN_CATEGORIES.index(category) if category in KNOWN_CATEGORIES else IGNORE_INDEX

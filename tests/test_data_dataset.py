@@ -194,3 +194,28 @@ def test_readable_part_of_a_batch():
     whole, kept = readable_part({"img": img, "meta": [metas[0], metas[2], metas[0]]}, reported.append)
     assert whole is img and len(kept) == 3 and len(reported) == 1
     assert readable_part({"img": img[:1], "meta": [metas[1]]}, reported.append) is None and len(reported) == 2
+
+
+@pytest.mark.parametrize("flip", [0.0, 1.0])
+def test_lane_categories_reach_the_batch_and_flip_with_the_image(culane, tmp_path, flip):
+    import dataclasses
+
+    from srlane.data.crop import build_crop
+    from srlane.data.targets import build_target_encoder
+    from srlane.data.transforms import LaneAugmenter
+
+    cfg = make_cfg(culane, tmp_path)
+    cfg.model.num_lane_categories = 14
+    records = build_benchmark(cfg).read_split("train", True)
+    labelled = [dataclasses.replace(r, lane_categories=(5, 8)) for r in records[:2]] + records[2:3]
+    ds = LaneDataset(labelled, IMG_W, IMG_H, build_crop(cfg), 0, LaneAugmenter(flip=flip),
+                     build_target_encoder(cfg))
+    batch = collate([ds[0], ds[1], ds[2]])
+    # rows keep the label order; white-ldash-rsolid (5: class 4) mirrors to 6 (class 5),
+    # yellow-solid (8: class 7) stays; a record without categories gives -1
+    first = [5, 7] if flip else [4, 7]
+    assert batch["gt_category"].dtype == torch.int64
+    assert batch["gt_category"].tolist() == [first + [-1, -1], first + [-1, -1], [-1, -1, -1, -1]]
+    assert batch["gt_lane"][:, :2, 1].tolist() == [[1, 1]] * 3
+    cfg.model.num_lane_categories = 0
+    assert "gt_category" not in dataset(cfg, "train", training=True)[0]

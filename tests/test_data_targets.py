@@ -180,3 +180,26 @@ def test_angle_maps_equal_a_sample_by_sample_loop_on_crossing_lanes():
         for level, stride in enumerate((8, 16, 32)):
             angle, seg = angle_maps_by_the_spec(lanes, stride)
             assert np.array_equal(out["gt_angle"][level], angle) and np.array_equal(out["gt_seg"][level], seg)
+
+
+def test_categories_follow_their_lanes_into_the_rows():
+    # a too-short lane (dropped), a horizontal one (dropped), then three lanes: the rows hold the
+    # kept lanes in order, each with its own head class; a lane that leaves the image at once
+    # (a row without 2 points inside) and the empty rows are IGNORE_INDEX
+    lanes = [[[5.0, 300.0]], line(0.0, 200.0, 700.0, 190.0), line(100.0, 320.0, 100.0, 0.0),
+             line(-400.0, 320.0, -300.0, 0.0), line(500.0, 320.0, 450.0, 40.0)]
+    categories = [7, 8, 21, 5, 0]
+    enc = LaneTargetEncoder(W, H, 72, 4, strides=(8, 16, 32), num_categories=14)
+    out = enc(lanes, categories)
+    assert out["gt_category"].dtype == np.int64
+    # row 0: lane 2 (category 21, head class 13); row 1: lane 3, outside the image (-1); row 2:
+    # lane 4, kind unknown (-1); row 3 empty (-1)
+    assert out["gt_category"].tolist() == [13, -1, -1, -1]
+    assert out["gt_lane"][:, 1].tolist() == [1, 0, 1, 0]
+    # a head of 5 classes lacks class 13: ignored; without categories all are ignored
+    small = LaneTargetEncoder(W, H, 72, 4, strides=(8, 16, 32), num_categories=5)
+    assert small(lanes, [0, 0, 5, 0, 1])["gt_category"].tolist() == [4, -1, 0, -1]
+    assert enc(lanes)["gt_category"].tolist() == [-1, -1, -1, -1]
+    assert "gt_category" not in encoder()(lanes, categories)
+    with pytest.raises(ValueError, match="2 lane categories for 5 lanes"):
+        enc(lanes, [1, 2])

@@ -147,3 +147,32 @@ def test_fast_paths_equal_the_plain_opencv_calls():
         table = np.stack([brightness_lut(mul, add, first), identity, identity], axis=1)[None]
         full = cv2.cvtColor(cv2.LUT(cv2.cvtColor(img, cv2.COLOR_RGB2YCrCb), table), cv2.COLOR_YCrCb2RGB)
         assert np.array_equal(adjust_brightness(img, mul, add, first), full)
+
+
+def test_categories_follow_lanes_through_flip_split_and_drop():
+    from srlane.lane_kinds import MIRRORED_CATEGORIES, mirrored_category
+
+    img = np.zeros((H, W, 3), np.uint8)
+    inside = np.array([[10.0, 150.0], [20.0, 10.0]])
+    reentering = np.array([[50.0, 150.0], [50.0, 170.0], [60.0, 190.0], [60.0, 150.0], [70.0, 140.0]])
+    outside = np.array([[-5.0, 10.0], [-1.0, 20.0]])
+    lanes, categories = [inside, reentering, outside], [5, 20, 2]
+    plain = LaneAugmenter()
+    out_img, out_lanes, out_categories = plain.augment(img, lanes, categories, np.random.default_rng(0))
+    # the re-entering lane splits in two pieces, both of its kind; the outside lane goes
+    assert len(out_lanes) == 3 and out_categories == [5, 20, 20]
+    np.testing.assert_array_equal(out_lanes[0], inside)
+    flipped_img, flipped, flipped_categories = LaneAugmenter(flip=1.0).augment(
+        img, lanes, categories, np.random.default_rng(0))
+    # flipped: left-dashed/right-solid white becomes left-solid/right-dashed, a left curb a right one
+    assert flipped_categories == [6, 21, 21]
+    np.testing.assert_allclose(flipped[0], [[W - 10.0, 150.0], [W - 20.0, 10.0]])
+    assert all(mirrored_category(mirrored_category(c)) == c for c in range(22))
+    assert {(a, b) for a, b in MIRRORED_CATEGORIES.items()} == {(5, 6), (6, 5), (11, 12), (12, 11), (20, 21), (21, 20)}
+    assert mirrored_category(1) == 1 and mirrored_category(10) == 10
+    # __call__ gives the same image and lanes as augment
+    call_img, call_lanes = LaneAugmenter(flip=1.0)(img, lanes, np.random.default_rng(0))
+    assert np.array_equal(call_img, flipped_img)
+    assert all(np.array_equal(a, b) for a, b in zip(call_lanes, flipped))
+    with pytest.raises(ValueError, match="1 lane categories for 3 lanes"):
+        plain.augment(img, lanes, [1], np.random.default_rng(0))

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 import torch
@@ -195,10 +196,12 @@ def test_tool_with_decoder_checks_the_lanes_and_writes(checkpoint, capsys):
     result = export_tool.main([str(tmp / "tiny.py"), "--load-from", str(tmp / "net.pth"), "--out",
                                str(tmp / "lanes.onnx"), "--with-decoder"])
     table = capsys.readouterr().out
-    decoding = [(b, name, diff) for b, name, diff in result["rows"] if name.startswith(("lanes", "points"))]
+    decoding = [(b, name, diff) for b, name, diff in result["rows"]
+                if name.startswith(("lanes", "points", "categories,"))]
     assert sorted({(b, name) for b, name, _ in decoding}) == [
-        (b, f"{what}, conf {conf}") for b in (1, 3) for what in ("lanes", "points") for conf in ("0", "0.4")]
-    assert all(diff == 0 for _, _, diff in decoding) and "FAIL" not in table and table.count(" ok") == 14
+        (b, f"{what}, conf {conf}") for b in (1, 3) for what in ("categories", "lanes", "points")
+        for conf in ("0", "0.4")]
+    assert all(diff == 0 for _, _, diff in decoding) and "FAIL" not in table and table.count(" ok") == 18
     assert "inputs conf_threshold (default 0.4) and nms_thres (default 50), outputs valid" in table
     model = cpu_model(tmp / "lanes.onnx")
     assert model.decoder == {"top_k": 4, "num_points": 72, "img_w": 160, "conf_threshold": 0.4, "nms_thres": 50.0}
@@ -236,3 +239,62 @@ def test_speed_times_the_file_with_the_decoder_end_to_end(checkpoint, capsys, tm
     assert result["onnx_lanes_per_image"] == result["lanes_per_image"] > 0
     assert result["onnx_vs_eager_end_to_end"] == result["onnx_end_to_end_ms"] / result["end_to_end_ms"]
     assert "(threshold and NMS in the graph)" in table and "onnxruntime / ours forward+decode" in table
+
+
+def test_a_category_head_exports_its_logits_and_the_decoded_categories(tmp_path, capsys):
+    """Network only: ``predictions`` (B, 40, 90) and ``category_logits`` (B, 40, 14), both within
+    1e-4 of PyTorch; with the decoder: each lane's category and score as the Python decoder gives
+    them from the same predictions, at batch 1 and 3 (the tool's check, no difference allowed)."""
+    (tmp_path / "kinds.py").write_text(f"_base_ = [{str(SYNTHETIC)!r}]\nimg_w = 160\nimg_h = 64\n"
+                                       "model = dict(num_lane_categories=14)\n")
+    cfg = load_experiment(tmp_path / "kinds.py")
+    torch.manual_seed(0)
+    net = trained_like(build_net(cfg, pretrained=False))
+    stage = net.roi_head.stage_heads[-1]
+    with torch.no_grad():
+        stage.category_layers.weight.copy_(torch.randn(stage.category_layers.weight.shape) * 0.5)
+    torch.save({"net": net.state_dict(), "config": cfg.to_dict()}, tmp_path / "net.pth")
+    args = [str(tmp_path / "kinds.py"), "--load-from", str(tmp_path / "net.pth"), "--out"]
+    result = export_tool.main(args + [str(tmp_path / "net.onnx")])
+    assert {name for _, name, _ in result["rows"]} == {"logits", "start/length", "xs", "categories"}
+    assert all(diff <= 1e-4 for _, _, diff in result["rows"])
+    graph = onnx.load(str(tmp_path / "net.onnx")).graph
+    assert [o.name for o in graph.output] == ["predictions", "category_logits"]
+    model = cpu_model(tmp_path / "net.onnx")
+    img = torch.rand(3, 3, 64, 160, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        want = net.eval()(img)
+    got = model(img)
+    assert got.shape == (3, 40, 90) and float((got - want).abs().max()) <= 1e-4
+    logits = model.session.run(["category_logits"], {"img": img.numpy()})[0]
+    np.testing.assert_array_equal(logits, got[..., 76:].numpy())
+    result = export_tool.main(args + [str(tmp_path / "lanes.onnx"), "--with-decoder"])
+    kinds = [(b, diff) for b, name, diff in result["rows"] if name.startswith("categories,")]
+    assert sorted(b for b, _ in kinds) == [1, 1, 3, 3] and all(diff == 0 for _, diff in kinds)
+    assert "category, category_score (batch, 4)" in capsys.readouterr().out
+    decoder = build_decoder(cfg, conf_threshold=0.0)
+    lanes_model = cpu_model(tmp_path / "lanes.onnx")
+    lanes_model.use_thresholds(0.0, decoder.nms_thres)
+    for batch in (img[:1], img):
+        final = lanes_model(batch)
+        ours = [[(lane.category, lane.category_score) for lane in image] for image in decoder(final)]
+        theirs = [[(lane.category, lane.category_score) for lane in image] for image in decoder(final.predictions)]
+        assert [[c for c, _ in image] for image in ours] == [[c for c, _ in image] for image in theirs]
+        assert all(abs(a[1] - b[1]) <= 1e-6 for x, y in zip(ours, theirs) for a, b in zip(x, y))
+        assert len({c for image in ours for c, _ in image}) > 1  # the lanes differ in kind
+    # what predict.py runs for --onnx and for --load-from: the same lanes with the same categories
+    from srlane.inference.model import load_model, load_onnx
+    from srlane.inference.predict import predict_batches
+    from srlane.models.inference import InferenceOptions
+
+    metas = [{"img_name": f"{i}.jpg", "img_path": f"/x/{i}.jpg", "img_size": (590, 1640), "cut_height": 270,
+              "unreadable": False} for i in range(3)]
+    batches = [{"img": (img * 255).to(torch.uint8), "meta": metas}]
+    decoder = build_decoder(cfg, conf_threshold=0.0)
+    eager = load_model(cfg, str(tmp_path / "net.pth"), InferenceOptions(), "cpu", print)
+    for path in ("net.onnx", "lanes.onnx"):
+        onnx_model = load_onnx(cfg, str(tmp_path / path), providers=["CPUExecutionProvider"], decoder=decoder)
+        (ours,) = predict_batches(onnx_model, batches, decoder, torch.device("cpu"))
+        (theirs,) = predict_batches(eager, batches, decoder, torch.device("cpu"))
+        assert [[lane.category for lane in p.lanes] for p in ours] == [[lane.category for lane in p.lanes] for p in theirs]
+        assert sum(len(p.lanes) for p in ours) > 3

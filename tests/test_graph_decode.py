@@ -48,12 +48,30 @@ def assert_well_formed(final, preds, top_k, score_tolerance=0.0):
             assert torch.equal(xs[b, k, has], preds[b, final.proposals[b, k], 4 + has])
 
 
-def test_torch_module_keeps_the_python_decoders_lanes():
+def categorised(preds, seed=0):
+    """``preds`` with 14 category logits after the points (random, of order one)."""
+    logits = torch.randn(*preds.shape[:2], 14, generator=torch.Generator().manual_seed(seed)) * 2
+    return torch.cat([preds, logits], -1)
+
+
+def kinds_of(decoded):
+    return [[(proposal, lane.category, lane.category_score) for lane, proposal in image] for image in decoded]
+
+
+def assert_same_kinds(got, want):
+    """The same lanes with the same categories and scores (None without a head)."""
+    assert got == want
+
+
+@pytest.mark.parametrize("with_categories", [False, True])
+def test_torch_module_keeps_the_python_decoders_lanes(with_categories):
     """Random, equal-score, equal-lane and tie-heavy outputs (ties at the score threshold and at
     the NMS threshold), 4 and 16 lanes, thresholds that keep none to all: the lanes of
-    ``LaneDecoder`` (NumPy), in the same order with the same points."""
+    ``LaneDecoder`` (NumPy), in the same order with the same points; with 14 category logits
+    after the points, also the same categories and scores as the NumPy and the torch decoder."""
     cases = lanes = 0
     for cfg, conf, preds in decoder_cases():
+        preds = categorised(preds) if with_categories else preds
         decoder = build_decoder(cfg, conf_threshold=conf)
         graph = GraphDecoder(cfg.img_w, cfg.num_points, decoder.top_k)
         for batch in (preds[:1], preds[:3]):
@@ -61,6 +79,11 @@ def test_torch_module_keeps_the_python_decoders_lanes():
             assert_well_formed(final, batch, decoder.top_k)
             want = lanes_of(decoder.decode(batch))
             assert_same_lanes(lanes_of(decoder.decode(final)), want)
+            kinds = kinds_of(decoder.decode(batch))
+            assert_same_kinds(kinds_of(decoder.decode(final)), kinds)
+            on_torch = build_decoder(cfg, conf_threshold=conf, nms_backend="torch")
+            assert_same_kinds(kinds_of(on_torch.decode(batch)), kinds)
+            assert all((k[1] != 0) == with_categories for image in kinds for k in image)
             cases += 1
             lanes += sum(map(len, want))
     assert cases == 30 and lanes > 100
@@ -142,7 +165,8 @@ def test_thresholds_are_graph_inputs_with_the_configs_defaults(onnx_decoders):
     assert defaults["conf_threshold"] == np.float32(0.4) and defaults["nms_thres"] == np.float32(50)
     assert all(defaults[name].shape == () and defaults[name].dtype == np.float32
                for name in ("conf_threshold", "nms_thres"))
-    assert [o.name for o in graph.output] == ["valid", "scores", "xs", "start", "length", "proposals", "predictions"]
+    assert [o.name for o in graph.output] == ["valid", "scores", "xs", "start", "length", "proposals", "category",
+                                              "category_score", "predictions"]
     assert model.decoder == {"top_k": 4, "num_points": 72, "img_w": 160, "conf_threshold": 0.4, "nms_thres": 50.0}
     preds = random_predictions(3)
     img = as_image(preds).numpy()
@@ -163,3 +187,28 @@ def test_thresholds_are_graph_inputs_with_the_configs_defaults(onnx_decoders):
         assert want != lanes_decoded()  # each pair changes the lanes
     assert lanes_fed(conf_threshold=0.9) == lanes_decoded(conf_threshold=0.9)  # the other one stays at 50
     assert lanes_fed(nms_thres=5.0) == lanes_decoded(nms_thres=5.0) != lanes_decoded(conf_threshold=0.9, nms_thres=5.0)
+
+
+def test_crafted_categories_decode_as_built_in_numpy_torch_and_the_graph():
+    """crafted proposal i of image b is head class (b + i) % 14 at probability 2 / 15."""
+    from srlane.inference.crafted import crafted_predictions
+    from srlane.lane_kinds import KNOWN_CATEGORIES
+
+    cfg = r18_config()
+    preds = crafted_predictions(3, 40, 72, 4, num_categories=14)
+    decoder = build_decoder(cfg, nms_thres=10.0)  # the crafted lanes are 42 px apart at 160 wide
+    for backend in ("numpy", "torch"):
+        got = kinds_of(build_decoder(cfg, nms_thres=10.0, nms_backend=backend).decode(preds))
+        assert [[(p, c) for p, c, _ in image] for image in got] == [
+            [(i, KNOWN_CATEGORIES[(b + i) % 14]) for i in range(4)] for b in range(3)]
+        assert all(abs(s - 2 / 15) < 1e-6 for image in got for _, _, s in image)
+    final = GraphDecoder(cfg.img_w, cfg.num_points, decoder.top_k)(preds, decoder.conf_threshold, decoder.nms_thres)
+    assert final.category.tolist() == [[KNOWN_CATEGORIES[(b + i) % 14] for i in range(4)] for b in range(3)]
+    assert_same_kinds(kinds_of(decoder.decode(final)), kinds_of(decoder.decode(preds)))
+    # the same geometry without the head: the same lanes, category 0 and no score
+    plain = decoder.decode(preds[..., :76])
+    assert_same_lanes(lanes_of(plain), lanes_of(decoder.decode(preds)))
+    assert all(lane.category == 0 and lane.category_score is None for image in plain for lane, _ in image)
+    plain_final = GraphDecoder(cfg.img_w, cfg.num_points, 4)(preds[..., :76], 0.4, decoder.nms_thres)
+    assert not plain_final.category.any() and not plain_final.category_score.any()
+    assert all(lane.category_score is None for image in decoder.decode(plain_final) for lane, _ in image)

@@ -79,3 +79,30 @@ def test_load_model_applies_the_inference_options(trained, tmp_path):
     assert model.net.backbone.model.layer1[0].conv1.weight.is_contiguous(memory_format=torch.channels_last)
     out = model(img)
     assert out.dtype == torch.float32 and 0 < (out - ref).abs().max() < 1e-5  # folded: rounding differs
+
+
+def test_a_checkpoint_with_a_category_head_loads_for_prediction(trained, tmp_path):
+    _, _, img, _ = trained
+    cfg = r18_config()
+    cfg.model.num_lane_categories = 14
+    torch.manual_seed(0)
+    net = build_net(cfg, pretrained=False).eval()
+    path = save_checkpoint(tmp_path / "kinds.pth", net, cfg)
+    model = load_model(cfg, str(path), InferenceOptions(), "cpu", print)
+    with torch.no_grad():
+        out = model(img)
+        assert out.shape == (4, 40, 76 + 14) and torch.equal(out, net(img))
+    # a config without the head refuses it in one line naming the key
+    with pytest.raises(ConfigError, match="model.num_lane_categories 14 in the checkpoint, 0 in this config"):
+        load_network(r18_config(), str(path), "cpu")
+
+
+def test_a_checkpoint_saved_before_the_head_existed_loads_with_the_head_off(trained, tmp_path):
+    cfg, net, img, ref = trained
+    older = cfg.to_dict()
+    del older["model"]["num_lane_categories"]
+    path = save_checkpoint(tmp_path / "older.pth", net, Config(older))
+    notes = []
+    with torch.no_grad():
+        assert torch.equal(load_network(cfg, str(path), "cpu", notes.append)(img), ref)
+    assert notes == []

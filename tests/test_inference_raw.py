@@ -64,3 +64,35 @@ def test_a_malformed_index_is_one_line(tmp_path, edit, message):
     with pytest.raises(RawError, match=message) as err:
         load_raw(str(tmp_path))
     assert "\n" not in str(err.value)
+
+
+def test_rows_with_category_logits_round_trip_and_decode_their_categories(tmp_path):
+    import torch
+
+    from srlane.config import Config
+    from srlane.inference.crafted import crafted_predictions
+    from srlane.inference.raw import check_geometry, decode_rows
+    from srlane.models.decode import LaneDecoder
+
+    preds = crafted_predictions(2, 40, 72, 4, num_categories=14)
+    writer = RawWriter()
+    for i, raw in enumerate(preds.numpy()):
+        meta = {"img_name": f"{i}.jpg", "img_size": (590, 1640), "cut_height": 270}
+        writer.add(ImagePrediction(meta, [], np.zeros(0, np.int64), 0.0, raw=raw))
+    cfg = Config({**CFG, "model": {"num_lane_categories": 14}})
+    writer.save(str(tmp_path / "raw"), cfg, "configs/x.py")
+    outputs, index = load_raw(str(tmp_path / "raw"))
+    assert index["num_lane_categories"] == 14 and index["shape"] == [40, 90]
+    assert np.array_equal(outputs, preds.numpy())
+    check_geometry(outputs, index, cfg, "configs/x.py")
+    decoder = LaneDecoder(256, 72, 0.4, 10.0, 4)
+    lanes = decode_rows(outputs, index["rows"], decoder)
+    want = decoder(preds, [(270, 590)] * 2)
+    assert [[(lane.category, lane.category_score) for lane in image] for image in lanes] == \
+        [[(lane.category, lane.category_score) for lane in image] for image in want]
+    assert [lane.category for lane in lanes[1]] == [2, 3, 4, 5]  # head classes 1-4 of image 1
+    with pytest.raises(RawError, match=r"num_lane_categories=14.*rows \(40, 90\).*num_lane_categories=0 \(rows of 76\)"):
+        check_geometry(outputs, index, Config({**CFG, "model": {}}), "configs/y.py")
+    # an index of a network without a head (no num_lane_categories: the format's first layout)
+    del index["num_lane_categories"]
+    check_geometry(outputs[..., :76], index, Config(CFG), "configs/y.py")

@@ -140,3 +140,25 @@ def test_release_checkpoint_loading(seeded, tmp_path):
             assert torch.equal(got[key], state["roi_head.stage_heads.0.gather_fc.weight"])
     with pytest.raises(RuntimeError):
         load_state_dict_compat(build_net(_cfg()), {"net": {"bogus.weight": torch.zeros(1)}}, strict=True)
+
+
+def test_category_head_adds_exactly_its_keys_and_the_released_state_loads_without_it():
+    cfg = _cfg()
+    released = sw.read_entries(TSV)
+    state = sw.seeded_state_dict(released, build_net(cfg).state_dict())
+    build_net(cfg).load_state_dict(state, strict=True)  # head off: the release's keys, strictly
+    cfg.model.num_lane_categories = 14
+    net = build_net(cfg)
+    extra = [k for k in net.state_dict() if k not in {name for name, *_ in released}]
+    head = [f"roi_head.stage_heads.0.{m}.{p}" for m in ("category_modules.0", "category_layers")
+            for p in ("weight", "bias")]
+    assert extra == head
+    assert [tuple(net.state_dict()[k].shape) for k in head] == [(192, 192), (192,), (14, 192), (14,)]
+    result = net.load_state_dict(state, strict=False)
+    assert sorted(result.missing_keys) == sorted(head) and result.unexpected_keys == []
+    net.eval()
+    with torch.no_grad():
+        out = net(sw.seeded_input(sw.EVAL_INPUT_SEED))
+    assert out.shape == (2, 40, 76 + 14)
+    # the geometry columns are the released network's (its predictions' fidelity vectors)
+    np.testing.assert_allclose(out[..., :76].numpy(), np.load(FIDELITY / "eval_predictions.npy"), atol=TOL, rtol=0)

@@ -167,3 +167,53 @@ def test_line_iou_prediction_width_dead_zone_and_target_width():
         line_iou(sloped + 2, sloped, 800).item())
     with pytest.raises(ValueError, match="pred_width"):
         line_iou(near, target, 800, pred_width="both")
+
+
+def test_category_loss_by_hand_only_matched_known_classes_count():
+    from srlane.models.criterion import category_loss
+
+    # image 0: proposal 0 matched to target 0 (class 1), proposal 1 to target 1 (class unknown:
+    # ignored), proposal 2 unmatched; image 1: proposal 1 matched to target 0 (class 0)
+    logits = torch.tensor([[[0.0, math.log(3.0)], [9.0, -9.0], [9.0, -9.0]],
+                           [[-9.0, 9.0], [0.0, 0.0], [-9.0, 9.0]]])
+    matched = torch.tensor([[True, True, False], [False, True, False]])
+    gt_index = torch.tensor([[0, 1, 0], [0, 0, 0]])
+    gt_category = torch.tensor([[1, -1], [0, -1]])
+    expected = (math.log(4.0 / 3.0) + math.log(2.0)) / 2
+    assert category_loss(logits, matched, gt_index, gt_category).item() == pytest.approx(expected, rel=1e-6)
+    # nothing matched to a known class: 0, and still a tensor the backward pass accepts
+    none = category_loss(logits.requires_grad_(), torch.zeros(2, 3, dtype=torch.bool), gt_index, gt_category)
+    assert none.item() == 0.0
+    none.backward()
+
+
+def test_criterion_category_loss_on_the_assigned_proposal():
+    from srlane.models.criterion import SRLaneLoss
+
+    points, img_w = 8, 80.0
+    weights = dict(cls=1.0, l1=1.0, iou=1.0, angle=1.0)
+    criterion = SRLaneLoss(img_w, points, dict(weights, category=0.5), angle_level_weights=(1.0,),
+                           num_categories=3)
+    xs = torch.full((points,), 40.0)
+    gt_lane = torch.full((1, 2, 4 + points), -1e5)
+    gt_lane[0, :, :2] = torch.tensor([1.0, 0.0])
+    gt_lane[0, 0, :4] = torch.tensor([0.0, 1.0, 0.0, points])
+    gt_lane[0, 0, 4:] = xs
+    # proposal 0 lies on the lane, the others far off: only proposal 0 is matched (k = 1)
+    preds = torch.zeros(1, 4, 4 + points + 3)
+    preds[0, :, 3] = 1.0
+    preds[0, :, 4:4 + points] = torch.tensor([0.5, 0.05, 0.95, 0.1]).unsqueeze(-1)
+    preds[0, 0, 4 + points:] = torch.tensor([0.0, 0.0, math.log(2.0)])  # p(class 2) = 1/2
+    preds[0, 1:, 4 + points:] = torch.tensor([20.0, -20.0, -20.0])      # wrong, but unmatched
+    gt_category = torch.tensor([[2, 1]])
+    angles = [torch.full((1, 2, 2), 0.5)]
+    out = criterion([preds, preds], angles, gt_lane, angles, gt_category)
+    assert out["loss_status"]["category_loss"].item() == pytest.approx(0.5 * math.log(2.0), rel=1e-5)
+    without = SRLaneLoss(img_w, points, weights, angle_level_weights=(1.0,))([preds[..., :4 + points]], angles, gt_lane, angles)
+    assert "category_loss" not in without["loss_status"]
+    for key in ("cls_loss", "l1_loss", "iou_loss"):  # the geometry losses ignore the extra columns
+        assert out["loss_status"][key].item() == pytest.approx(without["loss_status"][key].item(), rel=1e-6)
+    with pytest.raises(ValueError, match="gt_category"):
+        criterion([preds], angles, gt_lane, angles)
+    with pytest.raises(ValueError, match="needs a category head"):
+        SRLaneLoss(img_w, points, dict(weights, category=1.0))

@@ -160,13 +160,14 @@ def main(argv: list[str] | None = None) -> dict:
             forward_ms, onnx_forward_ms = _timed_alternating(lambda: model(img), lambda: onnx_model(img), device,
                                                              args.warmup, args.iters)
         outputs = model(img)
+        categories = outputs.shape[-1] - 4 - int(cfg.num_points)  # the category head's logits, if any
         source = "network outputs"
         if not args.load_from or any(len(lanes) < decoder.top_k for lanes in decoder(outputs)):
-            outputs = crafted_predictions(args.batch, outputs.shape[1], int(cfg.num_points),
-                                          decoder.top_k).to(device)
+            outputs = crafted_predictions(args.batch, outputs.shape[1], int(cfg.num_points), decoder.top_k,
+                                          categories).to(device)
             source = "crafted proposals"
         decode_ms = _timed(lambda: decoder(outputs), device, args.warmup, args.iters)
-        crafted8 = crafted_predictions(8, outputs.shape[1], int(cfg.num_points), decoder.top_k).to(device)
+        crafted8 = crafted_predictions(8, outputs.shape[1], int(cfg.num_points), decoder.top_k, categories).to(device)
         decode8_ms = _timed(lambda: decoder(crafted8), device, args.warmup, args.iters)
         lanes_per_image = sum(map(len, decoder(model(img)))) / args.batch
         if onnx_model is None:

@@ -20,6 +20,7 @@ from srlane.data.crop import Crop, build_crop
 from srlane.data.records import LaneRecord
 from srlane.data.targets import LaneTargetEncoder, build_target_encoder
 from srlane.data.transforms import LaneAugmenter, build_augmenter, resize_lanes
+from srlane.lane_kinds import UNKNOWN
 
 MAX_AUGMENT_TRIES = 10
 MAX_REPLACEMENTS = 10  # unreadable training images in a row replaced before an item gives up
@@ -106,15 +107,21 @@ class LaneDataset(Dataset):
                 "replaced": replaced, "unreadable": unreadable}
         if not self.training:
             return {"img": to_tensor(img), "meta": meta}
-        lanes = [] if unreadable else self.input_lanes(record.lanes, ori_h, ori_w, cut)
-        img, targets = self._augment_and_encode(img, lanes, self.item_rng(index, epoch), record.img_path)
-        return {
+        labelled = [] if unreadable else [
+            (lane, category) for lane, category in zip(record.lanes, lane_categories(record)) if len(lane) >= 2]
+        lanes = self.input_lanes([lane for lane, _ in labelled], ori_h, ori_w, cut)
+        img, targets = self._augment_and_encode(img, lanes, [c for _, c in labelled],
+                                                self.item_rng(index, epoch), record.img_path)
+        item = {
             "img": to_tensor(img),
             "gt_lane": torch.from_numpy(targets["gt_lane"]),
             "gt_angle": [torch.from_numpy(m) for m in targets["gt_angle"]],
             "gt_seg": [torch.from_numpy(m) for m in targets["gt_seg"]],
             "meta": meta,
         }
+        if "gt_category" in targets:
+            item["gt_category"] = torch.from_numpy(targets["gt_category"])
+        return item
 
     def input_lanes(self, lanes: Sequence[np.ndarray], ori_h: int, ori_w: int, cut: int) -> list[np.ndarray]:
         """Lanes in an ``ori_w x ori_h`` image's pixels as ``crop_and_resize`` maps them: in the
@@ -134,17 +141,23 @@ class LaneDataset(Dataset):
             replaced.append(record.img_path)
         return self.records[index], None, replaced if self.training else []
 
-    def _augment_and_encode(self, img: np.ndarray, lanes: list[np.ndarray], rng: np.random.Generator,
-                            name: str) -> tuple[np.ndarray, dict]:
+    def _augment_and_encode(self, img: np.ndarray, lanes: list[np.ndarray], categories: list[int],
+                            rng: np.random.Generator, name: str) -> tuple[np.ndarray, dict]:
         error = None
         for _ in range(MAX_AUGMENT_TRIES):
-            out_img, out_lanes = self.augmenter(img, lanes, rng)
+            out_img, out_lanes, out_categories = self.augmenter.augment(img, lanes, categories, rng)
             try:
-                return out_img, self.encoder(out_lanes)
+                return out_img, self.encoder(out_lanes, out_categories)
             except ValueError as err:
                 error = err
         raise RuntimeError(f"{name}: no encodable augmentation in {MAX_AUGMENT_TRIES} tries: {error}")
 
+
+def lane_categories(record: LaneRecord) -> tuple[int, ...]:
+    """Each lane's category of ``record`` (all unknown when its labels name none)."""
+    if record.lane_categories is None:
+        return (UNKNOWN,) * len(record.lanes)
+    return record.lane_categories
 
 
 def build_dataset(cfg: Mapping[str, Any], records: Sequence[LaneRecord], training: bool) -> LaneDataset:

@@ -17,10 +17,12 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 
 def collate(batch: Sequence[dict]) -> dict:
-    """Stack tensors; per-level maps become lists of stacked maps; ``meta`` a list of dicts."""
+    """Stack tensors (``gt_category`` where the items have it); per-level maps become lists of stacked maps; ``meta`` a list of dicts."""
     out = {"img": torch.stack([item["img"] for item in batch]), "meta": [item["meta"] for item in batch]}
     if "gt_lane" in batch[0]:
         out["gt_lane"] = torch.stack([item["gt_lane"] for item in batch])
+        if "gt_category" in batch[0]:
+            out["gt_category"] = torch.stack([item["gt_category"] for item in batch])
         for key in ("gt_angle", "gt_seg"):
             out[key] = [torch.stack(level) for level in zip(*(item[key] for item in batch))]
     return out

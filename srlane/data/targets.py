@@ -13,6 +13,8 @@ from typing import Sequence
 import numpy as np
 from scipy.interpolate import InterpolatedUnivariateSpline
 
+from srlane.lane_kinds import IGNORE_INDEX, head_class
+
 INVALID = -1e5
 HORIZONTAL_DEGREES = 5.0
 
@@ -20,8 +22,13 @@ HORIZONTAL_DEGREES = 5.0
 def prepare_lanes(lanes: Sequence[Sequence[Sequence[float]]]) -> list[np.ndarray]:
     """Spec 3.1: drop lanes with < 2 points, sort bottom first, drop repeated ys (first kept),
     drop nearly horizontal lanes. Returns float64 ``(n, 2)`` arrays."""
+    return [pts for _, pts in prepare_lanes_indexed(lanes)]
+
+
+def prepare_lanes_indexed(lanes: Sequence[Sequence[Sequence[float]]]) -> list[tuple[int, np.ndarray]]:
+    """``prepare_lanes`` with the index in ``lanes`` of each kept lane."""
     prepared = []
-    for lane in lanes:
+    for index, lane in enumerate(lanes):
         pts = np.asarray(lane, dtype=np.float64).reshape(-1, 2)
         if len(pts) < 2:
             continue
@@ -32,7 +39,7 @@ def prepare_lanes(lanes: Sequence[Sequence[Sequence[float]]]) -> list[np.ndarray
         pts = pts[np.sort(first)]
         if len(pts) < 2 or not _steep_enough(pts):
             continue
-        prepared.append(pts)
+        prepared.append((index, pts))
     return prepared
 
 
@@ -80,10 +87,13 @@ class LaneTargetEncoder:
         max_lanes: rows of ``gt_lane``.
         strides: feature strides of the angle maps (8, 16, 32).
         dtype: dtype of the angle and segmentation maps (the release's are float64).
+        num_categories: classes of the model's category head (``model.num_lane_categories``);
+            with > 0 the targets also hold ``gt_category``.
     """
 
     def __init__(self, img_w: int, img_h: int, num_points: int, max_lanes: int,
-                 strides: Sequence[int] = (8, 16, 32), dtype: type = np.float32) -> None:
+                 strides: Sequence[int] = (8, 16, 32), dtype: type = np.float32,
+                 num_categories: int = 0) -> None:
         for stride in strides:
             if img_w % stride or img_h % stride:
                 raise ValueError(f"img_w x img_h = {img_w} x {img_h} must be multiples of stride {stride}")
@@ -91,15 +101,23 @@ class LaneTargetEncoder:
         self.num_points, self.max_lanes = num_points, max_lanes
         self.strides = tuple(strides)
         self.dtype = dtype
+        self.num_categories = int(num_categories)
         self.lane_ys = np.arange(img_h, -1, -img_h / (num_points - 1))
         self.map_ys = [np.arange(img_h, -1, -stride) for stride in self.strides]
 
-    def __call__(self, lanes: Sequence[Sequence[Sequence[float]]]) -> dict:
+    def __call__(self, lanes: Sequence[Sequence[Sequence[float]]],
+                 categories: Sequence[int] | None = None) -> dict:
         """Returns ``{"gt_lane": (max_lanes, 4 + num_points) float32, "gt_angle": [maps],
-        "gt_seg": [maps]}``. Raises ValueError on non-finite points."""
+        "gt_seg": [maps]}`` and, with ``num_categories`` > 0, ``"gt_category"``: (max_lanes,)
+        int64, the head class (``srlane.lane_kinds.head_class``) of the lane of each ``gt_lane``
+        row, IGNORE_INDEX for empty rows and lanes whose kind is unknown (``categories``,
+        parallel to ``lanes``; None: all unknown). Raises ValueError on non-finite points."""
+        if categories is not None and len(categories) != len(lanes):
+            raise ValueError(f"{len(categories)} lane categories for {len(lanes)} lanes")
         size = np.array([self.img_w, self.img_h], dtype=np.float64)
+        indexed = prepare_lanes_indexed(lanes)
         # The release rescales by img_size / img_size here; it can move the last bit, so keep it.
-        prepared = [pts * size / size for pts in prepare_lanes(lanes)]
+        prepared = [pts * size / size for _, pts in indexed]
         samples = [sample_lane(pts, [self.lane_ys, *self.map_ys]) for pts in prepared]
         gt_lane = self._lane_rows([s[0] for s in samples[: self.max_lanes]])
         gt_angle, gt_seg = [], []
@@ -107,7 +125,20 @@ class LaneTargetEncoder:
             angle, seg = self._angle_map([s[level + 1] for s in samples], stride, self.map_ys[level])
             gt_angle.append(angle)
             gt_seg.append(seg)
-        return {"gt_lane": gt_lane, "gt_angle": gt_angle, "gt_seg": gt_seg}
+        out = {"gt_lane": gt_lane, "gt_angle": gt_angle, "gt_seg": gt_seg}
+        if self.num_categories > 0:
+            out["gt_category"] = self._category_rows(gt_lane, [i for i, _ in indexed], categories)
+        return out
+
+    def _category_rows(self, gt_lane: np.ndarray, sources: list[int],
+                       categories: Sequence[int] | None) -> np.ndarray:
+        rows = np.full(self.max_lanes, IGNORE_INDEX, dtype=np.int64)
+        if categories is None:
+            return rows
+        for row, source in enumerate(sources[: self.max_lanes]):
+            if gt_lane[row, 1] == 1:
+                rows[row] = head_class(int(categories[source]), self.num_categories)
+        return rows
 
     def _lane_rows(self, lane_xs: list[np.ndarray | None]) -> np.ndarray:
         rows = np.full((self.max_lanes, 4 + self.num_points), INVALID, dtype=np.float32)
@@ -149,7 +180,8 @@ class LaneTargetEncoder:
 def build_target_encoder(cfg, dtype: type = np.float32) -> LaneTargetEncoder:
     """The encoder for a config (``img_w, img_h, num_points, max_lanes``, sketch-head strides)."""
     return LaneTargetEncoder(cfg.img_w, cfg.img_h, cfg.num_points, cfg.max_lanes,
-                             strides=tuple(cfg.model.sketch_head.feat_ds_strides), dtype=dtype)
+                             strides=tuple(cfg.model.sketch_head.feat_ds_strides), dtype=dtype,
+                             num_categories=int(cfg.model.get("num_lane_categories", 0)))
 
 
 def encode_lanes(lanes: Sequence[Sequence[Sequence[float]]], cfg) -> dict:

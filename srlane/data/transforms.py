@@ -17,6 +17,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from srlane.lane_kinds import UNKNOWN, mirrored_category
+
 Lanes = list[np.ndarray]
 
 
@@ -72,16 +74,20 @@ def clip_lanes(lanes: Sequence[np.ndarray], width: float, height: float) -> Lane
     A line is cut where it crosses the border; a lane that leaves and re-enters becomes
     several lanes. Pieces with fewer than 2 points are dropped.
     """
+    return [piece for _, piece in clip_lane_pieces(lanes, width, height)]
+
+
+def clip_lane_pieces(lanes: Sequence[np.ndarray], width: float,
+                     height: float) -> list[tuple[int, np.ndarray]]:
+    """``clip_lanes`` with the index in ``lanes`` of the lane each piece comes from."""
     out = []
-    for lane in lanes:
+    for index, lane in enumerate(lanes):
         pts = np.asarray(lane, dtype=np.float64)
         if len(pts) < 2:
             continue
         inside = (pts[:, 0] >= 0) & (pts[:, 0] <= width) & (pts[:, 1] >= 0) & (pts[:, 1] <= height)
-        if inside.all():
-            out.append(pts)
-            continue
-        out.extend(_clip_polyline(pts, width, height))
+        pieces = [pts] if inside.all() else _clip_polyline(pts, width, height)
+        out.extend((index, piece) for piece in pieces)
     return out
 
 
@@ -201,11 +207,23 @@ class LaneAugmenter:
     def __call__(self, img: np.ndarray, lanes: Sequence[np.ndarray],
                  rng: np.random.Generator) -> tuple[np.ndarray, Lanes]:
         """Augmented image and lanes (clipped to the image; may split or drop lanes)."""
+        img, lanes, _ = self.augment(img, lanes, [UNKNOWN] * len(lanes), rng)
+        return img, lanes
+
+    def augment(self, img: np.ndarray, lanes: Sequence[np.ndarray], categories: Sequence[int],
+                rng: np.random.Generator) -> tuple[np.ndarray, Lanes, list[int]]:
+        """``__call__`` with each lane's category (``categories``, parallel to ``lanes``)
+        following it: a piece of a split lane keeps its lane's category, a dropped lane's goes
+        and a horizontal flip mirrors them (``srlane.lane_kinds.mirrored_category``)."""
+        if len(categories) != len(lanes):
+            raise ValueError(f"{len(categories)} lane categories for {len(lanes)} lanes")
         h, w = img.shape[:2]
         lanes = [np.asarray(lane, dtype=np.float64) for lane in lanes]
+        categories = [int(c) for c in categories]
         if rng.random() < self.flip:
             img = cv2.flip(img, 1)
             lanes = flip_lanes(lanes, w)
+            categories = [mirrored_category(c) for c in categories]
         if rng.random() < self.channel_shuffle:
             img = np.ascontiguousarray(img[..., rng.permutation(3)])
         if self.brightness and rng.random() < self.brightness["p"]:
@@ -221,7 +239,8 @@ class LaneAugmenter:
             matrix = self._affine_matrix(w, h, rng)
             img = warp_image(img, matrix)
             lanes = warp_lanes(lanes, matrix)
-        return img, clip_lanes(lanes, w, h)
+        pieces = clip_lane_pieces(lanes, w, h)
+        return img, [piece for _, piece in pieces], [categories[index] for index, _ in pieces]
 
     def _blur(self, img: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
         cfg = self.blur[kind]

@@ -30,10 +30,12 @@ Note = Callable[[str], None]
 # architecture; a prefix ("model.") covers every key below it
 MEANING_KEYS = ("img_w", "img_h", "num_points", "max_lanes", "cut_height", "cut_heights", "model.")
 IGNORED_KEYS = ("model.backbone.pretrained",)  # how training started, not what the weights are
+# what a config that lacks a key means by it (a checkpoint saved before the key existed)
+ABSENT_MEANS = {"model.num_lane_categories": 0}
 
 
 def _meaning(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    flat = flatten(cfg)
+    flat = {**ABSENT_MEANS, **flatten(cfg)}
     return {key: value for key, value in flat.items()
             if key not in IGNORED_KEYS and any(key == k or (k.endswith(".") and key.startswith(k))
                                                for k in MEANING_KEYS)}

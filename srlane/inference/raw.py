@@ -1,11 +1,12 @@
 """Raw network outputs on disk: what ``tools/predict.py --save-raw`` keeps and
 ``tools/redecode.py`` decodes again, written and read here only (docs/outputs.md, section 6).
 
-A raw folder holds ``outputs.npy``, float32 (N, proposals, 4 + num_points): each predicted
-image's and frame's output before the score threshold and NMS, and ``index.json``:
-``{"format": RAW_FORMAT, "config", "img_w", "img_h", "num_points", "shape": [proposals, 4 +
-num_points], "rows": [{"name", ("frame", "time",) "size": [h, w], "crop"}, ...]}``, one row per
-output in order.
+A raw folder holds ``outputs.npy``, float32 (N, proposals, 4 + num_points + K): each predicted
+image's and frame's output before the score threshold and NMS (K: the category head's logits,
+``model.num_lane_categories``), and ``index.json``: ``{"format": RAW_FORMAT, "config", "img_w",
+"img_h", "num_points", "num_lane_categories", "shape": [proposals, 4 + num_points + K], "rows":
+[{"name", ("frame", "time",) "size": [h, w], "crop"}, ...]}``, one row per output in order (an
+index without ``num_lane_categories`` is of a network without a head: K = 0).
 """
 from __future__ import annotations
 
@@ -22,9 +23,11 @@ from srlane.fileio import atomic_write_json, atomic_write_npy
 from srlane.inference.predict import ImagePrediction
 from srlane.lanes import Lane
 from srlane.models.decode import LaneDecoder
+from srlane.models.detector import num_lane_categories
 
 RAW_FORMAT = "srlane-raw-outputs/1"
 GEOMETRY = ("img_w", "img_h", "num_points")  # the config keys the outputs were made with
+CATEGORIES_KEY = "num_lane_categories"  # and model.num_lane_categories (absent: 0)
 ROW_KEYS = {"name", "size", "crop"}  # every row has them; a video frame's also "frame" and "time"
 DECODE_CHUNK = 256  # rows per decoder call
 
@@ -72,11 +75,12 @@ class RawWriter:
     def save(self, folder: str, cfg: Mapping[str, Any], config_path: str) -> None:
         """``folder/outputs.npy`` and ``folder/index.json``, each atomically; ``config_path`` is
         the config redecode reads by default."""
+        geometry = raw_geometry(cfg)
         outputs = (np.stack(self.outputs) if self.outputs
-                   else np.zeros((0, 0, 4 + int(cfg["num_points"])), np.float32))
+                   else np.zeros((0, 0, row_width(geometry)), np.float32))
         atomic_write_npy(os.path.join(folder, "outputs.npy"), outputs)
         index = {"format": RAW_FORMAT, "config": os.path.abspath(config_path),
-                 **{key: int(cfg[key]) for key in GEOMETRY}, "shape": list(outputs.shape[1:]), "rows": self.rows}
+                 **geometry, "shape": list(outputs.shape[1:]), "rows": self.rows}
         atomic_write_json(os.path.join(folder, "index.json"), index)
 
 
@@ -114,11 +118,25 @@ def load_raw(folder: str) -> tuple[np.ndarray, dict]:
     return outputs, index
 
 
+def raw_geometry(cfg: Mapping[str, Any]) -> dict[str, int]:
+    """What an index records of the config the outputs come from: ``GEOMETRY`` and the category
+    head's classes ``num_lane_categories``."""
+    categories = num_lane_categories(cfg.get("model") or {})
+    return {**{key: int(cfg[key]) for key in GEOMETRY}, CATEGORIES_KEY: categories}
+
+
+def row_width(geometry: Mapping[str, int]) -> int:
+    """Values per proposal of outputs of this ``raw_geometry``: 4 + num_points + categories."""
+    return 4 + geometry["num_points"] + geometry[CATEGORIES_KEY]
+
+
 def check_geometry(outputs: np.ndarray, index: Mapping[str, Any], cfg: Mapping[str, Any], config: str) -> None:
-    """RawError (one line) unless the outputs were made with the config's input size and points."""
+    """RawError (one line) unless the outputs were made with the config's input size, points and
+    category head."""
     saved = {key: int(index[key]) for key in GEOMETRY}
-    wanted = {key: int(cfg[key]) for key in GEOMETRY}
-    width = 4 + wanted["num_points"]
+    saved[CATEGORIES_KEY] = int(index.get(CATEGORIES_KEY, 0))
+    wanted = raw_geometry(cfg)
+    width = row_width(wanted)
     if saved != wanted or (len(outputs) and outputs.shape[2] != width):
         have = ", ".join(f"{k}={v}" for k, v in saved.items())
         want = ", ".join(f"{k}={v}" for k, v in wanted.items())

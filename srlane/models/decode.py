@@ -8,18 +8,21 @@ import numpy as np
 import torch
 
 from srlane.lanes import Lane
-from srlane.models.graph_decode import NO_POINT, FinalLanes
+from srlane.models.graph_decode import NO_POINT, FinalLanes, categories_torch
 from srlane.models.nms import lane_nms, lane_nms_torch
 
 NMS_BACKENDS = ("auto", "numpy", "torch")
 
 
 class LaneDecoder:
-    """Turns network outputs (B, N, 4 + num_points) into a list of :class:`Lane` per image.
+    """Turns network outputs (B, N, 4 + num_points + C) into a list of :class:`Lane` per image.
+    With a category head (C > 0 logits after the points) each lane gets its ``category`` (an
+    OpenLane id, head class i is ``KNOWN_CATEGORIES[i]``) and ``category_score`` (its softmax
+    probability); without one, category 0 and no score.
 
     Args:
         img_w: the network's input width (x of the outputs is a fraction of it).
-        num_points: points per proposal (``4 + num_points`` values a row).
+        num_points: points per proposal (``4 + num_points`` geometry values a row).
         conf_threshold: lowest kept lane score.
         nms_thres: lane NMS distance threshold (spec 7.2), in input pixels.
         top_k: lanes kept per image at most.
@@ -45,6 +48,7 @@ class LaneDecoder:
         self.top_k = int(top_k)
         self.img_w = float(img_w)
         self.n_strips = int(num_points) - 1
+        self.end = 4 + int(num_points)  # the first column after a row's points
         self.default_crop = (int(default_crop[0]), int(default_crop[1]))
         self.rows = np.arange(self.n_strips + 1, dtype=np.float64)
         self._lane_ys: dict[tuple[int, int], np.ndarray] = {}
@@ -66,7 +70,8 @@ class LaneDecoder:
     def _keep(self, predictions: np.ndarray, scores: np.ndarray) -> list[np.ndarray]:
         """Kept proposal indices of each image of (B, N, 4 + P) predictions, best first."""
         return lane_nms(scores, predictions[..., 2] * self.n_strips, predictions[..., 3] * self.n_strips,
-                        predictions[..., 4:] * self.img_w, self.conf_threshold, self.nms_thres, self.top_k)
+                        predictions[..., 4:self.end] * self.img_w, self.conf_threshold, self.nms_thres,
+                        self.top_k)
 
     def on_device(self, predictions: torch.Tensor) -> bool:
         """Whether the threshold and NMS of ``predictions`` run in torch on their device."""
@@ -80,7 +85,8 @@ class LaneDecoder:
         predictions = predictions.detach().float()
         scores = torch.softmax(predictions[..., :2], dim=-1)[..., 1]
         indices, valid = lane_nms_torch(scores, predictions[..., 2] * self.n_strips,
-                                        predictions[..., 3] * self.n_strips, predictions[..., 4:] * self.img_w,
+                                        predictions[..., 3] * self.n_strips,
+                                        predictions[..., 4:self.end] * self.img_w,
                                         self.conf_threshold, self.nms_thres, self.top_k)
         return predictions, indices, valid
 
@@ -100,11 +106,11 @@ class LaneDecoder:
         return indices, valid
 
     def point_mask(self, rows: np.ndarray) -> np.ndarray:
-        """(K, 4 + P) kept rows -> (K, P) bool: which of the P points a lane keeps."""
+        """(K, 4 + P [+ C]) kept rows -> (K, P) bool: which of the P points a lane keeps."""
         n = self.n_strips
         start = np.clip(np.round(rows[:, 2].astype(np.float64) * n), 0, n)[:, None]
         end = np.minimum(start + np.round(rows[:, 3].astype(np.float64) * n)[:, None] - 1, n)
-        xs = rows[:, 4:]
+        xs = rows[:, 4:self.end]
         inside = (xs >= 0) & (xs <= 1)
         below = self.rows < start
         # below the start only the unbroken run of inside points ending at start - 1 survives
@@ -127,8 +133,11 @@ class LaneDecoder:
         if isinstance(predictions, FinalLanes):
             valid = predictions.valid.cpu().numpy()
             xs = predictions.xs.cpu().numpy()[valid]
+            kinds = None
+            if predictions.predictions.shape[-1] > self.end:
+                kinds = (predictions.category.cpu().numpy()[valid], predictions.category_score.cpu().numpy()[valid])
             return self._lanes(xs, xs != NO_POINT, predictions.proposals.cpu().numpy()[valid],
-                               valid.sum(-1).tolist(), crops)
+                               valid.sum(-1).tolist(), crops, kinds)
         if self.on_device(predictions):
             preds, indices, valid = self._keep_on_device(predictions)
             kept_rows = preds.gather(1, indices[..., None].expand(-1, -1, preds.shape[-1]))
@@ -143,25 +152,39 @@ class LaneDecoder:
             rows = np.concatenate([p[idx] for p, idx in zip(preds, kept)])
             counts = [len(idx) for idx in kept]
             ids = np.concatenate(kept).astype(np.int64) if kept else np.zeros(0, np.int64)
-        return self._lanes(rows[:, 4:], self.point_mask(rows), ids, counts, crops)
+        kinds = lane_categories(rows[:, self.end:]) if rows.shape[-1] > self.end else None
+        return self._lanes(rows[:, 4:self.end], self.point_mask(rows), ids, counts, crops, kinds)
 
     def _lanes(self, xs: np.ndarray, masks: np.ndarray, ids: np.ndarray, counts: Sequence[int],
-               crops: Sequence[tuple[int, int]] | None) -> list[list[tuple[Lane, int]]]:
+               crops: Sequence[tuple[int, int]] | None,
+               kinds: tuple[np.ndarray, np.ndarray] | None = None) -> list[list[tuple[Lane, int]]]:
         """Lanes (with their proposal ids) per image from the kept lanes' (K, P) xs, which of
-        those rows hold a point (``masks``) and their (K,) ids, ``counts[i]`` of them image i's; a
-        lane of fewer than two points is dropped."""
+        those rows hold a point (``masks``), their (K,) ids and, with a category head, their
+        (K,) categories and scores (``kinds``), ``counts[i]`` of them image i's; a lane of fewer
+        than two points is dropped."""
         xs = xs.astype(np.float64)
         out: list[list[tuple[Lane, int]]] = []
         lane = 0
         for image, count in enumerate(counts):
             lane_ys = self.lane_ys(*(crops[image] if crops is not None else self.default_crop))
             lanes = []
-            for keep, lane_xs, proposal in zip(masks[lane:lane + count], xs[lane:lane + count], ids[lane:lane + count]):
+            for k in range(lane, lane + count):
+                keep = masks[k]
                 if np.count_nonzero(keep) >= 2:  # points top first, as the release emits them
-                    lanes.append((Lane(np.stack((lane_xs[keep][::-1], lane_ys[keep][::-1]), axis=1)), int(proposal)))
+                    points = np.stack((xs[k][keep][::-1], lane_ys[keep][::-1]), axis=1)
+                    kind = {} if kinds is None else {"category": int(kinds[0][k]),
+                                                     "category_score": float(kinds[1][k])}
+                    lanes.append((Lane(points, **kind), int(ids[k])))
             out.append(lanes)
             lane += count
         return out
+
+
+def lane_categories(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Category head logits (K, C) -> each lane's kind (an OpenLane id, head class i is
+    ``KNOWN_CATEGORIES[i]``) and its softmax probability (float32, as the graph decoder's)."""
+    category, score = categories_torch(torch.from_numpy(np.ascontiguousarray(logits, dtype=np.float32)))
+    return category.numpy(), score.numpy()
 
 
 def build_decoder(cfg: Mapping[str, Any], **overrides: Any) -> LaneDecoder:

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from srlane.config import ConfigError
+from srlane.lane_kinds import KNOWN_CATEGORIES
 from srlane.models.backbone import build_backbone
 from srlane.models.criterion import SRLaneLoss
 from srlane.models.neck import ChannelMapper
@@ -25,8 +26,10 @@ def input_images(img: torch.Tensor) -> torch.Tensor:
 
 
 class SRLane(nn.Module):
-    """Eval: ``net(img)`` or ``net({"img": img, ...})`` -> predictions (B, N, 4 + num_points).
-    Train: ``net(batch)`` with ``img``, ``gt_lane``, ``gt_angle`` -> ``{"loss", "loss_status"}``.
+    """Eval: ``net(img)`` or ``net({"img": img, ...})`` -> predictions (B, N, 4 + num_points + K),
+    the last K columns the category head's logits (``model.num_lane_categories``, 0: none).
+    Train: ``net(batch)`` with ``img``, ``gt_lane``, ``gt_angle`` (and ``gt_category`` with a
+    category head) -> ``{"loss", "loss_status"}``.
     ``img`` is uint8 RGB (see :func:`input_images`) or float in [0, 1].
 
     Submodule names match the released checkpoints (``backbone``, ``neck``, ``rpn_head``,
@@ -53,7 +56,8 @@ class SRLane(nn.Module):
             raise ValueError("train-mode forward needs a batch dict with img, gt_lane and gt_angle")
         if self.criterion is None:
             raise RuntimeError("this SRLane was built without a criterion; it can only run in eval mode")
-        return self.criterion(stage_predictions, thetas, batch["gt_lane"], batch["gt_angle"])
+        return self.criterion(stage_predictions, thetas, batch["gt_lane"], batch["gt_angle"],
+                              batch.get("gt_category"))
 
 
 def build_net(cfg: Mapping[str, Any], pretrained: bool = True) -> SRLane:
@@ -71,6 +75,7 @@ def build_net(cfg: Mapping[str, Any], pretrained: bool = True) -> SRLane:
     if strides != (8, 16, 32):
         raise ConfigError(f"model.sketch_head.feat_ds_strides must be (8, 16, 32), got {strides}")
     num_points = int(cfg["num_points"])
+    num_categories = num_lane_categories(model)
     hidden = int(neck_cfg.get("out_channels", 64))
     backbone = build_backbone(bb, pretrained)
     neck = ChannelMapper(backbone.out_channels[1:], hidden)
@@ -81,11 +86,23 @@ def build_net(cfg: Mapping[str, Any], pretrained: bool = True) -> SRLane:
         refine_layers=int(refine.get("refine_layers", 1)), z_mean=refine.get("z_mean", 0.9269),
         z_std=refine.get("z_std", 0.2379), num_points=num_points, in_channels=hidden,
         n_levels=len(strides), sample_points=int(refine.get("sample_points", 36)),
-        fc_hidden_dim=int(refine.get("fc_hidden_dim", 192)), num_groups=int(refine.get("num_groups", 6)))
+        fc_hidden_dim=int(refine.get("fc_hidden_dim", 192)), num_groups=int(refine.get("num_groups", 6)),
+        num_categories=num_categories)
     criterion = SRLaneLoss(img_w=int(cfg["img_w"]), num_points=num_points, weights=dict(cfg["loss_weights"]),
                            n_candidate=angle_map_size[0],
-                           iou_pred_width=str(cfg.get("iou_pred_width", "prediction")))
+                           iou_pred_width=str(cfg.get("iou_pred_width", "prediction")),
+                           num_categories=num_categories)
     return SRLane(backbone, neck, rpn_head, roi_head, criterion)
+
+
+def num_lane_categories(model: Mapping[str, Any]) -> int:
+    """``model.num_lane_categories``: the category head's classes (0, the default: no head),
+    at most ``len(KNOWN_CATEGORIES)``."""
+    value = model.get("num_lane_categories", 0)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= len(KNOWN_CATEGORIES):
+        raise ConfigError(f"model.num_lane_categories={value!r}: expected an integer from 0 to "
+                          f"{len(KNOWN_CATEGORIES)} (the classes of OpenLane's lane kinds)")
+    return value
 
 
 def _canonical(key: str) -> str:

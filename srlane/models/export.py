@@ -2,13 +2,15 @@
 
 ``export_onnx(net, path, img_h, img_w)`` writes the eval-mode network: input ``img`` float32
 (or float16 with ``fp16=True``) of shape (batch, 3, img_h, img_w), RGB in [0, 1] (the crop and
-resize already done), output ``predictions`` float32 (batch, 40, 76), exactly what ``net(img)``
-returns in eval mode (see docs/outputs.md). The batch dimension is dynamic; the image size is
-fixed by the export.
+resize already done), output ``predictions`` float32 (batch, 40, 76 + K), exactly what ``net(img)``
+returns in eval mode (see docs/outputs.md). With a category head (``num_categories`` K > 0) a
+second output ``category_logits`` (batch, 40, K) holds its logits alone (the last K columns of
+``predictions``). The batch dimension is dynamic; the image size is fixed by the export.
 
 ``export_onnx(..., decoder=build_decoder(cfg))`` writes the network followed by
 :class:`srlane.models.graph_decode.GraphDecoder`: the outputs are the final lanes
-(``FINAL_OUTPUTS``: valid, scores, xs, start, length, proposals; then the raw predictions), and
+(``FINAL_OUTPUTS``: valid, scores, xs, start, length, proposals, category, category_score; then
+the raw predictions), and
 the score threshold and the NMS threshold are the scalar graph inputs ``conf_threshold`` and
 ``nms_thres`` whose initializers hold the decoder's values: a caller feeds them or leaves the
 defaults. The file's metadata ``DECODER_KEY`` records the decoder (top_k, num_points, img_w and
@@ -23,7 +25,7 @@ it is the way out if a later torch drops this one). The refine head's ``grid_sam
 opset 16 or later.
 
 ``OnnxModel(path)`` runs such a file with onnxruntime: ``model(img)`` -> float32 CPU tensor
-(B, 40, 76), or :class:`FinalLanes` of CPU tensors for a file with the decoder (its thresholds
+(B, 40, 76 + K), or :class:`FinalLanes` of CPU tensors for a file with the decoder (its thresholds
 set by ``model.use_thresholds``); ``model.input_size`` -> (h, w),
 ``model.check_input_size(img_h, img_w)``; ``model.decoder`` -> the recorded decoder or None.
 """
@@ -46,18 +48,38 @@ from srlane.models.graph_decode import FinalLanes, GraphDecoder
 
 INPUT_NAME = "img"
 OUTPUT_NAME = "predictions"
+CATEGORY_OUTPUT = "category_logits"  # the category head's logits, of a network-only file with a head
 FINAL_OUTPUTS = FinalLanes._fields  # the outputs of a file with the decoder, ``OUTPUT_NAME`` last
 THRESHOLD_INPUTS = ("conf_threshold", "nms_thres")  # its scalar inputs, defaults in the file
 DECODER_KEY = "srlane.decoder"  # metadata of a file with the decoder: json of ``decoder_metadata``
 DEFAULT_OPSET = 17
 MIN_OPSET = 16  # GridSample entered the default ONNX domain in opset 16
-# Largest max |onnxruntime - PyTorch fp32| accepted per column group of the output.
+# Largest max |onnxruntime - PyTorch fp32| accepted per column group of the output
+# (``categories``: the category head's logits, as the class logits).
 # fp16: the file computes in half precision against the float32 network (about 3 decimal digits).
 TOLERANCES = {
-    "fp32": {"logits": 1e-4, "start/length": 1e-4, "xs": 1e-4},
-    "fp16": {"logits": 5e-2, "start/length": 5e-3, "xs": 5e-3},
+    "fp32": {"logits": 1e-4, "start/length": 1e-4, "xs": 1e-4, "categories": 1e-4},
+    "fp16": {"logits": 5e-2, "start/length": 5e-3, "xs": 5e-3, "categories": 5e-2},
 }
-COLUMNS = {"logits": slice(0, 2), "start/length": slice(2, 4), "xs": slice(4, None)}
+
+
+def output_columns(num_points: int) -> dict[str, slice]:
+    """The column groups of the predictions the check compares (``categories``: what follows the
+    points, the category head's logits)."""
+    return {"logits": slice(0, 2), "start/length": slice(2, 4), "xs": slice(4, 4 + num_points),
+            "categories": slice(4 + num_points, None)}
+
+
+class _NetworkWithCategories(nn.Module):
+    """``net`` whose predictions' last ``num_categories`` columns are also a second output."""
+
+    def __init__(self, net: nn.Module, num_categories: int) -> None:
+        super().__init__()
+        self.net, self.num_categories = net, num_categories
+
+    def forward(self, img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        predictions = self.net(img)
+        return predictions, predictions[..., -self.num_categories:]
 
 
 class _NetworkWithDecoder(nn.Module):
@@ -79,11 +101,13 @@ def decoder_metadata(decoder: LaneDecoder) -> dict:
 
 
 def export_onnx(net: nn.Module, path: str | os.PathLike, img_h: int, img_w: int, opset: int = DEFAULT_OPSET,
-                fp16: bool = False, batch: int = 1, decoder: LaneDecoder | None = None) -> None:
+                fp16: bool = False, batch: int = 1, decoder: LaneDecoder | None = None,
+                num_categories: int = 0) -> None:
     """Write ``net`` (an eval-mode copy on the CPU; ``net`` itself is untouched) to ``path``
     atomically, followed by ``decoder``'s steps as tensor ops when one is given (its top_k,
     points and thresholds; the thresholds become the defaults of the graph's threshold inputs).
-    ``batch`` is the example batch used for tracing; the file accepts any batch."""
+    Without a decoder, ``num_categories`` > 0 (``net``'s category head) adds the output
+    ``CATEGORY_OUTPUT``. ``batch`` is the example batch used for tracing; the file accepts any batch."""
     if int(opset) < MIN_OPSET:
         raise ValueError(f"opset {opset} is too old: the refine head's grid_sample needs opset {MIN_OPSET} or later")
     model = copy.deepcopy(net).cpu().eval()
@@ -97,6 +121,8 @@ def export_onnx(net: nn.Module, path: str | os.PathLike, img_h: int, img_w: int,
         defaults = dict(zip(THRESHOLD_INPUTS, (decoder.conf_threshold, decoder.nms_thres)))
         example += tuple(torch.tensor(value, dtype=torch.float32) for value in defaults.values())
         inputs, outputs = inputs + list(THRESHOLD_INPUTS), list(FINAL_OUTPUTS)
+    elif num_categories > 0:
+        model, outputs = _NetworkWithCategories(model, int(num_categories)).eval(), [OUTPUT_NAME, CATEGORY_OUTPUT]
     with atomic_path(path, suffix=".onnx") as tmp, warnings.catch_warnings(), torch.no_grad():
         # the TorchScript exporter announces its deprecation and traces Python-level shape code
         warnings.simplefilter("ignore")
@@ -194,23 +220,29 @@ class OnnxModel:
 
     def __call__(self, img: torch.Tensor) -> torch.Tensor | FinalLanes:
         """``img`` (B, 3, h, w) RGB, uint8 or in [0, 1] (as the network takes it), any device ->
-        float32 CPU tensor (B, 40, 76), or the final lanes (CPU tensors) of a file with the
+        float32 CPU tensor (B, 40, 76 + K), or the final lanes (CPU tensors) of a file with the
         decoder."""
         if img.dim() != 4 or tuple(img.shape[2:]) != self.input_size:
             raise ValueError(f"ONNX model {self.path} takes (batch, 3, {self.input_size[0]}, {self.input_size[1]}) "
                              f"inputs, got {tuple(img.shape)}")
         array = np.ascontiguousarray(input_images(img.detach()).cpu().numpy(), dtype=self.input_dtype)
         if self.decoder is not None:
-            outs = self.session.run(list(FINAL_OUTPUTS), {self.input_name: array, **self._feeds})
-            return FinalLanes(*(torch.from_numpy(out) for out in outs))
+            names = [o.name for o in self.session.get_outputs()]
+            outs = dict(zip(names, self.session.run(names, {self.input_name: array, **self._feeds})))
+            # a file exported before the lanes had categories: category 0, score 0 (no head)
+            valid = outs["valid"]
+            outs.setdefault("category", np.zeros(valid.shape, np.int64))
+            outs.setdefault("category_score", np.zeros(valid.shape, np.float32))
+            return FinalLanes(*(torch.from_numpy(outs[name]) for name in FINAL_OUTPUTS))
         (out,) = self.session.run([OUTPUT_NAME], {self.input_name: array})
         return torch.from_numpy(np.asarray(out, dtype=np.float32))
 
 
 def compare_with_torch(net: nn.Module, model: OnnxModel, batches: Sequence[int] = (1, 3),
-                       seed: int = 0) -> list[tuple[int, str, float]]:
+                       seed: int = 0, num_points: int = 72) -> list[tuple[int, str, float]]:
     """``(batch, column group, max |onnxruntime - net|)`` on random [0, 1] images of the file's
-    size, ``net`` run in eval mode in float32 on the CPU (the reference)."""
+    size, ``net`` run in eval mode in float32 on the CPU (the reference); the group
+    ``categories`` only for predictions wider than ``4 + num_points``."""
     reference = copy.deepcopy(net).cpu().float().eval()
     generator = torch.Generator().manual_seed(seed)
     h, w = model.input_size
@@ -221,7 +253,8 @@ def compare_with_torch(net: nn.Module, model: OnnxModel, batches: Sequence[int] 
             expected = reference(img)
         got = model(img)
         diff = ((got.predictions if isinstance(got, FinalLanes) else got) - expected).abs()
-        rows += [(int(batch), name, float(diff[..., cols].max())) for name, cols in COLUMNS.items()]
+        rows += [(int(batch), name, float(diff[..., cols].max())) for name, cols in output_columns(num_points).items()
+                 if diff[..., cols].numel()]
     return rows
 
 
@@ -230,9 +263,9 @@ def compare_decoding(model: OnnxModel, decoder: LaneDecoder, batches: Sequence[i
     """For a file with the decoder: its lanes against ``decoder``'s (the Python decoder) on the
     file's own raw predictions, random [0, 1] images, at ``decoder``'s score threshold and at 0
     (every proposal a candidate of the NMS). Rows ``(batch, "lanes, conf C", lanes that differ
-    in their proposal or number of points, or are missing on either side)`` and ``(batch,
-    "points, conf C", max |diff| of the other lanes' points)``; ``model``'s thresholds are
-    ``decoder``'s afterwards."""
+    in their proposal or number of points, or are missing on either side)``, ``(batch,
+    "points, conf C", max |diff| of the other lanes' points)`` and ``(batch, "categories, conf C",
+    those lanes whose category differs)``; ``model``'s thresholds are ``decoder``'s afterwards."""
     generator = torch.Generator().manual_seed(seed)
     h, w = model.input_size
     images = [torch.rand(int(batch), 3, h, w, generator=generator) for batch in batches]
@@ -248,6 +281,8 @@ def compare_decoding(model: OnnxModel, decoder: LaneDecoder, batches: Sequence[i
             same = [(a, b) for a, b in pairs if a[1] == b[1] and a[0].points.shape == b[0].points.shape]
             differ = sum(abs(len(a) - len(b)) for a, b in zip(got, want)) + len(pairs) - len(same)
             points = max((float(np.abs(a[0].points - b[0].points).max()) for a, b in same), default=0.0)
-            rows += [(len(img), f"lanes, conf {conf:g}", float(differ)), (len(img), f"points, conf {conf:g}", points)]
+            kinds = sum(a[0].category != b[0].category for a, b in same)
+            rows += [(len(img), f"lanes, conf {conf:g}", float(differ)), (len(img), f"points, conf {conf:g}", points),
+                     (len(img), f"categories, conf {conf:g}", float(kinds))]
     model.use_thresholds(decoder.conf_threshold, decoder.nms_thres)
     return rows

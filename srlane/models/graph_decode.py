@@ -14,6 +14,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from srlane.lane_kinds import KNOWN_CATEGORIES
 from srlane.models.nms import lane_nms_torch, stable_rank
 
 NO_POINT = -1.0  # the x of a row without a point: outside [0, 1], where every point lies
@@ -27,8 +28,11 @@ class FinalLanes(NamedTuple):
     ``NO_POINT`` where the lane has no point; ``start`` (B, K) int64: the lane's first row with a
     point; ``length`` (B, K) int64: rows from ``start`` to its last row with a point (rows within
     whose x is ``NO_POINT`` are gaps where it left the image); ``proposals`` (B, K) int64: the
-    proposal each lane comes from; every field 0 (xs ``NO_POINT``) where not ``valid``.
-    ``predictions`` (B, N, 4 + P) float32: the network's raw output the lanes were decoded from.
+    proposal each lane comes from; ``category`` (B, K) int64: the lane's kind (an OpenLane id,
+    ``srlane.lane_kinds``) from the category head's logits, ``category_score`` (B, K) float32 its
+    softmax probability (both 0 without a head); every field 0 (xs ``NO_POINT``) where not
+    ``valid``. ``predictions`` (B, N, 4 + P + C) float32: the network's raw output the lanes were
+    decoded from (C: the category head's classes, 0 without one).
     """
 
     valid: torch.Tensor
@@ -37,17 +41,19 @@ class FinalLanes(NamedTuple):
     start: torch.Tensor
     length: torch.Tensor
     proposals: torch.Tensor
+    category: torch.Tensor
+    category_score: torch.Tensor
     predictions: torch.Tensor
 
 
 def point_mask_torch(rows: torch.Tensor, n_strips: int) -> torch.Tensor:
-    """``LaneDecoder.point_mask`` in torch, the same arithmetic: (..., 4 + P) rows -> (..., P)
+    """``LaneDecoder.point_mask`` in torch, the same arithmetic: (..., 4 + P [+ C]) rows -> (..., P)
     bool, which rows of each proposal hold a point (start and length rounded half to even in
     float64)."""
     row = torch.arange(n_strips + 1, dtype=torch.float64, device=rows.device)
     start = torch.round(rows[..., 2:3].double() * n_strips).clamp(0, n_strips)
     end = (start + torch.round(rows[..., 3:4].double() * n_strips) - 1).clamp(max=float(n_strips))
-    xs = rows[..., 4:]
+    xs = rows[..., 4:5 + n_strips]
     inside = (xs >= 0) & (xs <= 1)
     below = row < start
     # below the start only the unbroken run of inside points ending at start - 1 survives
@@ -61,8 +67,19 @@ def _take(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return values.gather(1, shaped.expand(*index.shape, *values.shape[2:]))
 
 
+def categories_torch(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Category head logits (..., C) -> each row's kind (an OpenLane id: head class i is
+    ``KNOWN_CATEGORIES[i]``) and its softmax probability; C = 0 gives kind 0, probability 0."""
+    if logits.shape[-1] == 0:
+        return logits.new_zeros(logits.shape[:-1], dtype=torch.long), logits.new_zeros(logits.shape[:-1])
+    probabilities = torch.softmax(logits, dim=-1)
+    score, index = probabilities.max(-1)
+    table = torch.tensor(KNOWN_CATEGORIES[:logits.shape[-1]], dtype=torch.long, device=logits.device)
+    return table[index], score
+
+
 class GraphDecoder(nn.Module):
-    """Raw predictions (B, N, 4 + P) -> :class:`FinalLanes` with K = ``top_k`` lanes per image.
+    """Raw predictions (B, N, 4 + P + C) -> :class:`FinalLanes` with K = ``top_k`` lanes per image.
 
     ``forward(predictions, conf_threshold, nms_thres)``: the thresholds are numbers or 0-d float32
     tensors (in pixels of the ``img_w`` wide input for ``nms_thres``), graph inputs in an export.
@@ -81,7 +98,8 @@ class GraphDecoder(nn.Module):
         predictions = predictions.float()
         scores = torch.softmax(predictions[..., :2], dim=-1)[..., 1]
         indices, kept = lane_nms_torch(scores, predictions[..., 2] * self.n_strips,
-                                       predictions[..., 3] * self.n_strips, predictions[..., 4:] * self.img_w,
+                                       predictions[..., 3] * self.n_strips,
+                                       predictions[..., 4:5 + self.n_strips] * self.img_w,
                                        conf_threshold, nms_thres, self.top_k)
         rows = _take(predictions, indices)
         points = point_mask_torch(rows, self.n_strips) & kept[..., None]
@@ -94,12 +112,15 @@ class GraphDecoder(nn.Module):
         first = torch.where(points, row, self.n_strips + 1).amin(-1)
         last = torch.where(points, row, -1).amax(-1)
         zero = torch.zeros_like(indices)
+        category, category_score = categories_torch(rows[..., 5 + self.n_strips:])
         return FinalLanes(valid=valid,
                           scores=torch.where(valid, _take(scores, indices), 0.0),
-                          xs=torch.where(points, rows[..., 4:], NO_POINT),
+                          xs=torch.where(points, rows[..., 4:5 + self.n_strips], NO_POINT),
                           start=torch.where(valid, first, zero),
                           length=torch.where(valid, last - first + 1, zero),
                           proposals=torch.where(valid, indices, zero),
+                          category=torch.where(valid, category, zero),
+                          category_score=torch.where(valid, category_score, 0.0),
                           predictions=predictions)
 
 

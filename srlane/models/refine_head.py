@@ -52,12 +52,17 @@ class SegmentAttention(nn.Module):
 
 
 class RefineStage(nn.Module):
-    """One refinement stage: proposals (B, N, 4 + P) -> refined predictions of the same shape."""
+    """One refinement stage: proposals (B, N, 4 + P [+ K]) -> refined predictions (B, N, 4 + P + K).
+
+    ``num_categories`` K > 0 adds the category head (``category_modules``, ``category_layers``,
+    mirroring the class branch) on the per-lane feature; its K logits are the last columns.
+    """
 
     def __init__(self, num_points: int = 72, in_channels: int = 64, n_levels: int = 3,
                  sample_points: int = 36, fc_hidden_dim: int = 192, num_groups: int = 6,
-                 z_mean: float = 0.9269, z_std: float = 0.2379) -> None:
+                 z_mean: float = 0.9269, z_std: float = 0.2379, num_categories: int = 0) -> None:
         super().__init__()
+        self.num_points = num_points
         self.n_strips = num_points - 1
         self.n_levels = n_levels
         self.sample_points = sample_points
@@ -77,7 +82,13 @@ class RefineStage(nn.Module):
         self.cls_modules = nn.Sequential(nn.Linear(fc_hidden_dim, fc_hidden_dim), nn.ReLU(inplace=True))
         self.reg_layers = nn.Linear(fc_hidden_dim, num_points + 2)
         self.cls_layers = nn.Linear(fc_hidden_dim, 2)
-        for layer in (self.reg_layers, self.cls_layers):
+        head_layers = [self.reg_layers, self.cls_layers]
+        self.num_categories = int(num_categories)
+        if self.num_categories > 0:
+            self.category_modules = nn.Sequential(nn.Linear(fc_hidden_dim, fc_hidden_dim), nn.ReLU(inplace=True))
+            self.category_layers = nn.Linear(fc_hidden_dim, self.num_categories)
+            head_layers.append(self.category_layers)
+        for layer in head_layers:
             nn.init.normal_(layer.weight, 0.0, 1e-3)
             nn.init.normal_(layer.bias, 0.0, 1e-3)
         nn.init.normal_(self.z_embeddings, z_mean, z_std)
@@ -102,7 +113,7 @@ class RefineStage(nn.Module):
 
     def forward(self, feats_coarse_first: Sequence[torch.Tensor],
                 priors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Returns predictions (B, N, 4 + P) and the attention map (B, groups, N, N)."""
+        """Returns predictions (B, N, 4 + P + K) and the attention map (B, groups, N, N)."""
         b, n = priors.shape[:2]
         fc = self.gather_fc(self.pool(feats_coarse_first, priors)).view(b, n, -1)
         for attn_layer, mlp in zip(self.segment_attn, self.channel_fc):
@@ -110,8 +121,10 @@ class RefineStage(nn.Module):
             fc = fc + mlp(out)
         logits = self.cls_layers(self.cls_modules(fc))
         reg = self.reg_layers(self.reg_modules(fc))
-        predictions = torch.cat((logits.to(priors.dtype), priors[..., 2:] + reg), dim=-1)
-        return predictions, attn
+        parts = [logits.to(priors.dtype), priors[..., 2:4 + self.num_points] + reg]
+        if self.num_categories > 0:
+            parts.append(self.category_layers(self.category_modules(fc)).to(priors.dtype))
+        return torch.cat(parts, dim=-1), attn
 
 
 class RefineHead(nn.Module):
