@@ -37,7 +37,8 @@ from srlane.data.label_checks import clean_lane
 from srlane.data.records import DataFormatError, LaneRecord, ListEntry, read_list, read_text, relative_name
 from srlane.evaluation.culane import CULaneEvaluator, ImageScores, threshold_key
 from srlane.fileio import atomic_write_text
-from srlane.lanes import CULANE_DECIMALS, Lane, lanes_pixel_points, printed, write_culane_lines
+from srlane.lanes import (CULANE_DECIMALS, Lane, categories_problem, has_kinds, lanes_pixel_points, printed,
+                          sampled_categories, write_culane_lines)
 
 SPLIT_LISTS = {
     "train": ("list/train_gt.txt", "list/train.txt"),
@@ -116,6 +117,32 @@ def category_indices(records: Sequence[LaneRecord]) -> dict[str, list[int]] | No
 
 
 # ----------------------------------------------------------------------------- .lines.txt files
+
+def categories_file_name(image_name: str) -> str:
+    """``a/b/00000.jpg -> a/b/00000.lines.categories.txt``: the kinds of the lanes of
+    ``lines_file_name``, one OpenLane id per text line in the lanes' order (docs/lane_kinds.md)."""
+    return lines_file_name(image_name)[:-len(".txt")] + ".categories.txt"
+
+
+def categories_text(categories: Sequence[int]) -> str:
+    """A categories file: one id per line."""
+    return "".join(f"{int(c)}\n" for c in categories)
+
+
+def read_categories_file(path: str, lanes: int) -> list[int]:
+    """The ids of a categories file for a lanes file of ``lanes`` lanes; a line that is not an
+    OpenLane id, or a count that differs, is a DataFormatError naming the file (and line)."""
+    values = []
+    for number, line in enumerate(_text_lines(path), start=1):
+        try:
+            values.append(int(line.strip()))
+        except ValueError:
+            raise DataFormatError(path, number, f"{line.strip()!r} is not a category id") from None
+    problem = categories_problem(values, lanes)
+    if problem is not None:
+        raise DataFormatError(path, None, f"{problem} (the lanes file beside it)")
+    return values
+
 
 def _text_lines(path: str) -> list[str]:
     """The text lines of a file (UTF-8; a last empty line is not a line)."""
@@ -399,11 +426,21 @@ class CULane(Benchmark):
         sampled = lanes_pixel_points(lanes, ori_w, ori_h, self.crop(ori_h, ori_w))
         return [printed(points, CULANE_DECIMALS).astype(np.float32) for points in sampled]
 
+    def prediction_categories(self, record: LaneRecord, lanes: Sequence[Lane]) -> list[int]:
+        ori_h, ori_w = self.size_of(record)
+        return sampled_categories(lanes, ori_w, ori_h, self.crop(ori_h, ori_w))
+
     def write_predictions(self, records: Sequence[LaneRecord], predictions: Sequence[Sequence[Lane]],
                           output_dir: str, run_times_ms: Sequence[float] | None = None) -> None:
+        """``<name>.lines.txt`` per image (the official format, unchanged) and, when the lanes have
+        kinds, ``<name>.lines.categories.txt`` beside it (``categories_file_name``)."""
+        kinds = any(has_kinds(lanes) for lanes in predictions)
         for record, lanes in zip(records, predictions, strict=True):
             ori_h, ori_w = self.size_of(record)
             write_culane_lines(os.path.join(output_dir, lines_file_name(record.img_name)), lanes, ori_w, ori_h,
                                self.crop(ori_h, ori_w))
+            if kinds:
+                atomic_write_text(os.path.join(output_dir, categories_file_name(record.img_name)),
+                                  categories_text(self.prediction_categories(record, lanes)))
 
     read_predictions = staticmethod(read_predictions)
