@@ -29,7 +29,7 @@ def kind_tables(metrics: Mapping[str, object]) -> str:
     kinds, matrix = confusion["kinds"], confusion["matrix"]
     if kinds:
         head = max(len(CORNER), *map(len, kinds))
-        cell = max(6, *(len(k) + 1 for k in kinds))
+        cell = max(6, *(len(k) + 2 for k in kinds))
         lines.append(f"  {CORNER:<{head}}" + "".join(f"{k:>{cell}}" for k in kinds))
         lines.extend(f"  {k:<{head}}" + "".join(f"{n:>{cell}}" for n in row) for k, row in zip(kinds, matrix))
     return "\n".join(lines)
