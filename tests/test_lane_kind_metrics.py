@@ -110,3 +110,27 @@ def test_without_kinds_validation_is_unchanged():
     unlabelled = score([LaneRecord("a.jpg", "a.jpg", [vertical(400)])], [[lane(400, 2)]])  # labels without kinds
     plain = CULane("unused", Crop(270)).evaluator([LaneRecord("a.jpg", "a.jpg", [vertical(400)])])([[lane(400, 0, None)]])
     assert headless == unlabelled == plain and not any(key.startswith("category") for key in plain)
+
+
+def test_the_tables_go_to_tensorboard_as_text_at_the_validation_step(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from helpers.engine import make_cfg
+    from srlane.engine.kind_report import KindTextHook
+    from srlane.engine.kind_tables import kind_tables
+    from srlane.engine.state import TrainState
+    from srlane.engine.trackers import build_trackers, start_trackers
+
+    trackers = build_trackers(make_cfg(loggers=["tensorboard"]))
+    start_trackers(trackers, str(tmp_path), lambda line: None, {})
+    state, metrics = TrainState(), category_metrics(IMAGES)
+    state.step = 7
+    KindTextHook(trackers).after_validation(state, metrics, False)
+    KindTextHook(trackers).after_validation(state, {"metric": 0.5}, False)  # no kinds: nothing written
+    for tracker in trackers:
+        tracker.finalize("success")
+    events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"tensors": 0})
+    events.Reload()
+    [written] = events.Tensors("val/lane_kinds/text_summary")
+    text = written.tensor_proto.string_val[0].decode()
+    assert written.step == 7 and text == "\n".join("    " + line for line in kind_tables(metrics).split("\n"))

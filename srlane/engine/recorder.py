@@ -139,16 +139,6 @@ class Recorder:
         self.info(f"{title or f'validation at step {step}'}:\n{format_metrics(metrics)}")
         numbers = {f"val/{k}": float(v) for k, v in flat_metrics(metrics).items()}
         self.scalars(numbers, step)
-        if self.fabric is not None and has_kind_metrics(metrics):
-            self._kind_text(metrics, step)
-
-    def _kind_text(self, metrics: Mapping[str, object], step: int) -> None:
-        """The lane-kind tables as TensorBoard text ``val/lane_kinds`` (when that tracker runs)."""
-        from srlane.engine.trackers import tensorboard_writer  # trackers import the hooks, which import this
-
-        writer = tensorboard_writer(self.fabric.loggers)
-        if writer is not None:  # the tables as text (indented: code in markdown)
-            writer.add_text("val/lane_kinds", "\n".join("    " + line for line in kind_tables(metrics).split("\n")), step)
 
     def close(self, status: str = "success") -> None:
         """End the bar, the trackers' runs (``status``: ``"success"`` or ``"failed"``) and the log."""
