@@ -26,7 +26,9 @@ script where it would fail or guess (spec: evaluation.md):
 - predictions are ``<name without extension>.lines.json`` (the label schema; a lane may also be
   a scored ``{"score": s, "points": [...]}``, all kept when no score threshold is given, where the
   official code fails) or ``.lines.txt``, read strictly: a value that is not a number or an odd
-  number of values on a line is an error naming the file and line.
+  number of values on a line is an error naming the file and line;
+- a network with a category head adds ``"Categories"`` to the ``.lines.json`` predictions: each
+  lane's OpenLane id, parallel to ``"Lines"`` (docs/lane_kinds.md), checked when read.
 """
 from __future__ import annotations
 
