@@ -142,9 +142,9 @@ class Benchmark:
         raise NotImplementedError
 
     def prediction_categories(self, record: LaneRecord, lanes: Sequence[Lane]) -> list[int]:
-        """The kinds (``Lane.category``) of the lanes ``prediction_points`` gives, in its order:
-        every lane here; the benchmarks whose files drop short lanes drop their kinds too."""
-        return [lane.category for lane in lanes]
+        """The category (``Lane.category``) of each lane ``prediction_points`` gives, in its order:
+        what the prediction file writes (benchmarks that ``scores_categories``)."""
+        raise NotImplementedError
 
     def write_predictions(self, records: Sequence[LaneRecord], predictions: Sequence[Sequence[Lane]],
                           output_dir: str, run_times_ms: Sequence[float] | None = None) -> None:

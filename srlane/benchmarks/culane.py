@@ -8,6 +8,13 @@ categories.
     <root>/list/val.txt, val_gt.txt, test.txt, train.txt     "/driver_.../00000.jpg"
     <root>/list/test_split/test0_normal.txt ... test8_night.txt
     <root>/driver_.../00000.jpg and 00000.lines.txt          "x1 y1 x2 y2 ..." per lane
+    <root>/driver_.../00000.lines.categories.txt            (optional) one OpenLane category id per lane
+
+A ``.lines.categories.txt`` sidecar (not CULane's own: the synthetic set writes one, docs/labels.md)
+gives the kind of each lane of the ``.lines.txt`` beside it, one id of ``srlane.lane_kinds`` per
+line in the same order; the reader puts them in ``LaneRecord.lane_categories`` (None without a
+sidecar). A sidecar with another number of lines than its ``.lines.txt``, or an id that is not
+OpenLane's, is a DataFormatError naming the file and line. Sidecars are cache sources.
 
 Reading ``.lines.txt`` files: annotations scored from files (``scoring_records``) are read as the
 official C++ tool reads them (``read_lines_file``); training annotations and prediction files are
@@ -37,8 +44,9 @@ from srlane.data.label_checks import clean_lane
 from srlane.data.records import DataFormatError, LaneRecord, ListEntry, read_list, read_text, relative_name
 from srlane.evaluation.culane import CULaneEvaluator, ImageScores, threshold_key
 from srlane.fileio import atomic_write_text
-from srlane.lanes import (CULANE_DECIMALS, Lane, categories_problem, has_kinds, lanes_pixel_points, printed,
-                          sampled_categories, write_culane_lines)
+from srlane.lane_kinds import CATEGORY_IDS, check_category
+from srlane.lanes import (CULANE_DECIMALS, Lane, has_kinds, lanes_pixel_points, printed, sampled_categories,
+                          write_culane_lines)
 
 SPLIT_LISTS = {
     "train": ("list/train_gt.txt", "list/train.txt"),
@@ -72,6 +80,17 @@ def lines_file_name(image_name: str) -> str:
     """``a/b/00000.jpg -> a/b/00000.lines.txt`` (the official naming of annotations and predictions)."""
     stem = image_name[:image_name.rfind(".")] if "." in image_name else image_name
     return stem + ".lines.txt"
+
+
+def categories_path(lines_path: str) -> str:
+    """``a/b/00000.lines.txt -> a/b/00000.lines.categories.txt``: the sidecar giving the kind of
+    each lane of a ``.lines.txt``."""
+    return lines_path[:-len(".txt")] + ".categories.txt"
+
+
+def categories_file_name(image_name: str) -> str:
+    """``a/b/00000.jpg -> a/b/00000.lines.categories.txt``: the category sidecar of an image."""
+    return categories_path(lines_file_name(image_name))
 
 
 def category_lists(folder: str) -> dict[str, str]:
@@ -117,32 +136,6 @@ def category_indices(records: Sequence[LaneRecord]) -> dict[str, list[int]] | No
 
 
 # ----------------------------------------------------------------------------- .lines.txt files
-
-def categories_file_name(image_name: str) -> str:
-    """``a/b/00000.jpg -> a/b/00000.lines.categories.txt``: the kinds of the lanes of
-    ``lines_file_name``, one OpenLane id per text line in the lanes' order (docs/lane_kinds.md)."""
-    return lines_file_name(image_name)[:-len(".txt")] + ".categories.txt"
-
-
-def categories_text(categories: Sequence[int]) -> str:
-    """A categories file: one id per line."""
-    return "".join(f"{int(c)}\n" for c in categories)
-
-
-def read_categories_file(path: str, lanes: int) -> list[int]:
-    """The ids of a categories file for a lanes file of ``lanes`` lanes; a line that is not an
-    OpenLane id, or a count that differs, is a DataFormatError naming the file (and line)."""
-    values = []
-    for number, line in enumerate(_text_lines(path), start=1):
-        try:
-            values.append(int(line.strip()))
-        except ValueError:
-            raise DataFormatError(path, number, f"{line.strip()!r} is not a category id") from None
-    problem = categories_problem(values, lanes)
-    if problem is not None:
-        raise DataFormatError(path, None, f"{problem} (the lanes file beside it)")
-    return values
-
 
 def _text_lines(path: str) -> list[str]:
     """The text lines of a file (UTF-8; a last empty line is not a line)."""
@@ -212,19 +205,45 @@ def read_lane_file(path: str) -> list[np.ndarray]:
     return lanes
 
 
-def read_annotation(path: str, image_size: tuple[int, int] | None = None) -> list[np.ndarray]:
+def read_categories_file(path: str, count: int) -> tuple[int, ...]:
+    """The lane categories of a ``.lines.categories.txt`` sidecar, which must hold ``count`` ids
+    (one per lane of its ``.lines.txt``), each one of OpenLane's; else a DataFormatError naming
+    the file and line."""
+    lines = _text_lines(path)
+    categories = []
+    for number, line in enumerate(lines, 1):
+        text = line.strip()
+        category = check_category(int(text)) if re.fullmatch(r"[+-]?\d+", text) else None
+        if category is None:
+            raise DataFormatError(path, number, f"lane category {text!r} is not one of OpenLane's {list(CATEGORY_IDS)}")
+        categories.append(category)
+    if len(categories) != count:
+        raise DataFormatError(path, min(len(categories), count) + 1,
+                              f"{len(categories)} lane categories for the {count} lanes of its .lines.txt; "
+                              "expected one per lane")
+    return tuple(categories)
+
+
+def read_annotation(path: str, image_size: tuple[int, int] | None = None
+                    ) -> tuple[list[np.ndarray], tuple[int, ...] | None]:
     """Training lanes of one annotation ``.lines.txt`` (``read_lane_file``), checked on an image
     of ``image_size`` (``clean_lane``: negative-coordinate points and lanes with < 2 points
-    dropped, a lane that cannot be true a DataFormatError naming the file and line)."""
-    lanes = []
-    for number, points in enumerate(read_lane_file(path), 1):
+    dropped, a lane that cannot be true a DataFormatError naming the file and line), and their
+    categories from the ``.lines.categories.txt`` beside it (``read_categories_file``; None
+    without one)."""
+    raw = read_lane_file(path)
+    sidecar = categories_path(path)
+    read = read_categories_file(sidecar, len(raw)) if os.path.isfile(sidecar) else None
+    lanes, categories = [], []
+    for number, points in enumerate(raw, 1):
         try:
             lane = clean_lane(points, image_size)
         except ValueError as err:
             raise DataFormatError(path, number, str(err)) from None
         if lane is not None:
             lanes.append(lane)
-    return lanes
+            categories.append(read[number - 1] if read is not None else 0)
+    return lanes, tuple(categories) if read is not None else None
 
 
 def read_lane_files(folder: str, names: Sequence[str], what: str,
@@ -278,9 +297,9 @@ def parse_culane_list(data_root: str, list_path: str, category_files: Mapping[st
         anno_path = os.path.join(data_root, lines_file_name(entry.name))
         if not os.path.isfile(anno_path):
             raise DataFormatError(list_path, entry.line, f"annotation not found: {anno_path}")
-        lanes, bad = [], None
+        lanes, lane_categories, bad = [], None, None
         try:
-            lanes = read_annotation(anno_path, image_size)
+            lanes, lane_categories = read_annotation(anno_path, image_size)
         except DataFormatError as err:
             bad = (err.path, err.line, err.message)
         records.append(LaneRecord(
@@ -291,6 +310,7 @@ def parse_culane_list(data_root: str, list_path: str, category_files: Mapping[st
             mask_path=os.path.join(data_root, mask) if mask else None,
             lane_exist=flags,
             bad_label=bad,
+            lane_categories=lane_categories,
         ))
     return records
 
@@ -331,7 +351,8 @@ def load_culane(data_root: str, split: str, cache_dir: str | None = None, filter
         records = parse_culane_list(data_root, list_path, category_files, image_size)
         return filter_near_duplicates(records) if filter_duplicates else records
 
-    sources = [list_path, *category_files.values()]
+    sidecars = [os.path.join(data_root, categories_file_name(entry.name)) for entry in read_list(list_path)]
+    sources = [list_path, *category_files.values(), *filter(os.path.isfile, sidecars)]
     return cached_records("culane", data_root, split, sources, build, cache_dir,
                           extra={"filter_duplicates": bool(filter_duplicates)}, image_size=image_size)
 
@@ -340,6 +361,11 @@ def annotation_text(lanes: Sequence[np.ndarray], x_digits: int = 3) -> str:
     """An annotation ``.lines.txt``: one line per lane, ``x`` with ``x_digits`` decimals and
     integer ``y`` (CULane's own files: rows every 10 pixels, bottom up)."""
     return "".join(" ".join(f"{x:.{x_digits}f} {int(y)}" for x, y in lane) + "\n" for lane in lanes)
+
+
+def categories_text(categories: Sequence[int]) -> str:
+    """A ``.lines.categories.txt`` sidecar: one category id per line, in the order of the lanes."""
+    return "".join(f"{category}\n" for category in categories)
 
 
 def write_lists(root: str, train: Sequence[tuple[str, Sequence[int], str | None]],
@@ -433,7 +459,8 @@ class CULane(Benchmark):
     def write_predictions(self, records: Sequence[LaneRecord], predictions: Sequence[Sequence[Lane]],
                           output_dir: str, run_times_ms: Sequence[float] | None = None) -> None:
         """``<name>.lines.txt`` per image (the official format, unchanged) and, when the lanes have
-        kinds, ``<name>.lines.categories.txt`` beside it (``categories_file_name``)."""
+        kinds, the ``.lines.categories.txt`` sidecar beside it (``categories_file_name``, the
+        labels' format)."""
         kinds = any(has_kinds(lanes) for lanes in predictions)
         for record, lanes in zip(records, predictions, strict=True):
             ori_h, ori_w = self.size_of(record)

@@ -304,6 +304,9 @@ class TuSimple(Benchmark):
         rows = self._rows(record)
         return [row_points(lane.to_tusimple(rows, ori_w, ori_h), rows) for lane in lanes]
 
+    def prediction_categories(self, record: LaneRecord, lanes: Sequence[Lane]) -> list[int]:
+        return [lane.category for lane in lanes]  # every lane is written, absent rows as -2
+
     def write_predictions(self, records: Sequence[LaneRecord], predictions: Sequence[Sequence[Lane]],
                           output_dir: str, run_times_ms: Sequence[float] | None = None) -> None:
         """One ``predictions.json``: x at each record's ``_rows``; ``run_time`` 0 where not measured;
