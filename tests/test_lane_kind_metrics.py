@@ -17,7 +17,7 @@ from srlane.models.inference import InferenceOptions
 # three images: annotation kinds, predicted kinds, matched (annotation, prediction) pairs
 IMAGES = [
     ([1, 2, 8], [1, 8, 7], np.array([[0, 0], [1, 1], [2, 2]])),  # right, 2 called 8, 8 called 7
-    ([8, 0, 20], [8, 1, 2, 20], np.array([[0, 0], [1, 1], [2, 3]])),  # right, unknown (not judged), right; a 2 unmatched
+    ([8, 0, 20], [8, 1, 2, 20], np.array([[0, 0], [1, 1], [2, 3]])),  # right, unknown: not judged, right; a 2 unmatched
     ([7], [], np.zeros((0, 2))),  # a yellow dash missed
 ]
 
@@ -108,7 +108,8 @@ def test_without_kinds_validation_is_unchanged():
     records = [LaneRecord("a.jpg", "a.jpg", [vertical(400)], lane_categories=(2,))]
     headless = score(records, [[lane(400, 0, None)]])  # a network without a category head
     unlabelled = score([LaneRecord("a.jpg", "a.jpg", [vertical(400)])], [[lane(400, 2)]])  # labels without kinds
-    plain = CULane("unused", Crop(270)).evaluator([LaneRecord("a.jpg", "a.jpg", [vertical(400)])])([[lane(400, 0, None)]])
+    evaluate = CULane("unused", Crop(270)).evaluator([LaneRecord("a.jpg", "a.jpg", [vertical(400)])])
+    plain = evaluate([[lane(400, 0, None)]])
     assert headless == unlabelled == plain and not any(key.startswith("category") for key in plain)
 
 

@@ -31,7 +31,8 @@ HEADLESS = lanes([0, 0, 0], [None, None, None])
 
 def test_tusimple_categories_as_long_as_lanes_read_back(tmp_path):
     rows = tuple(range(360, 720, 10))
-    records = [LaneRecord("/x/a.jpg", "clips/a.jpg", h_samples=rows), LaneRecord("/x/b.jpg", "clips/b.jpg", h_samples=rows)]
+    records = [LaneRecord("/x/a.jpg", "clips/a.jpg", h_samples=rows),
+               LaneRecord("/x/b.jpg", "clips/b.jpg", h_samples=rows)]
     benchmark = TuSimple(str(tmp_path), Crop(160), (720, 1280))
     benchmark.write_predictions(records, [HEAD, []], str(tmp_path / "kinds"))
     benchmark.write_predictions(records, [HEADLESS, []], str(tmp_path / "plain"))

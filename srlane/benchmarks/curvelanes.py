@@ -179,7 +179,8 @@ def read_label(path: str, size: tuple[int, int]) -> list[np.ndarray]:
     return lanes
 
 
-def label_text(lanes: Sequence[np.ndarray], digits: int = LABEL_DECIMALS, categories: Sequence[int] | None = None) -> str:
+def label_text(lanes: Sequence[np.ndarray], digits: int = LABEL_DECIMALS,
+               categories: Sequence[int] | None = None) -> str:
     """A ``.lines.json`` file: coordinates as strings with ``digits`` decimals, as the official labels;
     with ``categories``, also ``"Categories"``: each lane's OpenLane id, parallel to ``"Lines"``."""
     data: dict[str, list] = {"Lines": [[{"x": f"{x:.{digits}f}", "y": f"{y:.{digits}f}"}
