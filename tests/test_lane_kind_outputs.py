@@ -136,3 +136,23 @@ def test_double_lines_are_two_and_pictures_without_a_head_as_before():
     assert (headless[100:200, 200] == PRED_COLOUR).all(axis=-1).all()  # the red line of a plain prediction
     assert not (headless == KIND_COLOURS["yellow"]).all(axis=-1).any()
     assert np.array_equal(headless, picture([straight(200, 0, None)]))  # the category alone changes nothing
+
+
+def test_view_pictures_draw_the_labels_kinds(tmp_path):
+    from types import SimpleNamespace
+
+    import cv2
+
+    from srlane.visualize import GT_COLOUR, write_visualizations
+
+    path = tmp_path / "a.png"
+    cv2.imwrite(str(path), np.zeros((200, 400, 3), np.uint8))
+    truth = [np.array([[x, 199.0], [x, 80.0]], np.float32) for x in (100.0, 300.0)]
+    kinds = LaneRecord(str(path), "a.png", truth, lane_categories=(8, 1))  # a yellow solid, a white dash
+    plain = LaneRecord(str(path), "b.png", truth)
+    write_visualizations(SimpleNamespace(records=[kinds, plain]), [[], []], str(tmp_path / "vis"))
+    with_kinds, without = (cv2.imread(str(tmp_path / "vis" / name)) for name in ("a.png", "b.png"))
+    assert (with_kinds[80:200, 100] == KIND_COLOURS["yellow"]).all(axis=-1).all()
+    white = (with_kinds[80:200, 300] == KIND_COLOURS["white"]).all(axis=-1)
+    assert 0.3 < white.mean() < 0.8  # dashes and gaps
+    assert (without[100:200, 100] == GT_COLOUR).all(axis=-1).all()  # labels without kinds: the green line as before
