@@ -52,10 +52,10 @@ def _resampled(points: np.ndarray) -> np.ndarray:
     return np.stack([np.interp(at, along, points[:, 0]), np.interp(at, along, points[:, 1])], axis=1)
 
 
-def kind_strokes(points: np.ndarray, kind: int, width: int) -> list[np.ndarray]:
+def kind_strokes(points: np.ndarray, kind: int, width: int, unit: int | None = None) -> list[np.ndarray]:
     """The polylines that draw a lane of ``kind`` along ``points`` at line ``width``: one or two
     lines (a double line's two ``1.5 * width`` either side of the lane), each solid or cut into
-    dashes or dots (``STYLE_PERIODS``) along its length."""
+    dashes or dots (``STYLE_PERIODS`` in ``unit``s, default ``width``) along its length."""
     path = _resampled(points)
     tangent = np.gradient(path, axis=0)
     tangent /= np.maximum(np.hypot(*tangent.T), 1e-9)[:, None]
@@ -68,7 +68,7 @@ def kind_strokes(points: np.ndarray, kind: int, width: int) -> list[np.ndarray]:
         if period is None:
             strokes.append(line)
             continue
-        drawn, gap = period[0] * width, period[1] * width
+        drawn, gap = period[0] * (unit or width), period[1] * (unit or width)
         on = np.arange(len(line)) % (drawn + gap) < drawn  # one sample per pixel of length
         runs = np.split(np.arange(len(line)), np.flatnonzero(np.diff(on.astype(np.int8))) + 1)
         strokes += [line[run] for run in runs if on[run[0]] and len(run) >= 2]
@@ -76,10 +76,10 @@ def kind_strokes(points: np.ndarray, kind: int, width: int) -> list[np.ndarray]:
 
 
 def draw_kind(out: np.ndarray, points: np.ndarray, kind: int, width: int,
-              outline: tuple[int, int, int] | None = None) -> None:
-    """Draw a lane of ``kind`` in place at line ``width``, each stroke edged in ``outline``
-    (none when None)."""
-    strokes = kind_strokes(points, kind, width)
+              outline: tuple[int, int, int] | None = None, unit: int | None = None) -> None:
+    """Draw a lane of ``kind`` in place at line ``width`` (dashes in ``unit``s: ``kind_strokes``),
+    each stroke edged in ``outline`` (none when None)."""
+    strokes = kind_strokes(points, kind, width, unit)
     if outline is not None:
         for stroke in strokes:
             _polyline(out, stroke, outline, width + 2 * max(1, width // 4))
@@ -104,7 +104,7 @@ def draw_layers(img: np.ndarray, layers: Sequence[Layer]) -> np.ndarray:
                 continue
             kind = int(kinds[0][j])
             shown += [kind] if kind not in shown else []
-            draw_kind(out, points, kind, factor * thickness, colour)
+            draw_kind(out, points, kind, factor * thickness, colour, 2 * thickness)  # dashes alike in every layer
     scale = max(0.4, img.shape[1] / 1600)
     weight = max(1, round(2 * scale))
     row_height, sample = 30 * scale, int(60 * scale)
