@@ -121,8 +121,8 @@ def test_yellow_lanes_in_yellow_dashed_ones_with_gaps():
     yellow = (out[80:200, 100] == KIND_COLOURS["yellow"]).all(axis=-1)
     assert yellow.all()  # unbroken yellow down the solid lane
     white = (out[80:200, 300] == KIND_COLOURS["white"]).all(axis=-1)
-    starts = np.flatnonzero(white[1:] & ~white[:-1])
-    assert 0.3 < white.mean() < 0.8 and len(starts) >= 4  # dashes and gaps alternate
+    dashes = int(white[0]) + len(np.flatnonzero(white[1:] & ~white[:-1]))
+    assert 0.3 < white.mean() < 0.8 and dashes >= 3  # dashes of 24 px and gaps of 20 px alternate (4-px units)
     assert (out[80:200, 300] == PRED_COLOUR).all(axis=-1).any()  # edged in the prediction's colour
     legend = out[:60, :200]
     assert (legend == KIND_COLOURS["yellow"]).all(axis=-1).any()  # a legend row for the yellow solid
