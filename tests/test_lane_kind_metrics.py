@@ -135,3 +135,14 @@ def test_the_tables_go_to_tensorboard_as_text_at_the_validation_step(tmp_path):
     [written] = events.Tensors("val/lane_kinds/text_summary")
     text = written.tensor_proto.string_val[0].decode()
     assert written.step == 7 and text == "\n".join("    " + line for line in kind_tables(metrics).split("\n"))
+
+
+def test_the_kind_metrics_reach_results_json(tmp_path):
+    from srlane.engine.results import read_results, validation_entry, write_results
+
+    records = [LaneRecord("a.jpg", "a.jpg", [vertical(400), vertical(800)], lane_categories=(2, 1))]
+    metrics = score(records, [[lane(400, 2), lane(800, 7)]])
+    write_results(str(tmp_path), [validation_entry(metrics, 10, 1, {}, 1.0)])
+    [entry] = read_results(str(tmp_path))
+    assert entry["metrics"]["category_accuracy"] == 0.5 and entry["metrics"]["category_f1"]["white-solid"] == 1.0
+    assert entry["metrics"]["category_confusion"]["matrix"] == [[0, 0, 1], [0, 1, 0], [0, 0, 0]]
