@@ -9,6 +9,7 @@ import numpy as np
 from scipy.interpolate import InterpolatedUnivariateSpline
 
 from srlane.fileio import atomic_write_text
+from srlane.lane_kinds import CATEGORY_IDS, check_category
 
 INVALID_X = -2.0
 CULANE_DECIMALS = 5  # the release writes CULane lines with "%.5f"
@@ -85,12 +86,43 @@ class Lane:
         return [float(v) for v in pixels]
 
 
+def has_kinds(lanes: Sequence[Lane]) -> bool:
+    """Whether ``lanes`` carry a predicted kind (a network with a category head: some
+    ``category_score`` is set); the writers add the kind fields only then."""
+    return any(lane.category_score is not None for lane in lanes)
+
+
+def categories_problem(values: object, count: int) -> str | None:
+    """Why ``values`` (a parsed prediction file's kind field) is not a list of ``count`` OpenLane
+    category ids, naming the first bad lane; None when it is one."""
+    if not isinstance(values, list):
+        return f"categories is {values!r}, expected a list of {count} category ids"
+    if len(values) != count:
+        return f"categories has {len(values)} entries for {count} lanes"
+    for j, value in enumerate(values):
+        if check_category(value) is None:
+            return f"lane {j}: category {value!r} is not an OpenLane category id (one of {list(CATEGORY_IDS)})"
+    return None
+
+
+def sampled_lanes(lanes: Sequence[Lane], width: int, height: int, y_start: int,
+                  y_step: int = 8) -> list[tuple[Lane, np.ndarray]]:
+    """``(lane, Lane.pixel_points)`` of each lane with at least 2 samples (no writer writes the
+    others), in order: the lanes a file holds, each with its kind."""
+    pairs = ((lane, lane.pixel_points(width, height, y_start, y_step)) for lane in lanes)
+    return [(lane, pts) for lane, pts in pairs if len(pts) >= 2]
+
+
+def sampled_categories(lanes: Sequence[Lane], width: int, height: int, y_start: int, y_step: int = 8) -> list[int]:
+    """The kinds of the lanes ``lanes_pixel_points`` keeps, in the same order (one per written lane)."""
+    return [lane.category for lane, _ in sampled_lanes(lanes, width, height, y_start, y_step)]
+
+
 def lanes_pixel_points(lanes: Sequence[Lane], width: int, height: int, y_start: int,
                        y_step: int = 8) -> list[np.ndarray]:
     """``Lane.pixel_points`` of each lane; lanes with fewer than 2 points dropped (no writer
     writes them)."""
-    points = (lane.pixel_points(width, height, y_start, y_step) for lane in lanes)
-    return [pts for pts in points if len(pts) >= 2]
+    return [pts for _, pts in sampled_lanes(lanes, width, height, y_start, y_step)]
 
 
 def printed(values: np.ndarray, decimals: int) -> np.ndarray:
@@ -124,7 +156,11 @@ def write_culane_lines(path: str | os.PathLike, lanes: Sequence[Lane], ori_w: in
 
 
 def tusimple_json_line(raw_file: str, lanes: Sequence[Lane], h_samples: Sequence[float],
-                       run_time: float, ori_w: int, ori_h: int) -> str:
-    """One line of a TuSimple prediction file (``raw_file``, ``lanes``, ``run_time`` in ms)."""
+                       run_time: float, ori_w: int, ori_h: int, kinds: bool = False) -> str:
+    """One line of a TuSimple prediction file (``raw_file``, ``lanes``, ``run_time`` in ms; with
+    ``kinds`` also ``categories``: each lane's OpenLane id, as long as ``lanes``)."""
     xs = [[int(v) for v in lane.to_tusimple(h_samples, ori_w, ori_h)] for lane in lanes]
-    return json.dumps({"raw_file": raw_file, "lanes": xs, "run_time": run_time})
+    line = {"raw_file": raw_file, "lanes": xs, "run_time": run_time}
+    if kinds:
+        line["categories"] = [lane.category for lane in lanes]
+    return json.dumps(line)

@@ -10,13 +10,15 @@ import numpy as np
 from srlane.data.crop import Crop
 from srlane.data.label_checks import good_labels
 from srlane.data.records import LaneRecord
+from srlane.evaluation.categories import category_metrics
 from srlane.evaluation.culane import CULaneEvaluator
-from srlane.lanes import Lane
+from srlane.lanes import Lane, has_kinds
 
 Evaluator = Callable[[Sequence[Sequence[Lane]]], dict]
 # (pixel lanes per record) -> metrics; a benchmark that ``scores_categories`` also takes each
 # lane's category: (pixel lanes per record, their categories per record) -> metrics
 PixelEvaluator = Callable[..., dict]
+CATEGORY_IOU = 0.5  # lanes are matched for the kind metrics as the headline metric matches them
 
 
 def check_count(predictions: Sequence, records: Sequence[LaneRecord]) -> None:
@@ -117,6 +119,29 @@ class Benchmark:
         pixel lanes ``prediction_points`` gives; None where the benchmark's metric has none
         (TuSimple's is per point; CurveLanes' is not exposed per lane)."""
         return None
+
+    def category_evaluator(self, records: Sequence[LaneRecord]) -> Evaluator | None:
+        """``predictions -> category metrics`` (``srlane.evaluation.categories``: accuracy,
+        per-kind F1, confusion matrix) over the pairs ``iou_evaluator`` matches at CATEGORY_IOU,
+        an empty dict when no lane has a predicted kind; None when the records carry no lane kinds
+        or the benchmark has no per-lane matching."""
+        if not records or any(record.lane_categories is None for record in records):
+            return None
+        matcher = self.iou_evaluator(records, (CATEGORY_IOU,))
+        if matcher is None:
+            return None
+
+        def evaluate(predictions: Sequence[Sequence[Lane]]) -> dict:
+            check_count(predictions, records)
+            if not any(has_kinds(lanes) for lanes in predictions):
+                return {}
+            images = []
+            for index, (record, lanes) in enumerate(zip(records, predictions)):
+                matches = matcher.image_matches(index, self.prediction_points(record, lanes), CATEGORY_IOU)
+                images.append((record.lane_categories, self.prediction_categories(record, lanes), matches.pairs))
+            return category_metrics(images)
+
+        return evaluate
 
     def prediction_points(self, record: LaneRecord, lanes: Sequence[Lane]) -> list[np.ndarray]:
         """The record's lanes as ``write_predictions`` writes them, read back: ``(N, 2)`` pixel

@@ -45,7 +45,8 @@ from srlane.data.records import DataFormatError, LaneRecord, ListEntry, read_lis
 from srlane.evaluation.culane import CULaneEvaluator, ImageScores, threshold_key
 from srlane.fileio import atomic_write_text
 from srlane.lane_kinds import CATEGORY_IDS, check_category
-from srlane.lanes import CULANE_DECIMALS, Lane, lanes_pixel_points, printed, write_culane_lines
+from srlane.lanes import (CULANE_DECIMALS, Lane, has_kinds, lanes_pixel_points, printed, sampled_categories,
+                          write_culane_lines)
 
 SPLIT_LISTS = {
     "train": ("list/train_gt.txt", "list/train.txt"),
@@ -451,11 +452,22 @@ class CULane(Benchmark):
         sampled = lanes_pixel_points(lanes, ori_w, ori_h, self.crop(ori_h, ori_w))
         return [printed(points, CULANE_DECIMALS).astype(np.float32) for points in sampled]
 
+    def prediction_categories(self, record: LaneRecord, lanes: Sequence[Lane]) -> list[int]:
+        ori_h, ori_w = self.size_of(record)
+        return sampled_categories(lanes, ori_w, ori_h, self.crop(ori_h, ori_w))
+
     def write_predictions(self, records: Sequence[LaneRecord], predictions: Sequence[Sequence[Lane]],
                           output_dir: str, run_times_ms: Sequence[float] | None = None) -> None:
+        """``<name>.lines.txt`` per image (the official format, unchanged) and, when the lanes have
+        kinds, the ``.lines.categories.txt`` sidecar beside it (``categories_file_name``, the
+        labels' format)."""
+        kinds = any(has_kinds(lanes) for lanes in predictions)
         for record, lanes in zip(records, predictions, strict=True):
             ori_h, ori_w = self.size_of(record)
             write_culane_lines(os.path.join(output_dir, lines_file_name(record.img_name)), lanes, ori_w, ori_h,
                                self.crop(ori_h, ori_w))
+            if kinds:
+                atomic_write_text(os.path.join(output_dir, categories_file_name(record.img_name)),
+                                  categories_text(self.prediction_categories(record, lanes)))
 
     read_predictions = staticmethod(read_predictions)

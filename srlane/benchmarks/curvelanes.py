@@ -26,7 +26,9 @@ script where it would fail or guess (spec: evaluation.md):
 - predictions are ``<name without extension>.lines.json`` (the label schema; a lane may also be
   a scored ``{"score": s, "points": [...]}``, all kept when no score threshold is given, where the
   official code fails) or ``.lines.txt``, read strictly: a value that is not a number or an odd
-  number of values on a line is an error naming the file and line.
+  number of values on a line is an error naming the file and line;
+- a network with a category head adds ``"Categories"`` to the ``.lines.json`` predictions: each
+  lane's OpenLane id, parallel to ``"Lines"`` (docs/lane_kinds.md), checked when read.
 """
 from __future__ import annotations
 
@@ -44,7 +46,7 @@ from srlane.data.label_checks import check_lane, number_problem, require_good_la
 from srlane.data.records import DataFormatError, LaneRecord, read_list, read_text
 from srlane.evaluation.curvelanes import CurveLanesEvaluator
 from srlane.fileio import atomic_write_text
-from srlane.lanes import Lane, lanes_pixel_points, printed
+from srlane.lanes import Lane, categories_problem, has_kinds, printed, sampled_lanes
 
 SPLITS = ("train", "valid", "test")
 PREDICTION_ROW_STEP = 8  # prediction files sample each lane every 8 rows from the crop down, as CULane's
@@ -131,6 +133,10 @@ def read_lines_json(path: str | os.PathLike, score_threshold: float | None = Non
     lines = data["Lines"]
     if not isinstance(lines, list):
         raise DataFormatError(path, None, f'"Lines" is {short_repr(lines)}, expected a list of lanes')
+    if "Categories" in data:
+        problem = categories_problem(data["Categories"], len(lines))
+        if problem is not None:
+            raise DataFormatError(path, None, f'"Categories": {problem}')
     lanes = []
     for i, lane in enumerate(lines):
         if isinstance(lane, dict):
@@ -173,10 +179,15 @@ def read_label(path: str, size: tuple[int, int]) -> list[np.ndarray]:
     return lanes
 
 
-def label_text(lanes: Sequence[np.ndarray], digits: int = LABEL_DECIMALS) -> str:
-    """A ``.lines.json`` file: coordinates as strings with ``digits`` decimals, as the official labels."""
-    return json.dumps({"Lines": [[{"x": f"{x:.{digits}f}", "y": f"{y:.{digits}f}"} for x, y in np.asarray(lane).tolist()]
-                                 for lane in lanes]})
+def label_text(lanes: Sequence[np.ndarray], digits: int = LABEL_DECIMALS,
+               categories: Sequence[int] | None = None) -> str:
+    """A ``.lines.json`` file: coordinates as strings with ``digits`` decimals, as the official labels;
+    with ``categories``, also ``"Categories"``: each lane's OpenLane id, parallel to ``"Lines"``."""
+    data: dict[str, list] = {"Lines": [[{"x": f"{x:.{digits}f}", "y": f"{y:.{digits}f}"}
+                                        for x, y in np.asarray(lane).tolist()] for lane in lanes]}
+    if categories is not None:
+        data["Categories"] = [int(c) for c in categories]
+    return json.dumps(data)
 
 
 def parse_list(data_root: str, list_path: str,
@@ -287,18 +298,26 @@ class CurveLanes(Benchmark):
     def pixel_evaluator(self, records: Sequence[LaneRecord]) -> PixelEvaluator:
         return f1_evaluator(records)
 
-    def _sampled(self, record: LaneRecord, lanes: Sequence[Lane]) -> list[np.ndarray]:
-        """The lanes in the record's pixels, every PREDICTION_ROW_STEP rows from its crop down."""
+    def _sampled(self, record: LaneRecord, lanes: Sequence[Lane]) -> list[tuple[Lane, np.ndarray]]:
+        """The lanes written, each with its points in the record's pixels, every
+        PREDICTION_ROW_STEP rows from its crop down."""
         height, width = self.size_of(record)
-        return lanes_pixel_points(lanes, width, height, self.crop(height, width), PREDICTION_ROW_STEP)
+        return sampled_lanes(lanes, width, height, self.crop(height, width), PREDICTION_ROW_STEP)
 
     def prediction_points(self, record: LaneRecord, lanes: Sequence[Lane]) -> list[np.ndarray]:
-        return [printed(points, LABEL_DECIMALS) for points in self._sampled(record, lanes)]
+        return [printed(points, LABEL_DECIMALS) for _, points in self._sampled(record, lanes)]
+
+    def prediction_categories(self, record: LaneRecord, lanes: Sequence[Lane]) -> list[int]:
+        return [lane.category for lane, _ in self._sampled(record, lanes)]
 
     def write_predictions(self, records: Sequence[LaneRecord], predictions: Sequence[Sequence[Lane]],
                           output_dir: str, run_times_ms: Sequence[float] | None = None) -> None:
+        """``<name>.lines.json`` per image, with ``"Categories"`` when the lanes have kinds."""
+        kinds = any(has_kinds(lanes) for lanes in predictions)
         for record, lanes in zip(records, predictions, strict=True):
             path = os.path.join(output_dir, os.path.splitext(record.img_name)[0] + ".lines.json")
-            atomic_write_text(path, label_text(self._sampled(record, lanes)))
+            sampled = self._sampled(record, lanes)
+            atomic_write_text(path, label_text([points for _, points in sampled], LABEL_DECIMALS,
+                                               [lane.category for lane, _ in sampled] if kinds else None))
 
     read_predictions = staticmethod(read_predictions)

@@ -3,7 +3,9 @@ file (``predictions.json``, one json line per image, written and read back) and 
 LaneEval accuracy.
 
 Each label line: ``{"lanes": [[x or -2, ...], ...], "h_samples": [y, ...], "raw_file": "clips/..."}``;
-each prediction line: ``{"raw_file": ..., "lanes": [[x or -2, ...], ...], "run_time": ms}``. As pixel
+each prediction line: ``{"raw_file": ..., "lanes": [[x or -2, ...], ...], "run_time": ms}``, with
+``"categories": [id, ...]`` (each lane's OpenLane kind, as long as ``lanes``) when the network
+predicts kinds (docs/lane_kinds.md). As pixel
 lanes, a lane of either is its ``(x, y)`` points at the h_samples where x >= 0 (LaneEval treats
 every negative x as absent, so nothing the metric sees is lost).
 
@@ -25,7 +27,7 @@ from srlane.data.label_checks import clean_lane, number_problem, short_repr
 from srlane.data.records import DataFormatError, LaneRecord, read_text, relative_name, require_image
 from srlane.evaluation.tusimple import tusimple_metric
 from srlane.fileio import atomic_write_text
-from srlane.lanes import Lane, tusimple_json_line
+from srlane.lanes import Lane, categories_problem, has_kinds, tusimple_json_line
 
 AccuracyEvaluator = Callable[[Sequence[Sequence[np.ndarray]], Sequence[float] | None], dict]
 
@@ -205,9 +207,24 @@ def read_prediction_file(path: str, records: Sequence[LaneRecord]) -> tuple[list
     Every record must be there once and nothing else (as LaneEval requires); a line that breaks
     this or the format is a DataFormatError naming the file and line.
     """
+    lanes, run_times, _ = read_prediction_lines(path, records)
+    return lanes, run_times
+
+
+def read_prediction_kinds(path: str, records: Sequence[LaneRecord]) -> list[list[int] | None]:
+    """Each record's predicted lane kinds (``"categories"``, parallel to its lanes; None on a
+    line without them), in the records' order, from a prediction json-lines file."""
+    return read_prediction_lines(path, records)[2]
+
+
+def read_prediction_lines(path: str, records: Sequence[LaneRecord]
+                          ) -> tuple[list[list[np.ndarray]], list[float], list[list[int] | None]]:
+    """``read_prediction_file``'s lanes and run times, and ``read_prediction_kinds``' kinds: a
+    ``"categories"`` that is not one OpenLane id per lane is a DataFormatError naming the lane."""
     index = {record.img_name: i for i, record in enumerate(records)}
     lanes: list[list[np.ndarray] | None] = [None] * len(records)
     run_times = [0.0] * len(records)
+    kinds: list[list[int] | None] = [None] * len(records)
     for line_no, item in json_lines(path):
         missing = [key for key in ("raw_file", "lanes", "run_time") if key not in item]
         if missing:
@@ -229,12 +246,17 @@ def read_prediction_file(path: str, records: Sequence[LaneRecord]) -> tuple[list
                                                      f"expected len(h_samples) = {len(h_samples)}")
         if number_problem(run_time) is not None:
             raise DataFormatError(path, line_no, f"image {raw_file!r}: run_time {run_time!r} is not a number")
+        if "categories" in item:
+            problem = categories_problem(item["categories"], len(rows))
+            if problem is not None:
+                raise DataFormatError(path, line_no, f"image {raw_file!r}: {problem}")
+            kinds[i] = list(item["categories"])
         lanes[i] = [row_points(xs, h_samples) for xs in rows]
         run_times[i] = float(run_time)
     absent = [record.img_name for record, found in zip(records, lanes) if found is None]
     if absent:
         raise DataFormatError(path, None, f"{len(absent)} ground-truth image(s) have no prediction, e.g. {absent[0]!r}")
-    return lanes, run_times
+    return lanes, run_times, kinds
 
 
 def read_predictions(records: Sequence[LaneRecord], source: str) -> list[list[np.ndarray]]:
@@ -282,14 +304,19 @@ class TuSimple(Benchmark):
         rows = self._rows(record)
         return [row_points(lane.to_tusimple(rows, ori_w, ori_h), rows) for lane in lanes]
 
+    def prediction_categories(self, record: LaneRecord, lanes: Sequence[Lane]) -> list[int]:
+        return [lane.category for lane in lanes]  # every lane is written, absent rows as -2
+
     def write_predictions(self, records: Sequence[LaneRecord], predictions: Sequence[Sequence[Lane]],
                           output_dir: str, run_times_ms: Sequence[float] | None = None) -> None:
-        """One ``predictions.json``: x at each record's ``_rows``; ``run_time`` 0 where not measured."""
+        """One ``predictions.json``: x at each record's ``_rows``; ``run_time`` 0 where not measured;
+        ``categories`` on every line when the lanes have kinds."""
+        kinds = any(has_kinds(lanes) for lanes in predictions)
         lines = []
         for i, (record, lanes) in enumerate(zip(records, predictions, strict=True)):
             ori_h, ori_w = self.size_of(record)
             lines.append(tusimple_json_line(record.img_name, lanes, self._rows(record),
-                                            run_times_ms[i] if run_times_ms else 0, ori_w, ori_h))
+                                            run_times_ms[i] if run_times_ms else 0, ori_w, ori_h, kinds))
         atomic_write_text(os.path.join(output_dir, "predictions.json"), "".join(line + "\n" for line in lines))
 
     read_predictions = staticmethod(read_predictions)

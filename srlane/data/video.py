@@ -19,7 +19,7 @@ import torch
 
 from srlane.data.crop import Crop
 from srlane.data.dataset import crop_and_resize, to_tensor
-from srlane.lanes import Lane, lanes_pixel_points
+from srlane.lanes import Lane, has_kinds, sampled_lanes
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".webm", ".wmv", ".flv", ".ts")
 
@@ -94,17 +94,17 @@ class VideoFrames:
         self.capture.release()
 
 
-def frame_lanes(lanes: Sequence[Lane], width: int, height: int, crop: int) -> list[np.ndarray]:
-    """The lanes of a frame as ``(M, 2)`` pixel points, sampled as the CULane writer samples them
-    (every 8 rows from the crop down, bottom first); lanes with fewer than 2 points dropped."""
-    return lanes_pixel_points(lanes, width, height, crop)
-
-
 def lanes_json_line(index: int, time: float | None, lanes: Sequence[Lane], width: int, height: int,
                     crop: int) -> str:
     """One line of ``<video>.lanes.jsonl``: ``{"frame", "time" (s), "lanes": [[[x, y], ...], ...]}``,
-    pixels of the frame with 3 decimals."""
-    pixel_lanes = [[[round(float(x), 3), round(float(y), 3)] for x, y in pts]
-                   for pts in frame_lanes(lanes, width, height, crop)]
-    return json.dumps({"frame": int(index), "time": None if time is None else round(float(time), 6),
-                       "lanes": pixel_lanes})
+    pixels of the frame with 3 decimals; when the lanes have kinds (a category head) also
+    ``"categories"`` (OpenLane ids) and ``"category_scores"`` (their probabilities, 4 decimals),
+    one per lane of ``"lanes"``."""
+    sampled = sampled_lanes(lanes, width, height, crop)
+    line = {"frame": int(index), "time": None if time is None else round(float(time), 6),
+            "lanes": [[[round(float(x), 3), round(float(y), 3)] for x, y in pts] for _, pts in sampled]}
+    if has_kinds(lanes):
+        line["categories"] = [lane.category for lane, _ in sampled]
+        line["category_scores"] = [None if lane.category_score is None else round(float(lane.category_score), 4)
+                                   for lane, _ in sampled]
+    return json.dumps(line)

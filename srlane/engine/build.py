@@ -25,6 +25,7 @@ from srlane.engine.distributed import failures_shared
 from srlane.engine.ema import ModelEMA
 from srlane.engine.fabric import build_fabric
 from srlane.engine.hooks import CheckpointHook, EarlyStopHook, Hook, LoggerHook, SkippedLabelsHook
+from srlane.engine.kind_report import KindTextHook
 from srlane.engine.loaders import LoaderBuilder, Prepare, SplitLoaders, split_loader
 from srlane.engine.memory_format import FORMATS, training_memory_format
 from srlane.engine.optim import build_optimizer, build_scheduler
@@ -134,8 +135,8 @@ def build_validator(cfg: Config, parts: TrainingParts, view: bool = False,
 
 def default_hooks(cfg: Config, recorder: Recorder, checkpointer: Checkpointer, optimizer: torch.optim.Optimizer,
                   trackers: Sequence[GuardedTracker] = (), skipped_labels: SkippedLabels | None = None) -> list[Hook]:
-    """The log line, the count of training images skipped for bad labels (``skipped_labels``),
-    early stopping when ``early_stop`` is set, the checkpoints, the result files
+    """The log line, the lane-kind tables as TensorBoard text, the count of training images skipped
+    for bad labels (``skipped_labels``), early stopping when ``early_stop`` is set, the checkpoints, the result files
     (``srlane.engine.results``) and, when training ends, ``best.pth`` and ``results.json`` to the
     ``trackers`` that keep artifacts. Early stopping counts a validation before best.pth is
     written, so the file holds that count."""
@@ -143,8 +144,8 @@ def default_hooks(cfg: Config, recorder: Recorder, checkpointer: Checkpointer, o
     skipped = [SkippedLabelsHook(skipped_labels, recorder.info)] if skipped_labels is not None else []
     folder = recorder.work_dir
     best, last = os.path.join(folder, BEST), os.path.join(folder, LAST)
-    return [LoggerHook(recorder, optimizer, cfg.log_interval, cfg.total_iter), *skipped, *early_stop,
-            CheckpointHook(checkpointer, cfg.save_interval),
+    return [LoggerHook(recorder, optimizer, cfg.log_interval, cfg.total_iter), KindTextHook(trackers), *skipped,
+            *early_stop, CheckpointHook(checkpointer, cfg.save_interval),
             ResultsHook(folder, recorder.is_main, cfg.get("test_parameters") or {}, best, last),
             ArtifactHook(trackers, [best, os.path.join(folder, RESULTS)])]
 

@@ -18,6 +18,7 @@ from lightning.fabric import Fabric
 from tqdm import tqdm
 
 from srlane.benchmarks.base import headline_counts
+from srlane.engine.kind_tables import KIND_KEYS, has_kind_metrics, kind_tables
 from srlane.fileio import FULL, disk_full
 
 
@@ -166,12 +167,15 @@ def flat_metrics(metrics: Mapping[str, object], prefix: str = "") -> dict[str, f
 
 def format_metrics(metrics: Mapping[str, object]) -> str:
     """The metric table: per category (CULane: F1 in percent, cross as its FP count) when the
-    metrics have ``categories``, else one aligned row per number (TuSimple: accuracy, fp, fn)."""
+    metrics have ``categories``, else one aligned row per number (TuSimple: accuracy, fp, fn);
+    then the lane-kind tables when the metrics have them (``kind_tables``)."""
+    kinds = "\n" + kind_tables(metrics) if has_kind_metrics(metrics) else ""
+    metrics = {key: value for key, value in metrics.items() if key not in KIND_KEYS}
     if isinstance(metrics.get("categories"), Mapping):
-        return _category_table(metrics)
+        return _category_table(metrics) + kinds
     rows = flat_metrics(metrics)
     width = max((len(k) for k in rows), default=0)
-    return "\n".join(f"  {key.ljust(width)}  {_number(value).rjust(10)}" for key, value in rows.items())
+    return "\n".join(f"  {key.ljust(width)}  {_number(value).rjust(10)}" for key, value in rows.items()) + kinds
 
 
 def _number(value: float | int | None) -> str:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from srlane.benchmarks.base import headline_counts
 from srlane.engine.hooks import Hook
+from srlane.engine.kind_report import write_kind_text
 from srlane.engine.state import TrainState
 from srlane.fileio import atomic_write_json
 
@@ -113,5 +114,6 @@ def validate_once(runner: Runner, thresholds: Mapping[str, Any], checkpoint: str
     if then is not None:
         then()
     recorder.log_validation(metrics, 0, f"metrics of {checkpoint or 'the initial weights'}")  # the table ends the log
+    write_kind_text(runner.fabric.loggers, metrics, 0)
     recorder.close()
     return metrics

@@ -59,6 +59,7 @@ class Validator:
         self.last: list[ImagePrediction] | None = None
         self.prepared: nn.Module | None = None  # the inference copy, made at the first validation
         self._evaluator: Evaluator | None = None
+        self._kinds: Evaluator | None = None  # the lane-kind metrics (Benchmark.category_evaluator)
 
     def inference_net(self) -> nn.Module:
         """The inference copy of ``net``, holding its current weights: under dp split by batch over
@@ -108,4 +109,8 @@ class Validator:
             self.log(f"wrote {count} pictures to {self.view_folder}")
         if self._evaluator is None:  # built once: it keeps what it derives from the annotations
             self._evaluator = self.benchmark.evaluator(dataset.records)
-        return dict(self._evaluator(ordered))
+            self._kinds = self.benchmark.category_evaluator(dataset.records)
+        metrics = dict(self._evaluator(ordered))
+        if self._kinds is not None:  # the lane kinds, when the labels and the predictions have them
+            metrics.update(self._kinds(ordered))
+        return metrics

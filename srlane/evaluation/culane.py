@@ -30,11 +30,13 @@ class LaneMatches:
     """Which lanes of one image the assignment matched at an IoU threshold: ``annotation`` and
     ``prediction`` are boolean per lane (True: a true positive pair; an unmatched annotation is a
     false negative, an unmatched prediction a false positive); ``iou`` per prediction, the IoU
-    of its assigned annotation (0 when none)."""
+    of its assigned annotation (0 when none); ``pairs`` the ``(annotation, prediction)`` index of
+    each true positive pair, ``(K, 2)``."""
 
     annotation: np.ndarray
     prediction: np.ndarray
     iou: np.ndarray
+    pairs: np.ndarray
 
 
 @dataclass
@@ -252,7 +254,7 @@ class CULaneEvaluator:
         annotation[rows[hit]], predicted[cols[hit]] = True, True
         pred_iou = np.zeros(len(preds))
         pred_iou[cols] = iou[rows, cols]
-        return LaneMatches(annotation, predicted, pred_iou)
+        return LaneMatches(annotation, predicted, pred_iou, np.stack([rows[hit], cols[hit]], axis=1))
 
     def summarize(self, scores: ImageScores) -> dict:
         """Totals over all images and over each category (see ``CULaneEvaluator.evaluate``)."""
