@@ -262,8 +262,8 @@ def test_evaluate_tool_table_and_json(tmp_path):
 
 def test_label_checks_apply_and_skip_leaves_a_training_frame_out(tmp_path):
     # frame 2's lane has two points in one row (check_lane): a training split under "skip" drops it
-    make_set(tmp_path, {"seg/1": ([vertical(500)], [1]), "seg/2": ([np.array([[500.0, 900.0], [520.0, 900.0]])], [1])},
-             split="training")
+    one_row = np.array([[500.0, 900.0], [520.0, 900.0]])
+    make_set(tmp_path, {"seg/1": ([vertical(500)], [1]), "seg/2": ([one_row], [1])}, split="training")
     label = openlane.label_path(tmp_path, "training/seg/2")
     skipped = []
     records = OpenLane(str(tmp_path), Crop(0), (1280, 1920), on_bad_label="skip").read_split("training", True,

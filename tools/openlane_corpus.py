@@ -5,10 +5,11 @@
 
 OUT gets ``images/validation/<segment>/<frame>.jpg`` (black 1920x1280 frames: the official tool
 reads them to draw its pictures), labels under ``lane3d_1000/validation/...``, result files under
-``results/validation/...`` and ``lists/validation.txt`` (the official ``-l`` format). Each frame mixes cases:
-lanes that overlap (clusters whose assignments are nearly equal), detections of another category, lanes of 0 or 1 point, empty and missing
-result files, empty labels, lanes leaving the image, many lanes, 2-point lanes, points out of v
-order and detections shifted to an IoU near the 0.3 threshold.
+``results/validation/...`` and ``lists/validation.txt`` (the official ``-l`` format). Each frame
+mixes cases: lanes that overlap (clusters whose assignments are nearly equal), detections of
+another category, lanes of 0 or 1 point, empty and missing result files, empty labels, lanes
+leaving the image or wholly off it, many lanes, 2-point lanes, points out of v order and
+detections shifted to an IoU near the 0.3 threshold.
 """
 import argparse
 import os
