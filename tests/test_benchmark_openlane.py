@@ -258,3 +258,15 @@ def test_evaluate_tool_table_and_json(tmp_path):
         "tp": 0, "fp": 1, "fn": 1, "precision": 0.0, "recall": 0.0, "f1": 0.0}
     agnostic = evaluate.main(args + ["--category-agnostic"])
     assert (agnostic["tp"], agnostic["fp"], agnostic["fn"], agnostic["f1"]) == (1, 0, 0, 1.0)
+
+
+def test_label_checks_apply_and_skip_leaves_a_training_frame_out(tmp_path):
+    # frame 2's lane has two points in one row (check_lane): a training split under "skip" drops it
+    one_row = np.array([[500.0, 900.0], [520.0, 900.0]])
+    make_set(tmp_path, {"seg/1": ([vertical(500)], [1]), "seg/2": ([one_row], [1])}, split="training")
+    label = openlane.label_path(tmp_path, "training/seg/2")
+    skipped = []
+    records = OpenLane(str(tmp_path), Crop(0), (1280, 1920), on_bad_label="skip").read_split("training", True,
+                                                                                              skipped.append)
+    assert [r.img_name for r in records] == ["images/training/seg/1.jpg"]
+    assert len(skipped) == 1 and f"{label}: lane 0: points (500, 900) and (520, 900) lie in one row" in skipped[0]

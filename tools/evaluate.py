@@ -124,9 +124,9 @@ def run_openlane(args: argparse.Namespace) -> dict:
     counts = evaluator.image_counts(lanes, categories)
     result = {**openlane.f1_results(counts), "category_aware": not args.category_agnostic}
     mode = "category-agnostic" if args.category_agnostic else "same category"
+    values = [fmt(result[k]) for k in ("tp", "fp", "fn", "precision", "recall", "f1")]
     print(table(["images", "IoU >", "matching", "tp", "fp", "fn", "precision", "recall", "F1"],
-                [[str(len(names)), fmt(args.iou, 2), mode] + [fmt(result[k]) for k in ("tp", "fp", "fn", "precision",
-                                                                                       "recall", "f1")]]))
+                [[str(len(names)), fmt(args.iou, 2), mode] + values]))
     if args.per_image:
         rows = ["image\ttp\tfp\tfn"] + [f"{n}\t{a}\t{b}\t{c}" for n, (a, b, c) in zip(names, counts.tolist())]
         atomic_write_text(args.per_image, "\n".join(rows) + "\n")

@@ -5,10 +5,11 @@
 
 OUT gets ``images/validation/<segment>/<frame>.jpg`` (black 1920x1280 frames: the official tool
 reads them to draw its pictures), labels under ``lane3d_1000/validation/...``, result files under
-``results/validation/...`` and ``lists/validation.txt`` (the official ``-l`` format). Each frame mixes cases:
-lanes that overlap, detections of another category, lanes of 0 or 1 point, empty and missing
-result files, empty labels, lanes leaving the image, many lanes, 2-point lanes, points out of v
-order and detections shifted to an IoU near the 0.3 threshold.
+``results/validation/...`` and ``lists/validation.txt`` (the official ``-l`` format). Each frame
+mixes cases: lanes that overlap (clusters whose assignments are nearly equal), detections of
+another category, lanes of 0 or 1 point, empty and missing result files, empty labels, lanes
+leaving the image or wholly off it, many lanes, 2-point lanes, points out of v order and
+detections shifted to an IoU near the 0.3 threshold.
 """
 import argparse
 import os
@@ -56,6 +57,11 @@ def frame_lanes(rng: np.random.Generator) -> tuple[list[np.ndarray], list[int], 
         twin = annos[0].copy()
         twin[:, 0] += rng.uniform(5, 25)
         annos.append(twin)
+    if num >= 1 and rng.random() < 0.15:  # a cluster: lanes 6-20 px apart, near-equal assignments
+        for _ in range(int(rng.integers(2, 4))):
+            near = annos[0].copy()
+            near[:, 0] += rng.uniform(6, 20) * rng.choice([-1, 1])
+            annos.append(near)
     anno_cats = [int(rng.choice(CATEGORY_IDS)) for _ in annos]
     preds, pred_cats = [], []
     for lane, cat in zip(annos, anno_cats):

@@ -30,16 +30,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from srlane.benchmarks.base import Benchmark, PixelEvaluator
-from srlane.data.label_checks import check_lane, number_problem, require_good_labels, short_repr
+from srlane.data.label_checks import check_lane, number_problem, short_repr
 from srlane.data.records import DataFormatError, LaneRecord, read_list, read_text
-from srlane.evaluation.openlane import IOU_THRESHOLD, WIDTH, OpenLaneEvaluator
+from srlane.evaluation.openlane import IMAGE_SHAPE, IOU_THRESHOLD, WIDTH, OpenLaneEvaluator
 from srlane.fileio import atomic_write_json, atomic_write_text
 from srlane.lane_kinds import check_category
 from srlane.lanes import Lane, printed
 
 SPLITS = ("training", "validation")
 LANE_SETS = ("lane3d_1000", "lane3d_300")
-IMAGE_SIZE = (1280, 1920)  # (height, width) of every OpenLane image: the official tool's canvas
+IMAGE_SIZE = IMAGE_SHAPE  # (height, width) of every OpenLane image: the official tool's canvas
 PREDICTION_ROW_STEP = 8  # result files sample each lane every 8 rows from the crop down
 RESULT_DECIMALS = 3  # coordinates in the result files we write
 
@@ -141,7 +141,8 @@ def _uv(entry: dict, path: str, i: int) -> np.ndarray:
     """Lane ``i``'s ``uv`` as ``(N, 2)`` float64, or a one-line DataFormatError."""
     uv = entry.get("uv")
     if not isinstance(uv, list) or len(uv) != 2 or not all(isinstance(c, list) for c in uv):
-        raise DataFormatError(path, None, f'lane {i}: "uv" is {short_repr(uv)}, expected [[u0, u1, ...], [v0, v1, ...]]')
+        raise DataFormatError(path, None,
+                              f'lane {i}: "uv" is {short_repr(uv)}, expected [[u0, u1, ...], [v0, v1, ...]]')
     if len(uv[0]) != len(uv[1]):
         raise DataFormatError(path, None, f'lane {i}: "uv" has {len(uv[0])} u and {len(uv[1])} v values, '
                                           "expected one v per u")
@@ -179,7 +180,8 @@ def read_frame(path: str | os.PathLike) -> Frame:
     frame = Frame(data.get("file_path"), [], [], [], [])
     for i, entry in enumerate(entries):
         if not isinstance(entry, dict):
-            raise DataFormatError(path, None, f'lane {i} is {short_repr(entry)}, expected {{"uv": ..., "category": ...}}')
+            raise DataFormatError(path, None,
+                                  f'lane {i} is {short_repr(entry)}, expected {{"uv": ..., "category": ...}}')
         frame.lanes.append(_uv(entry, path, i))
         category = check_category(entry.get("category"))
         if category is None:
