@@ -270,3 +270,22 @@ def test_label_checks_apply_and_skip_leaves_a_training_frame_out(tmp_path):
                                                                                               skipped.append)
     assert [r.img_name for r in records] == ["images/training/seg/1.jpg"]
     assert len(skipped) == 1 and f"{label}: lane 0: points (500, 900) and (520, 900) lie in one row" in skipped[0]
+
+
+def test_kind_metrics_pair_lanes_whatever_their_kinds(tmp_path):
+    # annotations x=500 (white-dash 1) and x=900 (yellow-solid 8); predictions on both, the first
+    # with the wrong kind (white-solid 2): the kinds' pairs ignore kinds (the tool's -k matching at
+    # IoU 0.3), so both pairs count, accuracy 1/2, and the confusion matrix has 1 -> 2 and 8 -> 8;
+    # the headline F-score (same category only) has one true positive
+    make_set(tmp_path, {"seg/1": ([vertical(500), vertical(900)], [1, 8])})
+    benchmark = OpenLane(str(tmp_path), Crop(640), (1280, 1920))
+    records = benchmark.read_split("validation", training=False)
+    predictions = [[Lane(vertical(502)[::-1] / [1920, 1280], category=2, category_score=0.9),
+                    Lane(vertical(900)[::-1] / [1920, 1280], category=8, category_score=0.8)]]
+    kinds = benchmark.category_evaluator(records)(predictions)
+    assert kinds["category_accuracy"] == 0.5 and kinds["category_matched"] == 2
+    confusion = kinds["category_confusion"]
+    matrix = dict(zip(confusion["kinds"], confusion["matrix"]))
+    assert matrix["white-dash"][confusion["kinds"].index("white-solid")] == 1
+    assert matrix["yellow-solid"][confusion["kinds"].index("yellow-solid")] == 1
+    assert benchmark.evaluator(records)(predictions)["tp"] == 1

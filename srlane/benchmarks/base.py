@@ -18,7 +18,6 @@ Evaluator = Callable[[Sequence[Sequence[Lane]]], dict]
 # (pixel lanes per record) -> metrics; a benchmark that ``scores_categories`` also takes each
 # lane's category: (pixel lanes per record, their categories per record) -> metrics
 PixelEvaluator = Callable[..., dict]
-CATEGORY_IOU = 0.5  # lanes are matched for the kind metrics as the headline metric matches them
 
 
 def check_count(predictions: Sequence, records: Sequence[LaneRecord]) -> None:
@@ -56,6 +55,7 @@ class Benchmark:
     fixed_size = True  # all images of one size: ori_img_h x ori_img_w of the config
     options: tuple[str, ...] = ()  # further dataset config keys the constructor takes
     scores_categories = False  # whether the metric reads each lane's category (OpenLane)
+    category_iou = 0.5  # lanes are paired for the kind metrics at the headline metric's IoU threshold
 
     def __init__(self, data_root: str, crop: Crop, image_size: tuple[int, int] | None = None,
                  cache_dir: str | None = None, on_bad_label: str = "error") -> None:
@@ -122,12 +122,12 @@ class Benchmark:
 
     def category_evaluator(self, records: Sequence[LaneRecord]) -> Evaluator | None:
         """``predictions -> category metrics`` (``srlane.evaluation.categories``: accuracy,
-        per-kind F1, confusion matrix) over the pairs ``iou_evaluator`` matches at CATEGORY_IOU,
+        per-kind F1, confusion matrix) over the pairs ``iou_evaluator`` matches at ``category_iou``,
         an empty dict when no lane has a predicted kind; None when the records carry no lane kinds
         or the benchmark has no per-lane matching."""
         if not records or any(record.lane_categories is None for record in records):
             return None
-        matcher = self.iou_evaluator(records, (CATEGORY_IOU,))
+        matcher = self.iou_evaluator(records, (self.category_iou,))
         if matcher is None:
             return None
 
@@ -137,7 +137,7 @@ class Benchmark:
                 return {}
             images = []
             for index, (record, lanes) in enumerate(zip(records, predictions)):
-                matches = matcher.image_matches(index, self.prediction_points(record, lanes), CATEGORY_IOU)
+                matches = matcher.image_matches(index, self.prediction_points(record, lanes), self.category_iou)
                 images.append((record.lane_categories, self.prediction_categories(record, lanes), matches.pairs))
             return category_metrics(images)
 

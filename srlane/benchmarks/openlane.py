@@ -32,7 +32,8 @@ import numpy as np
 from srlane.benchmarks.base import Benchmark, PixelEvaluator
 from srlane.data.label_checks import check_lane, number_problem, short_repr
 from srlane.data.records import DataFormatError, LaneRecord, read_list, read_text
-from srlane.evaluation.openlane import IMAGE_SHAPE, IOU_THRESHOLD, WIDTH, OpenLaneEvaluator
+from srlane.evaluation.culane import CULaneEvaluator
+from srlane.evaluation.openlane import IMAGE_SHAPE, IOU_THRESHOLD, WIDTH, OpenLaneEvaluator, scored_lanes
 from srlane.fileio import atomic_write_json, atomic_write_text
 from srlane.lane_kinds import check_category
 from srlane.lanes import Lane, printed
@@ -312,6 +313,7 @@ class OpenLane(Benchmark):
     name = "openlane"
     splits = SPLITS
     scores_categories = True
+    category_iou = IOU_THRESHOLD
     options = ("lane_set", "category_aware")
 
     def __init__(self, *args, lane_set: str = "lane3d_1000", category_aware: bool = True, **kwargs) -> None:
@@ -322,6 +324,14 @@ class OpenLane(Benchmark):
 
     def _read_split(self, split: str, training: bool) -> list[LaneRecord]:
         return load_openlane(self.data_root, split, self.lane_set)
+
+    def iou_evaluator(self, records: Sequence[LaneRecord], iou_thresholds: Sequence[float]) -> CULaneEvaluator:
+        """Per-lane matching on the tool's canvas and width, whatever the lanes' kinds (the tool's
+        ``-k``): the pairs the kind metrics compare (``category_evaluator``) and the report's
+        gallery. Each annotation keeps its index (records hold lanes of >= 2 points)."""
+        lanes = [scored_lanes(r.lanes, (0,) * len(r.lanes))[0] for r in records]
+        return CULaneEvaluator(lanes, iou_thresholds=iou_thresholds, width=WIDTH, img_shape=IMAGE_SIZE,
+                               official_matching=True)
 
     def pixel_evaluator(self, records: Sequence[LaneRecord]) -> PixelEvaluator:
         return f1_evaluator([r.lanes for r in records], [r.lane_categories or (0,) * len(r.lanes) for r in records],
