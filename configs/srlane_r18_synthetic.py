@@ -1,31 +1,9 @@
 """Quickstart: SRLane R18 from scratch on the synthetic road set, sized for a 2-core CPU.
 
 The set (1000 training, 300 test images, CULane layout) is generated under datasets/synthetic
-on first use. Small input (384x160), batch 8, no ImageNet weights (nothing is downloaded).
-A training step takes about 0.8 s on 2 quiet cores, so 800 iterations take about 11 minutes.
-
-Two choices differ from the CULane recipe, both for training from scratch in minutes:
-- a long warmup (half the run): the sketch head's angle maps settle before the refine head's
-  regression commits to proposals;
-- ``iou_pred_width = "target"``: the line-IoU loss gives every predicted row the target's band,
-  so noisy rows keep a gradient (the release's band has a zero-gradient zone there; see
-  srlane.models.losses.line_iou).
+on first use. The recipe (configs/schedules/synthetic_cpu.py): small input (384x160), batch 8,
+800 iterations, no ImageNet weights. A training step takes about 0.8 s on 2 quiet cores, so
+800 iterations take about 11 minutes.
 """
 
-_base_ = ["models/srlane_r18.py", "datasets/synthetic.py"]
-
-img_w = 384
-img_h = 160
-model = dict(backbone=dict(pretrained=False))
-iou_pred_width = "target"
-optimizer = dict(type="AdamW", lr=1e-3, fused=True)  # fused: one kernel per step
-scheduler = dict(type="warmup_cosine", warmup_iter=400)
-total_iter = 800
-batch_size = 8
-workers = 2
-eval_ep = 2
-save_interval = 200
-log_interval = 50
-precision = "32-true"
-strategy = "ddp"
-seed = 0
+_base_ = ["models/srlane_r18.py", "datasets/synthetic.py", "schedules/synthetic_cpu.py"]

@@ -6,15 +6,15 @@ images/, lane3d_1000/, every lane with its OpenLane category) is generated under
 datasets/synthetic_openlane on first use. Its scenes draw every kind OpenLane names: white and
 yellow, solid, dashed, double and mixed lines, and the road edges as left and right curbs.
 
-The recipe is the quickstart's (configs/srlane_r18_synthetic.py: 384x160, batch 8, AdamW, a long
-warmup, 800 iterations) with a head of 14 classes (every OpenLane category) on the refine stage.
+The recipe is the quickstart's (configs/schedules/synthetic_cpu.py: 384x160, batch 8, AdamW, a
+long warmup, 800 iterations) with a head of 14 classes (every OpenLane category) on the refine stage.
 The crop keeps the bottom 800 rows (1920x800 has the input's aspect ratio). Validation reports
 the official 2D F-score, which counts a lane only with the right kind, and the kinds' table:
 accuracy on matched lanes, F1 per kind, the confusion matrix. The augmentation keeps colours
 (no channel shuffle: it would turn yellow paint blue); the flip mirrors mixed kinds and curbs.
 """
 
-_base_ = ["models/srlane_r18.py", "datasets/openlane.py"]
+_base_ = ["models/srlane_r18.py", "datasets/openlane.py", "schedules/synthetic_cpu.py"]
 
 dataset = dict(
     data_root="datasets/synthetic_openlane",
@@ -22,19 +22,4 @@ dataset = dict(
 )
 augmentation = dict(channel_shuffle=0.0)
 max_lanes = 8  # up to 6 lines and 2 curbs in a synthetic frame
-
-img_w = 384
-img_h = 160
-model = dict(backbone=dict(pretrained=False), num_lane_categories=14)
-iou_pred_width = "target"
-optimizer = dict(type="AdamW", lr=1e-3, fused=True)
-scheduler = dict(type="warmup_cosine", warmup_iter=400)
-total_iter = 800
-batch_size = 8
-workers = 2
-eval_ep = 2
-save_interval = 200
-log_interval = 50
-precision = "32-true"
-strategy = "ddp"
-seed = 0
+model = dict(num_lane_categories=14)
