@@ -358,13 +358,17 @@ def test_rendered_paint_is_the_labelled_kind():
             points = trace.points[:max(3, len(trace.points) // 2)]
             x, y = np.clip(np.round(points[:, 0]).astype(int), 0, 1919), points[:, 1].astype(int)
             pixels = image[y, x]
-            red_over_blue = (pixels[:, 2] - pixels[:, 0]).mean()
-            painted = (pixels.mean(axis=1) > np.median(image[y].mean(axis=2), axis=1) + 25).mean()
+            on_paint = pixels.mean(axis=1) > np.median(image[y].mean(axis=2), axis=1) + 25
+            painted = on_paint.mean()
+            red_over_blue = (pixels[on_paint, 2] - pixels[on_paint, 0]).mean() if on_paint.any() else 0.0
             kind = LANE_KINDS[category]
+            if not on_paint.any():  # every sampled point in a gap of a dashed line
+                assert kind.pattern == "dashed", (index, category)
+                continue
             assert (red_over_blue > 40) == (kind.colour == "yellow"), (index, category)
             assert painted >= 0.99 if kind.pattern == "solid" else painted < 0.95, (index, category)
             checked[kind.name] += 1
-    assert set(checked) == {"white-solid", "white-dash", "yellow-dash"}
+    assert {"white-solid", "white-dash", "yellow-dash"} <= set(checked)
 
 
 def test_openlane_layout_round_trip(tmp_path):

@@ -22,8 +22,8 @@ model = dict(
         z_std=0.2379,
     ),
 )
-# (a category head adds loss_weights.category, default 1.0: its cross-entropy on matched proposals)
-loss_weights = dict(iou=2.0, cls=2.0, l1=0.2, angle=5.0, attn=0.0, seg=0.0)
+# category: a category head's cross-entropy on matched proposals (no head: not used)
+loss_weights = dict(iou=2.0, cls=2.0, l1=0.2, angle=5.0, attn=0.0, seg=0.0, category=1.0)
 # Line-IoU loss band of a predicted row: "prediction" widens it by the prediction's own slope
 # (the release); "target" uses the target's width, which keeps a gradient on noisy rows and
 # trains much faster from scratch (see srlane.models.losses.line_iou).

@@ -22,7 +22,8 @@ class SRLaneLoss(nn.Module):
     ``iou_pred_width`` is the IoU loss's ``line_iou(pred_width=...)``: ``"prediction"`` (the
     release) or ``"target"`` (no gradient dead zone; the assignment is unchanged either way).
     ``num_categories`` K > 0: the predictions' last K columns are category logits, and
-    ``category`` (optional, default 1.0) weighs their cross-entropy on the matched proposals.
+    ``category`` (optional, default 1.0) weighs their cross-entropy on the matched proposals (no
+    head: not used).
     """
 
     def __init__(self, img_w: int, num_points: int, weights: Mapping[str, float],
@@ -42,10 +43,7 @@ class SRLaneLoss(nn.Module):
         if missing:
             raise ValueError(f"loss_weights: missing keys {missing}")
         self.num_categories = int(num_categories)
-        category_weight = float(weights.get("category", 1.0 if self.num_categories else 0.0))
-        if category_weight and not self.num_categories:
-            raise ValueError(f"loss_weights.category={category_weight} needs a category head "
-                             "(model.num_lane_categories > 0)")
+        category_weight = float(weights.get("category", 1.0)) if self.num_categories else 0.0
         self.img_w = float(img_w)
         self.num_points = num_points
         self.n_strips = num_points - 1
