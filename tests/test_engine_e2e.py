@@ -129,6 +129,7 @@ def damaged(experiment, tmp_path):
     (train / "00000.jpg").write_bytes(b"\xff\xd8 not a jpeg")
     cv2.imwrite(str(train / "00030.jpg"), np.full((360, 640, 3), 90, np.uint8))
     (train / "00030.lines.txt").write_text("")
+    (train / "00030.lines.categories.txt").unlink()  # its lanes' kinds went with them
     cfg = tmp_path / "damaged.py"
     cfg.write_text(f"_base_ = [{str(experiment / 'exp.py')!r}]\n"
                    f"dataset = dict(data_root={str(root)!r}, generate=None, cache_dir={str(tmp_path / 'cache')!r})\n")
