@@ -24,6 +24,7 @@ from srlane.benchmarks.culane import read_lines_file  # noqa: E402
 from srlane.benchmarks.curvelanes import read_lines_json  # noqa: E402
 from srlane.inference.inputs import InputError, collect_inputs  # noqa: E402
 from srlane.inference.model import load_network  # noqa: E402
+from srlane.lane_kinds import KNOWN_CATEGORIES  # noqa: E402
 from srlane.lanes import culane_lines  # noqa: E402
 from srlane.models import backbone, build_net  # noqa: E402
 from srlane.models.decode import build_decoder  # noqa: E402
@@ -546,3 +547,47 @@ def test_a_full_disk_is_one_line_for_the_prediction_files_and_the_raw_outputs(se
         assert line.startswith(f"error: cannot write {disk / 'raw' / 'outputs.npy'}: no space left on device (")
         assert sorted(p.name for p in disk.rglob("*.lines.txt")) == ["a.lines.txt", "b.lines.txt", "c.lines.txt"]
         assert not (disk / "raw" / "outputs.npy").exists()
+
+
+@pytest.fixture(scope="module")
+def kinds_checkpoint(setup):
+    """The tiny config with a category head of all 14 kinds and its random-init checkpoint."""
+    tmp, _, _ = setup
+    config = tmp / "kinds.py"
+    config.write_text(f"_base_ = [{str(tmp / 'tiny.py')!r}]\nmodel = dict(num_lane_categories=14)\n")
+    torch.save({"net": lane_emitting_net(load_experiment(config)).state_dict()}, tmp / "kinds.pth")
+    return config, tmp / "kinds.pth"
+
+
+@pytest.mark.parametrize("fmt", ["culane", "tusimple", "curvelanes", "openlane"])
+def test_a_category_checkpoint_writes_each_lanes_kind_in_every_format(setup, kinds_checkpoint, videos, tmp_path,
+                                                                       fmt):
+    tmp, _, _ = setup
+    config, checkpoint = kinds_checkpoint
+    out = tmp_path / "out"
+    summary = predict.main([str(config), str(tmp / "images" / "a.jpg"), str(tmp / "images" / "sub" / "c.jpg"),
+                            str(videos / "other.avi"), "--load-from", str(checkpoint), "--out", str(out), "--format",
+                            fmt, "--conf-threshold", "0", "--workers", "0", "--device", "cpu"])
+    assert summary["lanes"] > 0
+    per_file = []  # (lanes, kinds) of each written file
+    if fmt == "culane":
+        for path in out.rglob("*.lines.txt"):
+            kinds = path.with_name(path.name.replace(".lines.txt", ".lines.categories.txt")).read_text().split()
+            per_file.append((len(read_lines_file(path)), [int(k) for k in kinds]))
+    elif fmt == "tusimple":
+        for row in map(json.loads, (out / "predictions.json").read_text().splitlines()):
+            per_file.append((len(row["lanes"]), row["categories"]))
+    elif fmt == "curvelanes":
+        for path in out.rglob("*.lines.json"):
+            data = json.loads(path.read_text())
+            per_file.append((len(data["Lines"]), data["Categories"]))
+    else:
+        for path in out.rglob("*.json"):
+            entries = json.loads(path.read_text())["lane_lines"]
+            per_file.append((len(entries), [entry["category"] for entry in entries]))
+    for row in read_jsonl(out / "other.lanes.jsonl"):  # the video's lines, whatever the format
+        per_file.append((len(row["lanes"]), row.get("categories", [])))
+        assert all(0 < score <= 1 for score in row.get("category_scores", []))
+    assert len(per_file) == 2 + 3 and sum(lanes for lanes, _ in per_file) > 0
+    for lanes, kinds in per_file:
+        assert len(kinds) == lanes and all(kind in KNOWN_CATEGORIES for kind in kinds)
