@@ -8,7 +8,7 @@ yellow, solid, dashed, double and mixed lines, and the road edges as left and ri
 
 The recipe is the quickstart's (configs/schedules/synthetic_cpu.py: 384x160, batch 8, AdamW, a
 long warmup, 800 iterations) with a head of 14 classes (every OpenLane category) on the refine stage.
-The crop keeps the 720 rows below the synthetic horizon. Validation reports
+The crop keeps the bottom 800 rows (1920x800 has the input's aspect ratio). Validation reports
 the official 2D F-score, which counts a lane only with the right kind, and the kinds' table:
 accuracy on matched lanes, F1 per kind, the confusion matrix. The augmentation keeps colours
 (no channel shuffle: it would turn yellow paint blue); the flip mirrors mixed kinds and curbs.
@@ -22,6 +22,4 @@ dataset = dict(
 )
 augmentation = dict(channel_shuffle=0.0)
 max_lanes = 8  # up to 6 lines and 2 curbs in a synthetic frame
-cut_height = 560  # the synthetic horizon lies at rows 560-660: the kept 1920x720 holds no sky
 model = dict(num_lane_categories=14)
-loss_weights = dict(category=2.0)

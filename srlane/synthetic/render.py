@@ -174,8 +174,8 @@ def _base_image(scene: Scene, rng: np.random.Generator, row0: int) -> np.ndarray
     s_end = float(road.s[road.end - 1])
     cv2.fillPoly(img, [_strip(road, cam, (scene.road_left, scene.road_right), -4.0, s_end)], asphalt,
                  cv2.LINE_AA, _SUBPIXEL)
-    if layout.openlane_kinds:  # kerb stones, paler than the asphalt, just outside its edges
-        kerb = np.clip(scene.asphalt * 1.3 + 25.0, 0, 255).tolist()
+    if layout.openlane_kinds:  # kerb stones, a little paler than the asphalt, just outside its edges
+        kerb = np.clip(scene.asphalt * 1.15 + 12.0, 0, 255).tolist()
         kerbs = [_strip(road, cam, (scene.road_left - _KERB, scene.road_left), -4.0, s_end),
                  _strip(road, cam, (scene.road_right, scene.road_right + _KERB), -4.0, s_end)]
         cv2.fillPoly(img, kerbs, kerb, cv2.LINE_AA, _SUBPIXEL)

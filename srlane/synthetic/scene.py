@@ -83,11 +83,11 @@ LAYOUTS: dict[str, tuple[Layout, ...]] = {"culane": (CULANE,), "tusimple": (TUSI
 # (yellow, style) of an openlane-format line and its weight, by where the line is: the leftmost
 # (a centre line: mostly yellow), the rightmost of several, or one between
 _OPENLANE_KINDS: dict[str, dict[tuple[bool, str], float]] = {
-    "left": {(True, "solid"): 0.25, (True, "dashed"): 0.15, (True, "double"): 0.3, (True, "double-dashed"): 0.04,
-             (True, "left-dashed"): 0.03, (True, "left-solid"): 0.03, (False, "solid"): 0.12, (False, "double"): 0.08},
+    "left": {(True, "solid"): 0.2, (True, "dashed"): 0.12, (True, "double"): 0.22, (True, "double-dashed"): 0.1,
+             (True, "left-dashed"): 0.08, (True, "left-solid"): 0.08, (False, "solid"): 0.12, (False, "double"): 0.08},
     "right": {(False, "solid"): 0.6, (False, "dashed"): 0.25, (False, "double"): 0.15},
-    "inner": {(False, "dashed"): 0.55, (False, "solid"): 0.18, (False, "double"): 0.12, (False, "double-dashed"): 0.04,
-              (False, "left-dashed"): 0.03, (False, "left-solid"): 0.03, (True, "dashed"): 0.05},
+    "inner": {(False, "dashed"): 0.42, (False, "solid"): 0.14, (False, "double"): 0.1, (False, "double-dashed"): 0.1,
+              (False, "left-dashed"): 0.08, (False, "left-solid"): 0.08, (True, "dashed"): 0.08},
 }
 
 
